@@ -1,0 +1,283 @@
+//! Server configuration, layered: built-in defaults, then an optional TOML file (`--config`), then
+//! `FERRY_*` environment variables, then command-line flags. Validated once, at start, with
+//! messages that name the bad setting.
+
+use std::net::SocketAddr;
+use std::path::Path;
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use serde::{Deserialize, Deserializer, Serialize};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// `sqlite://ferry.db` (created if missing) or `postgres://user@host/db`.
+    pub database_url: String,
+    pub http_addr: SocketAddr,
+    pub grpc_addr: SocketAddr,
+    /// When set, an admin token with exactly this value exists after start.
+    pub bootstrap_token: Option<String>,
+    /// Origins allowed by CORS, e.g. `https://console.example.com`; `*` allows any.
+    #[serde(deserialize_with = "list_or_comma_separated")]
+    pub cors_origins: Vec<String>,
+    pub log_format: LogFormat,
+    /// A `tracing` filter, e.g. `info` or `warn,ferry=debug`.
+    pub log_level: String,
+    /// Largest request body in bytes, except inventory imports.
+    pub max_body_bytes: usize,
+    /// Largest inventory document in bytes (`PUT /v1/clusters/{id}/inventory`).
+    pub max_inventory_bytes: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            database_url: "sqlite://ferry.db".into(),
+            http_addr: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            grpc_addr: SocketAddr::from(([127, 0, 0, 1], 50051)),
+            bootstrap_token: None,
+            cors_origins: Vec::new(),
+            log_format: LogFormat::Text,
+            log_level: "info".into(),
+            max_body_bytes: 1024 * 1024,
+            max_inventory_bytes: 256 * 1024 * 1024,
+        }
+    }
+}
+
+/// Settings given as flags; `None` leaves the lower layers' value.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Overrides {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub database_url: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub http_addr: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub grpc_addr: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub log_format: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub log_level: Option<String>,
+}
+
+/// Every setting; each is also read from the environment as `FERRY_<KEY>` in upper case.
+pub const KEYS: [&str; 9] = [
+    "database_url",
+    "http_addr",
+    "grpc_addr",
+    "bootstrap_token",
+    "cors_origins",
+    "log_format",
+    "log_level",
+    "max_body_bytes",
+    "max_inventory_bytes",
+];
+
+/// Shortest bootstrap token accepted: it is an admin credential.
+pub const MIN_BOOTSTRAP_TOKEN_LEN: usize = 16;
+
+impl Config {
+    /// Loads the layers and validates the result.
+    pub fn load(file: Option<&Path>, overrides: &Overrides) -> anyhow::Result<Self> {
+        let mut figment = Figment::from(Serialized::defaults(Config::default()));
+        if let Some(path) = file {
+            if !path.exists() {
+                anyhow::bail!("config file {} does not exist", path.display());
+            }
+            figment = figment.merge(Toml::file(path));
+        }
+        // Variables the server does not read (e.g. FERRY_TEST_*) must not fail the start.
+        let env = Env::prefixed("FERRY_")
+            .filter(|key| KEYS.iter().any(|k| key.as_str().eq_ignore_ascii_case(k)));
+        let config: Config = figment
+            .merge(env)
+            .merge(Serialized::defaults(overrides))
+            .extract()
+            .map_err(|e| anyhow::anyhow!("invalid configuration: {}", describe(e)))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    pub fn validate(&self) -> anyhow::Result<()> {
+        let url = &self.database_url;
+        if !(url.starts_with("sqlite:")
+            || url.starts_with("postgres://")
+            || url.starts_with("postgresql://"))
+        {
+            anyhow::bail!(
+                "invalid configuration: database_url (FERRY_DATABASE_URL) must start with \
+                 `sqlite:` or `postgres://`, got `{url}`"
+            );
+        }
+        if let Some(token) = &self.bootstrap_token
+            && (token.len() < MIN_BOOTSTRAP_TOKEN_LEN || token.chars().any(char::is_whitespace))
+        {
+            anyhow::bail!(
+                "invalid configuration: bootstrap_token (FERRY_BOOTSTRAP_TOKEN) must be at least \
+                 {MIN_BOOTSTRAP_TOKEN_LEN} characters without spaces"
+            );
+        }
+        for origin in &self.cors_origins {
+            if origin != "*" && http::HeaderValue::from_str(origin).is_err()
+                || !(origin == "*"
+                    || origin.starts_with("http://")
+                    || origin.starts_with("https://"))
+            {
+                anyhow::bail!(
+                    "invalid configuration: cors_origins (FERRY_CORS_ORIGINS) entry `{origin}` \
+                     must be `*` or an origin like `https://console.example.com`"
+                );
+            }
+        }
+        if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.log_level) {
+            anyhow::bail!(
+                "invalid configuration: log_level (FERRY_LOG_LEVEL) `{}` is not a valid filter: {e}",
+                self.log_level
+            );
+        }
+        if self.max_body_bytes < 1024 {
+            anyhow::bail!("invalid configuration: max_body_bytes must be at least 1024");
+        }
+        if self.max_inventory_bytes < self.max_body_bytes {
+            anyhow::bail!(
+                "invalid configuration: max_inventory_bytes must be at least max_body_bytes"
+            );
+        }
+        Ok(())
+    }
+}
+
+/// figment's errors name the key; add the environment variable that sets it.
+fn describe(err: figment::Error) -> String {
+    err.into_iter()
+        .map(|e| {
+            let key = e.path.join(".");
+            if key.is_empty() {
+                e.to_string()
+            } else {
+                format!("{key} (FERRY_{}): {}", key.to_uppercase(), e.kind)
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+/// Accepts `["a", "b"]` in TOML and `a,b` in an environment variable.
+fn list_or_comma_separated<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Either {
+        List(Vec<String>),
+        Text(String),
+    }
+    Ok(match Either::deserialize(d)? {
+        Either::List(list) => list,
+        Either::Text(text) => text
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(String::from)
+            .collect(),
+    })
+}
+
+#[cfg(test)]
+// figment::Jail fixes the closure's error type.
+#[allow(clippy::result_large_err)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid() {
+        figment::Jail::expect_with(|_| {
+            let c = Config::load(None, &Overrides::default()).unwrap();
+            assert_eq!(c, Config::default());
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn layers_apply_in_order() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file(
+                "ferry.toml",
+                "http_addr = \"127.0.0.1:9000\"\ngrpc_addr = \"127.0.0.1:9001\"\ncors_origins = [\"https://a.example\"]\n",
+            )?;
+            jail.set_env("FERRY_GRPC_ADDR", "127.0.0.1:9002");
+            jail.set_env("FERRY_CORS_ORIGINS", "https://b.example, https://c.example");
+            jail.set_env("FERRY_TEST_POSTGRES_URL", "ignored");
+            let overrides = Overrides {
+                database_url: Some("postgres://localhost/ferry".into()),
+                ..Default::default()
+            };
+            let c = Config::load(Some(Path::new("ferry.toml")), &overrides).unwrap();
+            assert_eq!(c.http_addr.port(), 9000, "file beats default");
+            assert_eq!(c.grpc_addr.port(), 9002, "env beats file");
+            assert_eq!(
+                c.database_url, "postgres://localhost/ferry",
+                "flag beats all"
+            );
+            assert_eq!(
+                c.cors_origins,
+                vec!["https://b.example", "https://c.example"]
+            );
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn bad_settings_are_named() {
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("FERRY_HTTP_ADDR", "not-an-address");
+            let err = Config::load(None, &Overrides::default())
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("http_addr"), "{err}");
+            assert!(err.contains("FERRY_HTTP_ADDR"), "{err}");
+            Ok(())
+        });
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("FERRY_DATABASE_URL", "mysql://x");
+            let err = Config::load(None, &Overrides::default())
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("FERRY_DATABASE_URL"), "{err}");
+            Ok(())
+        });
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("FERRY_BOOTSTRAP_TOKEN", "short");
+            let err = Config::load(None, &Overrides::default())
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("FERRY_BOOTSTRAP_TOKEN"), "{err}");
+            Ok(())
+        });
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("FERRY_LOG_FORMAT", "xml");
+            let err = Config::load(None, &Overrides::default())
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("log_format"), "{err}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn missing_config_file_is_an_error() {
+        let err = Config::load(
+            Some(Path::new("/nonexistent/ferry.toml")),
+            &Overrides::default(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("/nonexistent/ferry.toml"), "{err}");
+    }
+}

@@ -1,0 +1,147 @@
+//! The public gRPC API (`proto/ferry/v1/inventory.proto`): InventoryService and AdminService,
+//! the standard health service and server reflection, on one port.
+//!
+//! Like the REST handlers, every method is request -> caller -> one [`Service`] call -> answer.
+//! [`Api::call`] is the single place that authenticates and records metrics, so no method can
+//! forget either.
+
+mod admin;
+mod convert;
+mod inventory;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use tokio::net::TcpListener;
+use tonic::transport::server::TcpIncoming;
+use tonic::{Request, Response, Status};
+
+use crate::auth::{Caller, parse_bearer};
+use crate::error::{Error, Result};
+use crate::metrics::{Metrics, RequestLabels};
+use crate::service::Service;
+
+/// The code generated from the proto: messages, clients and server traits.
+#[allow(clippy::all, clippy::pedantic, missing_docs)]
+pub mod pb {
+    tonic::include_proto!("ferry.v1");
+
+    /// Descriptors of `ferry.v1` and its imports, served by reflection.
+    pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("ferry_descriptor");
+}
+
+use pb::admin_service_server::AdminServiceServer;
+use pb::inventory_service_server::InventoryServiceServer;
+
+/// Largest request message InventoryService accepts: imports carry a whole inventory document,
+/// so it matches REST's default `max_inventory_bytes`. The admin service keeps tonic's 4 MiB.
+const MAX_INVENTORY_MESSAGE_BYTES: usize = 256 * 1024 * 1024;
+
+/// Both services' implementation: the shared service layer and the metrics it reports to.
+#[derive(Clone)]
+pub(crate) struct Api {
+    service: Service,
+    metrics: Arc<Metrics>,
+}
+
+impl Api {
+    /// Runs one method: authenticates from the `authorization` metadata, runs `op` with the
+    /// caller, and records the call's route, gRPC code and duration, failures included.
+    async fn call<Req, Resp, Fut>(
+        &self,
+        route: &'static str,
+        request: Request<Req>,
+        op: impl FnOnce(Caller, Req) -> Fut,
+    ) -> Result<Response<Resp>, Status>
+    where
+        Fut: Future<Output = Result<Resp>>,
+    {
+        let started = Instant::now();
+        let result = match self.caller(&request).await {
+            Ok(caller) => op(caller, request.into_inner()).await,
+            Err(e) => Err(e),
+        };
+        let code = match &result {
+            Ok(_) => tonic::Code::Ok,
+            Err(e) => e.code.grpc_code(),
+        };
+        self.metrics.observe(
+            RequestLabels {
+                transport: "grpc",
+                // gRPC is always an HTTP/2 POST; the label keeps the REST and gRPC series alike.
+                method: "POST".into(),
+                route: route.into(),
+                status: code as u16,
+            },
+            started.elapsed().as_secs_f64(),
+        );
+        result.map(Response::new).map_err(Status::from)
+    }
+
+    async fn caller<T>(&self, request: &Request<T>) -> Result<Caller> {
+        let secret = match request.metadata().get("authorization") {
+            None => None,
+            Some(value) => Some(value.to_str().ok().and_then(parse_bearer).ok_or_else(|| {
+                Error::unauthenticated(
+                    "malformed authorization metadata: expected `Bearer <token>`",
+                )
+            })?),
+        };
+        let source = request.remote_addr().map(|addr| addr.ip().to_string());
+        self.service.authenticate(secret, source).await
+    }
+}
+
+/// Serves the gRPC API on `listener` until `shutdown` completes, then lets calls in flight finish.
+pub async fn serve(
+    service: Service,
+    metrics: Arc<Metrics>,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let api = Api { service, metrics };
+
+    let (health_reporter, health) = tonic_health::server::health_reporter();
+    health_reporter
+        .set_serving::<InventoryServiceServer<Api>>()
+        .await;
+    health_reporter
+        .set_serving::<AdminServiceServer<Api>>()
+        .await;
+
+    // Health's descriptors are registered too, so `grpcurl describe` works for every service.
+    let reflection_v1 = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()
+        .context("building the gRPC reflection service (v1)")?;
+    // grpcurl and older clients still speak v1alpha.
+    let reflection_v1alpha = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1alpha()
+        .context("building the gRPC reflection service (v1alpha)")?;
+
+    // Without TCP_NODELAY, Nagle's algorithm and delayed ACKs can hold small unary answers back
+    // by tens of milliseconds. Keepalive notices clients that vanished without closing.
+    let incoming = TcpIncoming::from(listener)
+        .with_nodelay(Some(true))
+        .with_keepalive(Some(Duration::from_secs(60)));
+
+    tonic::transport::Server::builder()
+        // The same request spans the REST router logs, so both transports read alike in the log.
+        .layer(tower_http::trace::TraceLayer::new_for_grpc())
+        .add_service(health)
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha)
+        .add_service(
+            InventoryServiceServer::new(api.clone())
+                .max_decoding_message_size(MAX_INVENTORY_MESSAGE_BYTES),
+        )
+        .add_service(AdminServiceServer::new(api))
+        .serve_with_incoming_shutdown(incoming, shutdown)
+        .await
+        .context("gRPC server failed")
+}

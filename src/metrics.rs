@@ -1,0 +1,76 @@
+//! Prometheus metrics of the server, rendered in the text exposition format at `/metrics`.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RequestLabels {
+    /// `http` or `grpc`.
+    pub transport: &'static str,
+    pub method: String,
+    /// The route template (`/v1/clusters/{id}`) or gRPC method, never the raw path: bounded
+    /// cardinality.
+    pub route: String,
+    pub status: u16,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RouteLabels {
+    pub transport: &'static str,
+    pub route: String,
+}
+
+pub struct Metrics {
+    registry: Registry,
+    requests: Family<RequestLabels, Counter>,
+    durations: Family<RouteLabels, Histogram>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("ferry");
+        let requests = Family::<RequestLabels, Counter>::default();
+        registry.register("requests", "API requests answered", requests.clone());
+        let durations = Family::<RouteLabels, Histogram>::new_with_constructor(|| {
+            Histogram::new([
+                0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+            ])
+        });
+        registry.register(
+            "request_duration_seconds",
+            "Time to answer API requests",
+            durations.clone(),
+        );
+        Self {
+            registry,
+            requests,
+            durations,
+        }
+    }
+
+    pub fn observe(&self, labels: RequestLabels, seconds: f64) {
+        self.durations
+            .get_or_create(&RouteLabels {
+                transport: labels.transport,
+                route: labels.route.clone(),
+            })
+            .observe(seconds);
+        self.requests.get_or_create(&labels).inc();
+    }
+
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        prometheus_client::encoding::text::encode(&mut out, &self.registry)
+            .expect("writing to a String cannot fail");
+        out
+    }
+}

@@ -1,0 +1,186 @@
+//! `ferry server`: opens the store, makes sure the bootstrap token exists, and serves REST and
+//! gRPC until told to stop.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use anyhow::Context;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::config::Config;
+use crate::http::{AppState, HttpOptions};
+use crate::metrics::Metrics;
+use crate::service::{self, Service};
+use crate::store::{self, Store};
+
+/// A server that is up: its bound addresses, and the handle to stop it.
+pub struct RunningServer {
+    pub http_addr: SocketAddr,
+    pub grpc_addr: SocketAddr,
+    pub service: Service,
+    shutdown: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<anyhow::Result<()>>>,
+}
+
+impl RunningServer {
+    /// Stops accepting, lets requests in flight finish, and waits for both listeners.
+    pub async fn stop(self) -> anyhow::Result<()> {
+        let _ = self.shutdown.send(true);
+        for task in self.tasks {
+            task.await.context("server task panicked")??;
+        }
+        Ok(())
+    }
+
+    /// Waits until either listener fails or the server is stopped.
+    pub async fn wait(self) -> anyhow::Result<()> {
+        for task in self.tasks {
+            task.await.context("server task panicked")??;
+        }
+        Ok(())
+    }
+
+    pub fn shutdown_handle(&self) -> watch::Sender<bool> {
+        self.shutdown.clone()
+    }
+}
+
+/// Opens the configured store and starts serving. Addresses with port 0 get a free port.
+pub async fn start(config: &Config) -> anyhow::Result<RunningServer> {
+    let store = store::open(&config.database_url)
+        .await
+        .with_context(|| format!("opening the database {}", redact_url(&config.database_url)))?;
+    start_with_store(config, store).await
+}
+
+pub async fn start_with_store(
+    config: &Config,
+    store: Arc<dyn Store>,
+) -> anyhow::Result<RunningServer> {
+    if let Some(secret) = &config.bootstrap_token {
+        service::ensure_bootstrap_token(store.as_ref(), secret)
+            .await
+            .context("creating the bootstrap token")?;
+    }
+    let service = Service::new(store);
+    let metrics = Arc::new(Metrics::new());
+    let (shutdown, stopped) = watch::channel(false);
+
+    let http_listener = TcpListener::bind(config.http_addr)
+        .await
+        .with_context(|| format!("binding the HTTP address {} (http_addr)", config.http_addr))?;
+    let grpc_listener = TcpListener::bind(config.grpc_addr)
+        .await
+        .with_context(|| format!("binding the gRPC address {} (grpc_addr)", config.grpc_addr))?;
+    let http_addr = http_listener.local_addr()?;
+    let grpc_addr = grpc_listener.local_addr()?;
+
+    let options = HttpOptions {
+        max_body_bytes: config.max_body_bytes,
+        max_inventory_bytes: config.max_inventory_bytes,
+        cors_origins: config.cors_origins.clone(),
+    };
+    let app = crate::http::router(
+        AppState {
+            service: service.clone(),
+            metrics: metrics.clone(),
+        },
+        &options,
+    );
+    let http_task = {
+        let mut stopped = stopped.clone();
+        tokio::spawn(async move {
+            axum::serve(
+                http_listener,
+                app.into_make_service_with_connect_info::<SocketAddr>(),
+            )
+            .with_graceful_shutdown(async move {
+                let _ = stopped.wait_for(|s| *s).await;
+            })
+            .await
+            .context("HTTP server failed")
+        })
+    };
+    let grpc_task = {
+        let mut stopped = stopped.clone();
+        let grpc = crate::grpc::serve(service.clone(), metrics, grpc_listener, async move {
+            let _ = stopped.wait_for(|s| *s).await;
+        });
+        tokio::spawn(grpc)
+    };
+    tracing::info!(%http_addr, %grpc_addr, "ferry server listening");
+    Ok(RunningServer {
+        http_addr,
+        grpc_addr,
+        service,
+        shutdown,
+        tasks: vec![http_task, grpc_task],
+    })
+}
+
+/// Runs until Ctrl-C or SIGTERM.
+pub async fn run(config: &Config) -> anyhow::Result<()> {
+    let server = start(config).await?;
+    println!(
+        "ferry server: REST on http://{} (docs at /docs), gRPC on {}",
+        server.http_addr, server.grpc_addr
+    );
+    let shutdown = server.shutdown_handle();
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        tracing::info!("shutting down");
+        let _ = shutdown.send(true);
+    });
+    server.wait().await
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(term) => term,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+}
+
+/// The URL without its password, for messages.
+pub fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme_end), Some(at)) if at > scheme_end => {
+            let userinfo = &url[scheme_end + 3..at];
+            match userinfo.split_once(':') {
+                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme_end + 3], &url[at..]),
+                None => url.to_string(),
+            }
+        }
+        _ => url.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn passwords_are_redacted() {
+        assert_eq!(
+            super::redact_url("postgres://ferry:secret@db:5432/ferry"),
+            "postgres://ferry:***@db:5432/ferry"
+        );
+        assert_eq!(super::redact_url("sqlite://ferry.db"), "sqlite://ferry.db");
+    }
+}

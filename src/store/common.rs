@@ -1,0 +1,1445 @@
+//! What both stores share: row types and their conversion to the model, error mapping, the import
+//! plan, and — in [`impl_store!`] — the one implementation of [`Store`](super::Store) that each
+//! backend expands for itself.
+//!
+//! The SQL is written once for both databases: `$N` placeholders (SQLite accepts them too), ids as
+//! UUID text, JSON as text, and the same column names in both migrations. What really differs is
+//! passed to the macro (row locking, the principal filter) or is an inherent method of the store
+//! (`insert_shares`, the one hot bulk path).
+
+use std::collections::{HashMap, HashSet};
+
+use chrono::{DateTime, SubsecRound, Utc};
+use sha2::{Digest, Sha256};
+use uuid::Uuid;
+
+use crate::error::{Error, Result};
+use crate::model::{
+    AuditOutcome, AuditRecord, CachingMode, Cluster, Group, GroupSummary, InventoryCounts,
+    InventoryDocument, OsGeneration, Permission, Resource, ResourceKind, ResourceState, Role,
+    Share, SnapshotInfo, TokenInfo,
+};
+
+/// Idempotency records older than this are forgotten.
+pub(crate) const IDEMPOTENCY_TTL: chrono::TimeDelta = chrono::TimeDelta::hours(24);
+
+/// The current time at the precision both databases keep (Postgres stores microseconds), so a
+/// value returned from a write equals the one read back later.
+pub(crate) fn now() -> DateTime<Utc> {
+    truncate(Utc::now())
+}
+
+pub(crate) fn truncate(at: DateTime<Utc>) -> DateTime<Utc> {
+    at.trunc_subsecs(6)
+}
+
+// ---- errors ---------------------------------------------------------------------------------
+
+/// Maps a database failure that has no domain meaning: unreachable database -> `Unavailable`,
+/// anything else -> `Internal`. The database text only goes to the log.
+pub(crate) fn db_error(err: sqlx::Error) -> Error {
+    let transient = match &err {
+        sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::WorkerCrashed
+        | sqlx::Error::BeginFailed => true,
+        sqlx::Error::Database(db) => is_transient(db.as_ref()),
+        _ => false,
+    };
+    if transient {
+        Error::unavailable(err)
+    } else {
+        Error::internal(err)
+    }
+}
+
+fn is_transient(db: &dyn sqlx::error::DatabaseError) -> bool {
+    let Some(code) = db.code() else {
+        return false;
+    };
+    if db.try_downcast_ref::<sqlx::sqlite::SqliteError>().is_some() {
+        // SQLITE_BUSY (5) and SQLITE_LOCKED (6), including their extended codes.
+        return code.parse::<i32>().is_ok_and(|c| matches!(c & 0xff, 5 | 6));
+    }
+    // Postgres SQLSTATE: connection exceptions, shutdown, too many connections, and
+    // serialization failures / deadlocks, which succeed when the client retries.
+    code.starts_with("08")
+        || code.starts_with("57P")
+        || matches!(code.as_ref(), "53300" | "40001" | "40P01")
+}
+
+pub(crate) fn is_unique_violation(err: &sqlx::Error) -> bool {
+    matches!(err, sqlx::Error::Database(db) if db.is_unique_violation())
+}
+
+/// `conflict()` for a unique violation, [`db_error`] for anything else.
+pub(crate) fn unique_or(err: sqlx::Error, conflict: impl FnOnce() -> Error) -> Error {
+    if is_unique_violation(&err) {
+        conflict()
+    } else {
+        db_error(err)
+    }
+}
+
+fn corrupt(what: &str, value: &str) -> Error {
+    Error::internal(format!("database holds an invalid {what}: `{value}`"))
+}
+
+pub(crate) fn parse_uuid(value: &str) -> Result<Uuid> {
+    Uuid::parse_str(value).map_err(|_| corrupt("id", value))
+}
+
+fn parse_json<T: serde::de::DeserializeOwned>(what: &str, value: &str) -> Result<T> {
+    serde_json::from_str(value)
+        .map_err(|e| Error::internal(format!("database holds invalid {what} JSON: {e}")))
+}
+
+pub(crate) fn to_json<T: serde::Serialize>(value: &T) -> String {
+    serde_json::to_string(value).expect("plain data serializes")
+}
+
+/// The serde spelling, so the column reads like the API.
+pub(crate) fn caching_str(mode: CachingMode) -> &'static str {
+    match mode {
+        CachingMode::Manual => "manual",
+        CachingMode::Documents => "documents",
+        CachingMode::Programs => "programs",
+        CachingMode::None => "none",
+        CachingMode::BranchCache => "branch_cache",
+    }
+}
+
+fn parse_caching(value: &str) -> Result<CachingMode> {
+    Ok(match value {
+        "manual" => CachingMode::Manual,
+        "documents" => CachingMode::Documents,
+        "programs" => CachingMode::Programs,
+        "none" => CachingMode::None,
+        "branch_cache" => CachingMode::BranchCache,
+        other => return Err(corrupt("caching mode", other)),
+    })
+}
+
+fn parse_state(value: &str) -> Result<ResourceState> {
+    ResourceState::parse(value).ok_or_else(|| corrupt("resource state", value))
+}
+
+/// Message of a failed `If-Match` on a cluster record.
+pub(crate) fn check_version(cluster: &Cluster, expected: Option<i64>) -> Result<()> {
+    match expected {
+        Some(version) if version != cluster.version => Err(Error::precondition_failed(format!(
+            "cluster `{}` has changed: its current ETag is {}",
+            cluster.name,
+            cluster.etag()
+        ))),
+        _ => Ok(()),
+    }
+}
+
+// ---- rows -----------------------------------------------------------------------------------
+
+/// Columns of [`ClusterRow`], from `clusters c`; the latest snapshot number is looked up in the
+/// snapshots primary key rather than kept on the cluster row, so imports never touch the
+/// cluster record (and so never invalidate its ETag).
+macro_rules! select_cluster {
+    ($($tail:literal),*) => {
+        concat!(
+            "SELECT c.id, c.name, c.os, c.description, c.version, ",
+            "(SELECT max(s.number) FROM snapshots s WHERE s.cluster_id = c.id) AS latest_snapshot, ",
+            "c.created_at, c.updated_at FROM clusters c ",
+            $($tail),*
+        )
+    };
+}
+pub(crate) use select_cluster;
+
+#[derive(sqlx::FromRow)]
+pub(crate) struct ClusterRow {
+    id: String,
+    name: String,
+    os: String,
+    description: String,
+    version: i64,
+    latest_snapshot: Option<i64>,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+}
+
+impl ClusterRow {
+    pub(crate) fn into_model(self) -> Result<Cluster> {
+        Ok(Cluster {
+            id: parse_uuid(&self.id)?,
+            os: OsGeneration::parse(&self.os).ok_or_else(|| corrupt("OS generation", &self.os))?,
+            name: self.name,
+            description: self.description,
+            version: self.version,
+            latest_snapshot: self.latest_snapshot,
+            created_at: self.created_at,
+            updated_at: self.updated_at,
+        })
+    }
+}
+
+macro_rules! select_snapshot {
+    ($($tail:literal),*) => {
+        concat!(
+            "SELECT cluster_id, number, content_hash, node_count, network_count, disk_count, ",
+            "group_count, resource_count, share_count, permission_count, created_at, created_by ",
+            $($tail),*
+        )
+    };
+}
+pub(crate) use select_snapshot;
+
+#[derive(sqlx::FromRow)]
+pub(crate) struct SnapshotRow {
+    cluster_id: String,
+    number: i64,
+    content_hash: String,
+    node_count: i64,
+    network_count: i64,
+    disk_count: i64,
+    group_count: i64,
+    resource_count: i64,
+    share_count: i64,
+    permission_count: i64,
+    created_at: DateTime<Utc>,
+    created_by: String,
+}
+
+impl SnapshotRow {
+    pub(crate) fn number(&self) -> i64 {
+        self.number
+    }
+
+    pub(crate) fn content_hash(&self) -> &str {
+        &self.content_hash
+    }
+
+    pub(crate) fn into_model(self) -> Result<SnapshotInfo> {
+        Ok(SnapshotInfo {
+            cluster_id: parse_uuid(&self.cluster_id)?,
+            number: self.number,
+            content_hash: self.content_hash,
+            counts: InventoryCounts {
+                nodes: self.node_count,
+                networks: self.network_count,
+                disks: self.disk_count,
+                groups: self.group_count,
+                resources: self.resource_count,
+                shares: self.share_count,
+                permissions: self.permission_count,
+            },
+            created_at: self.created_at,
+            created_by: self.created_by,
+        })
+    }
+}
+
+#[derive(sqlx::FromRow)]
+pub(crate) struct SnapshotDocumentRow {
+    #[sqlx(flatten)]
+    pub(crate) info: SnapshotRow,
+    pub(crate) document: String,
+}
+
+macro_rules! select_group {
+    ($($tail:literal),*) => {
+        concat!(
+            "SELECT g.id, g.cluster_id, c.name AS cluster_name, g.name, g.owner_node, g.state, ",
+            "g.resource_count, g.share_count FROM groups g JOIN clusters c ON c.id = g.cluster_id ",
+            $($tail),*
+        )
+    };
+}
+pub(crate) use select_group;
+
+#[derive(sqlx::FromRow)]
+pub(crate) struct GroupRow {
+    id: String,
+    cluster_id: String,
+    cluster_name: String,
+    name: String,
+    owner_node: Option<String>,
+    state: String,
+    resource_count: i64,
+    share_count: i64,
+}
+
+impl GroupRow {
+    pub(crate) fn into_model(self) -> Result<GroupSummary> {
+        Ok(GroupSummary {
+            id: parse_uuid(&self.id)?,
+            cluster_id: parse_uuid(&self.cluster_id)?,
+            cluster_name: self.cluster_name,
+            name: self.name,
+            owner_node: self.owner_node,
+            state: parse_state(&self.state)?,
+            resource_count: self.resource_count,
+            share_count: self.share_count,
+        })
+    }
+}
+
+#[derive(sqlx::FromRow)]
+pub(crate) struct ResourceRow {
+    name: String,
+    kind: String,
+    state: String,
+    properties: String,
+    depends_on: String,
+}
+
+impl ResourceRow {
+    pub(crate) fn into_model(self) -> Result<Resource> {
+        Ok(Resource {
+            kind: ResourceKind::parse(&self.kind)
+                .ok_or_else(|| corrupt("resource kind", &self.kind))?,
+            state: parse_state(&self.state)?,
+            properties: parse_json("resource properties", &self.properties)?,
+            depends_on: parse_json("resource dependencies", &self.depends_on)?,
+            name: self.name,
+        })
+    }
+}
+
+#[derive(sqlx::FromRow)]
+pub(crate) struct ShareRow {
+    name: String,
+    path: String,
+    description: String,
+    permissions: String,
+    caching: String,
+    access_based_enumeration: bool,
+    continuous_availability: bool,
+    encrypt_data: bool,
+    user_limit: Option<i64>,
+}
+
+impl ShareRow {
+    pub(crate) fn into_model(self) -> Result<Share> {
+        Ok(Share {
+            permissions: parse_json::<Vec<Permission>>("share permissions", &self.permissions)?,
+            caching: parse_caching(&self.caching)?,
+            name: self.name,
+            path: self.path,
+            description: self.description,
+            access_based_enumeration: self.access_based_enumeration,
+            continuous_availability: self.continuous_availability,
+            encrypt_data: self.encrypt_data,
+            user_limit: self.user_limit,
+        })
+    }
+}
+
+#[derive(sqlx::FromRow)]
+pub(crate) struct TokenRow {
+    id: String,
+    name: String,
+    role: String,
+    created_at: DateTime<Utc>,
+    expires_at: Option<DateTime<Utc>>,
+    revoked_at: Option<DateTime<Utc>>,
+}
+
+impl TokenRow {
+    pub(crate) fn into_model(self) -> Result<TokenInfo> {
+        Ok(TokenInfo {
+            id: parse_uuid(&self.id)?,
+            role: Role::parse(&self.role).ok_or_else(|| corrupt("role", &self.role))?,
+            name: self.name,
+            created_at: self.created_at,
+            expires_at: self.expires_at,
+            revoked_at: self.revoked_at,
+        })
+    }
+}
+
+#[derive(sqlx::FromRow)]
+pub(crate) struct AuditRow {
+    id: i64,
+    at: DateTime<Utc>,
+    actor: String,
+    action: String,
+    target: String,
+    source: Option<String>,
+    outcome: String,
+    detail: Option<String>,
+}
+
+impl AuditRow {
+    pub(crate) fn into_model(self) -> Result<AuditRecord> {
+        Ok(AuditRecord {
+            outcome: AuditOutcome::parse(&self.outcome)
+                .ok_or_else(|| corrupt("audit outcome", &self.outcome))?,
+            id: self.id,
+            at: self.at,
+            actor: self.actor,
+            action: self.action,
+            target: self.target,
+            source: self.source,
+            detail: self.detail,
+        })
+    }
+}
+
+#[derive(sqlx::FromRow)]
+pub(crate) struct IdempotencyRow {
+    pub(crate) request_hash: String,
+    pub(crate) status: Option<i64>,
+    pub(crate) body: Option<String>,
+    pub(crate) state: String,
+}
+
+pub(crate) const IDEMPOTENCY_PENDING: &str = "pending";
+pub(crate) const IDEMPOTENCY_DONE: &str = "done";
+
+impl IdempotencyRow {
+    pub(crate) fn into_claim(self) -> Result<super::IdempotencyClaim> {
+        match (self.state.as_str(), self.status, self.body) {
+            (IDEMPOTENCY_PENDING, _, _) => Ok(super::IdempotencyClaim::InProgress),
+            (IDEMPOTENCY_DONE, Some(status), Some(body)) => {
+                Ok(super::IdempotencyClaim::Completed {
+                    request_hash: self.request_hash,
+                    status: u16::try_from(status)
+                        .map_err(|_| corrupt("HTTP status", &status.to_string()))?,
+                    body,
+                })
+            }
+            (state, _, _) => Err(corrupt("idempotency state", state)),
+        }
+    }
+}
+
+// ---- import ---------------------------------------------------------------------------------
+
+/// A group row to upsert.
+pub(crate) struct GroupInsert<'a> {
+    pub(crate) id: &'a str,
+    pub(crate) content_hash: &'a str,
+    pub(crate) name: &'a str,
+    pub(crate) owner_node: Option<&'a str>,
+    pub(crate) state: &'static str,
+    pub(crate) resource_count: i64,
+    pub(crate) share_count: i64,
+}
+
+pub(crate) struct ResourceInsert<'a> {
+    pub(crate) group_id: &'a str,
+    pub(crate) name: &'a str,
+    pub(crate) kind: &'static str,
+    pub(crate) state: &'static str,
+    pub(crate) properties: String,
+    pub(crate) depends_on: String,
+}
+
+pub(crate) struct ShareInsert<'a> {
+    pub(crate) group_id: &'a str,
+    pub(crate) name: &'a str,
+    pub(crate) name_folded: String,
+    pub(crate) path: &'a str,
+    pub(crate) description: &'a str,
+    pub(crate) permissions: String,
+    /// JSON array of the distinct lowercased principals, for the principal filter.
+    pub(crate) principals: String,
+    pub(crate) caching: &'static str,
+    pub(crate) access_based_enumeration: bool,
+    pub(crate) continuous_availability: bool,
+    pub(crate) encrypt_data: bool,
+    pub(crate) user_limit: Option<i64>,
+}
+
+/// How an import changes the current groups. Groups are matched by exact name, so a group keeps
+/// its id across imports; a group whose content hash is unchanged keeps its resources and shares
+/// untouched, which makes re-importing a large, slightly changed inventory cheap.
+pub(crate) struct GroupPlan {
+    /// One per document group, in document order.
+    pub(crate) ids: Vec<String>,
+    pub(crate) hashes: Vec<String>,
+    /// Per document group: new, or its content differs from the stored one.
+    pub(crate) changed: Vec<bool>,
+    /// Existing groups whose content changed: their resources and shares are replaced.
+    pub(crate) stale: Vec<String>,
+    /// Existing groups that are no longer in the document.
+    pub(crate) removed: Vec<String>,
+}
+
+impl GroupPlan {
+    /// `existing`: (name, id, content hash) of the cluster's current groups.
+    pub(crate) fn new(
+        document: &InventoryDocument,
+        existing: Vec<(String, String, String)>,
+    ) -> Self {
+        let mut existing: HashMap<String, (String, String)> = existing
+            .into_iter()
+            .map(|(name, id, hash)| (name, (id, hash)))
+            .collect();
+        let mut plan = GroupPlan {
+            ids: Vec::with_capacity(document.groups.len()),
+            hashes: Vec::with_capacity(document.groups.len()),
+            changed: Vec::with_capacity(document.groups.len()),
+            stale: Vec::new(),
+            removed: Vec::new(),
+        };
+        for group in &document.groups {
+            let hash = group_hash(group);
+            match existing.remove(&group.name) {
+                Some((id, old)) => {
+                    let changed = old != hash;
+                    if changed {
+                        plan.stale.push(id.clone());
+                    }
+                    plan.ids.push(id);
+                    plan.changed.push(changed);
+                }
+                None => {
+                    plan.ids.push(Uuid::now_v7().to_string());
+                    plan.changed.push(true);
+                }
+            }
+            plan.hashes.push(hash);
+        }
+        plan.removed = existing.into_values().map(|(id, _)| id).collect();
+        plan
+    }
+}
+
+/// SHA-256 of a group's JSON (resources and shares included).
+fn group_hash(group: &Group) -> String {
+    let json = serde_json::to_vec(group).expect("plain data serializes");
+    hex::encode(Sha256::digest(&json))
+}
+
+/// The current-inventory rows of a document.
+pub(crate) struct InventoryRows<'a> {
+    pub(crate) groups: Vec<GroupInsert<'a>>,
+    pub(crate) resources: Vec<ResourceInsert<'a>>,
+    pub(crate) shares: Vec<ShareInsert<'a>>,
+}
+
+impl<'a> InventoryRows<'a> {
+    /// Rows of the groups the plan marks as changed.
+    pub(crate) fn new(document: &'a InventoryDocument, plan: &'a GroupPlan) -> Self {
+        let changed = || {
+            document
+                .groups
+                .iter()
+                .zip(&plan.ids)
+                .zip(&plan.hashes)
+                .zip(&plan.changed)
+                .filter(|(_, changed)| **changed)
+                .map(|(((group, id), hash), _)| (group, id, hash))
+        };
+        let mut rows = InventoryRows {
+            groups: Vec::new(),
+            resources: Vec::new(),
+            shares: Vec::with_capacity(changed().map(|(g, _, _)| g.shares.len()).sum()),
+        };
+        for (group, id, hash) in changed() {
+            rows.groups.push(GroupInsert {
+                id,
+                content_hash: hash,
+                name: &group.name,
+                owner_node: group.owner_node.as_deref(),
+                state: group.state.as_str(),
+                resource_count: group.resources.len() as i64,
+                share_count: group.shares.len() as i64,
+            });
+            rows.resources
+                .extend(group.resources.iter().map(|r| ResourceInsert {
+                    group_id: id,
+                    name: &r.name,
+                    kind: r.kind.as_str(),
+                    state: r.state.as_str(),
+                    properties: to_json(&r.properties),
+                    depends_on: to_json(&r.depends_on),
+                }));
+            rows.shares.extend(group.shares.iter().map(|s| {
+                let mut principals: Vec<String> = s
+                    .permissions
+                    .iter()
+                    .map(|p| p.principal.to_lowercase())
+                    .collect();
+                principals.sort_unstable();
+                principals.dedup();
+                ShareInsert {
+                    group_id: id,
+                    name: &s.name,
+                    name_folded: s.name.to_lowercase(),
+                    path: &s.path,
+                    description: &s.description,
+                    permissions: to_json(&s.permissions),
+                    principals: to_json(&principals),
+                    caching: caching_str(s.caching),
+                    access_based_enumeration: s.access_based_enumeration,
+                    continuous_availability: s.continuous_availability,
+                    encrypt_data: s.encrypt_data,
+                    user_limit: s.user_limit,
+                }
+            }));
+        }
+        rows
+    }
+}
+
+/// Whether a document repeats a group name byte for byte. Validation already rejects that; an
+/// unvalidated document is reported as the caller's bug rather than as an obscure upsert error.
+pub(crate) fn has_duplicate_group(document: &InventoryDocument) -> bool {
+    let mut seen = HashSet::new();
+    !document.groups.iter().all(|g| seen.insert(g.name.as_str()))
+}
+
+// ---- the shared implementation ---------------------------------------------------------------
+
+/// Expands the inherent bulk helpers and `impl Store` for one backend.
+///
+/// - `$ty`: the store; it has `fn reader(&self) -> &Pool<$db>`, `fn writer(&self) -> &Pool<$db>`
+///   and `async fn insert_shares(&mut <$db as Database>::Connection, &[ShareInsert]) ->
+///   sqlx::Result<()>`, the bulk insert that dominates a large import.
+/// - `lock`: appended to the cluster `SELECT` of a writing transaction (`FOR UPDATE` where several
+///   writers can race).
+/// - `principal`: SQL around the bound lowercased principal, true when `s.principals` (a JSON
+///   array of strings) contains it.
+/// - `max_binds`: the most bind parameters one statement may carry.
+macro_rules! impl_store {
+    (
+        $ty:ty,
+        $db:ty,
+        backend = $backend:expr,
+        lock = $lock:literal,
+        principal = ($principal_open:literal, $principal_close:literal),
+        max_binds = $max_binds:expr $(,)?
+    ) => {
+        impl $ty {
+            const MAX_BINDS: usize = $max_binds;
+
+            async fn lock_cluster(
+                conn: &mut <$db as sqlx::Database>::Connection,
+                id: uuid::Uuid,
+            ) -> $crate::error::Result<$crate::model::Cluster> {
+                sqlx::query_as::<_, $crate::store::common::ClusterRow>(concat!(
+                    $crate::store::common::select_cluster!("WHERE c.id = $1 "),
+                    $lock
+                ))
+                .bind(id.to_string())
+                .fetch_optional(&mut *conn)
+                .await
+                .map_err($crate::store::common::db_error)?
+                .ok_or_else(|| $crate::error::Error::not_found(format!("no cluster `{id}`")))?
+                .into_model()
+            }
+
+            async fn upsert_groups(
+                conn: &mut <$db as sqlx::Database>::Connection,
+                cluster_id: &str,
+                rows: &[$crate::store::common::GroupInsert<'_>],
+            ) -> sqlx::Result<()> {
+                for chunk in rows.chunks(Self::MAX_BINDS / 8) {
+                    let mut qb = sqlx::QueryBuilder::<$db>::new(
+                        "INSERT INTO groups (id, cluster_id, name, owner_node, state, \
+                         resource_count, share_count, content_hash) ",
+                    );
+                    qb.push_values(chunk, |mut b, g| {
+                        b.push_bind(g.id)
+                            .push_bind(cluster_id)
+                            .push_bind(g.name)
+                            .push_bind(g.owner_node)
+                            .push_bind(g.state)
+                            .push_bind(g.resource_count)
+                            .push_bind(g.share_count)
+                            .push_bind(g.content_hash);
+                    });
+                    qb.push(
+                        " ON CONFLICT (cluster_id, name) DO UPDATE SET \
+                         owner_node = excluded.owner_node, state = excluded.state, \
+                         resource_count = excluded.resource_count, \
+                         share_count = excluded.share_count, content_hash = excluded.content_hash",
+                    );
+                    qb.build().execute(&mut *conn).await?;
+                }
+                Ok(())
+            }
+
+            /// `delete` is a `DELETE ... WHERE <id column> IN (` prefix.
+            async fn delete_by_ids(
+                conn: &mut <$db as sqlx::Database>::Connection,
+                delete: &'static str,
+                ids: &[String],
+            ) -> sqlx::Result<()> {
+                for chunk in ids.chunks(Self::MAX_BINDS) {
+                    let mut qb = sqlx::QueryBuilder::<$db>::new(delete);
+                    let mut list = qb.separated(", ");
+                    for id in chunk {
+                        list.push_bind(id.as_str());
+                    }
+                    qb.push(")");
+                    qb.build().execute(&mut *conn).await?;
+                }
+                Ok(())
+            }
+
+            async fn insert_resources(
+                conn: &mut <$db as sqlx::Database>::Connection,
+                rows: &[$crate::store::common::ResourceInsert<'_>],
+            ) -> sqlx::Result<()> {
+                for chunk in rows.chunks(Self::MAX_BINDS / 6) {
+                    let mut qb = sqlx::QueryBuilder::<$db>::new(
+                        "INSERT INTO resources (group_id, name, kind, state, properties, depends_on) ",
+                    );
+                    qb.push_values(chunk, |mut b, r| {
+                        b.push_bind(r.group_id)
+                            .push_bind(r.name)
+                            .push_bind(r.kind)
+                            .push_bind(r.state)
+                            .push_bind(r.properties.as_str())
+                            .push_bind(r.depends_on.as_str());
+                    });
+                    qb.build().execute(&mut *conn).await?;
+                }
+                Ok(())
+            }
+        }
+
+        #[async_trait::async_trait]
+        impl $crate::store::Store for $ty {
+            fn backend(&self) -> $crate::store::Backend {
+                $backend
+            }
+
+            async fn ping(&self) -> $crate::error::Result<()> {
+                sqlx::query("SELECT 1")
+                    .execute(self.reader())
+                    .await
+                    .map_err($crate::store::common::db_error)?;
+                Ok(())
+            }
+
+            // ---- clusters -----------------------------------------------------------------
+
+            async fn create_cluster(
+                &self,
+                new: &$crate::model::NewCluster,
+            ) -> $crate::error::Result<$crate::model::Cluster> {
+                let id = uuid::Uuid::now_v7();
+                let at = $crate::store::common::now();
+                sqlx::query(
+                    "INSERT INTO clusters (id, name, os, description, version, created_at, updated_at) \
+                     VALUES ($1, $2, $3, $4, 1, $5, $5)",
+                )
+                .bind(id.to_string())
+                .bind(&new.name)
+                .bind(new.os.as_str())
+                .bind(&new.description)
+                .bind(at)
+                .execute(self.writer())
+                .await
+                .map_err(|e| {
+                    $crate::store::common::unique_or(e, || {
+                        $crate::error::Error::conflict(format!(
+                            "a cluster named `{}` already exists",
+                            new.name
+                        ))
+                    })
+                })?;
+                Ok($crate::model::Cluster {
+                    id,
+                    name: new.name.clone(),
+                    os: new.os,
+                    description: new.description.clone(),
+                    version: 1,
+                    latest_snapshot: None,
+                    created_at: at,
+                    updated_at: at,
+                })
+            }
+
+            async fn get_cluster(
+                &self,
+                id_or_name: &str,
+            ) -> $crate::error::Result<$crate::model::Cluster> {
+                use $crate::store::common::{db_error, select_cluster, ClusterRow};
+                if let Ok(id) = uuid::Uuid::parse_str(id_or_name) {
+                    let row = sqlx::query_as::<_, ClusterRow>(select_cluster!("WHERE c.id = $1"))
+                        .bind(id.to_string())
+                        .fetch_optional(self.reader())
+                        .await
+                        .map_err(db_error)?;
+                    if let Some(row) = row {
+                        return row.into_model();
+                    }
+                }
+                sqlx::query_as::<_, ClusterRow>(select_cluster!("WHERE c.name = $1"))
+                    .bind(id_or_name)
+                    .fetch_optional(self.reader())
+                    .await
+                    .map_err(db_error)?
+                    .ok_or_else(|| {
+                        $crate::error::Error::not_found(format!("no cluster `{id_or_name}`"))
+                    })?
+                    .into_model()
+            }
+
+            async fn list_clusters(
+                &self,
+                limit: u32,
+                after: Option<&str>,
+            ) -> $crate::error::Result<Vec<$crate::model::Cluster>> {
+                use $crate::store::common::{db_error, select_cluster, ClusterRow};
+                let mut qb = sqlx::QueryBuilder::<$db>::new(select_cluster!());
+                if let Some(after) = after {
+                    qb.push("WHERE c.name > ").push_bind(after);
+                }
+                qb.push(" ORDER BY c.name LIMIT ").push_bind(i64::from(limit));
+                qb.build_query_as::<ClusterRow>()
+                    .fetch_all(self.reader())
+                    .await
+                    .map_err(db_error)?
+                    .into_iter()
+                    .map(ClusterRow::into_model)
+                    .collect()
+            }
+
+            async fn update_cluster(
+                &self,
+                id: uuid::Uuid,
+                patch: &$crate::model::ClusterPatch,
+                expected_version: Option<i64>,
+            ) -> $crate::error::Result<$crate::model::Cluster> {
+                use $crate::store::common::{check_version, db_error, now, unique_or};
+                let mut tx = self.writer().begin().await.map_err(db_error)?;
+                let current = Self::lock_cluster(&mut tx, id).await?;
+                check_version(&current, expected_version)?;
+                let name = patch.name.as_ref().unwrap_or(&current.name);
+                let os = patch.os.unwrap_or(current.os);
+                let description = patch.description.as_ref().unwrap_or(&current.description);
+                if *name == current.name && os == current.os && *description == current.description
+                {
+                    return Ok(current);
+                }
+                let at = now();
+                sqlx::query(
+                    "UPDATE clusters SET name = $2, os = $3, description = $4, \
+                     version = version + 1, updated_at = $5 WHERE id = $1",
+                )
+                .bind(id.to_string())
+                .bind(name)
+                .bind(os.as_str())
+                .bind(description)
+                .bind(at)
+                .execute(&mut *tx)
+                .await
+                .map_err(|e| {
+                    unique_or(e, || {
+                        $crate::error::Error::conflict(format!(
+                            "a cluster named `{name}` already exists"
+                        ))
+                    })
+                })?;
+                tx.commit().await.map_err(db_error)?;
+                Ok($crate::model::Cluster {
+                    name: name.clone(),
+                    os,
+                    description: description.clone(),
+                    version: current.version + 1,
+                    updated_at: at,
+                    ..current
+                })
+            }
+
+            async fn delete_cluster(
+                &self,
+                id: uuid::Uuid,
+                expected_version: Option<i64>,
+            ) -> $crate::error::Result<()> {
+                use $crate::store::common::{check_version, db_error};
+                let mut tx = self.writer().begin().await.map_err(db_error)?;
+                let current = Self::lock_cluster(&mut tx, id).await?;
+                check_version(&current, expected_version)?;
+                sqlx::query("DELETE FROM clusters WHERE id = $1")
+                    .bind(id.to_string())
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db_error)?;
+                tx.commit().await.map_err(db_error)
+            }
+
+            // ---- inventory ----------------------------------------------------------------
+
+            async fn import_inventory(
+                &self,
+                import: $crate::store::InventoryImport<'_>,
+            ) -> $crate::error::Result<$crate::store::ImportOutcome> {
+                use $crate::error::Error;
+                use $crate::store::common::{
+                    db_error, has_duplicate_group, now, select_snapshot, GroupPlan,
+                    InventoryRows, SnapshotRow,
+                };
+                if has_duplicate_group(import.document) {
+                    return Err(Error::internal("import of a document with duplicate group names"));
+                }
+                let cluster_id = import.cluster_id.to_string();
+                let mut tx = self.writer().begin().await.map_err(db_error)?;
+                // Serializes imports of one cluster (snapshot numbering) across replicas.
+                let cluster = Self::lock_cluster(&mut tx, import.cluster_id).await?;
+                let latest = sqlx::query_as::<_, SnapshotRow>(select_snapshot!(
+                    "FROM snapshots WHERE cluster_id = $1 ORDER BY number DESC LIMIT 1"
+                ))
+                .bind(&cluster_id)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(db_error)?;
+                if let Some(expected) = import.expected_hash {
+                    match &latest {
+                        Some(latest) if latest.content_hash() == expected => {}
+                        Some(latest) => {
+                            return Err(Error::precondition_failed(format!(
+                                "the inventory of cluster `{}` has changed: its current ETag is \"{}\"",
+                                cluster.name,
+                                latest.content_hash()
+                            )));
+                        }
+                        None => {
+                            return Err(Error::precondition_failed(format!(
+                                "cluster `{}` has no inventory yet, so no ETag can match",
+                                cluster.name
+                            )));
+                        }
+                    }
+                }
+                let number = match latest {
+                    Some(latest) if latest.content_hash() == import.content_hash => {
+                        return Ok($crate::store::ImportOutcome {
+                            snapshot: latest.into_model()?,
+                            created: false,
+                        });
+                    }
+                    Some(latest) => latest.number() + 1,
+                    None => 1,
+                };
+
+                let created_at = now();
+                let counts = import.counts;
+                sqlx::query(
+                    "INSERT INTO snapshots (cluster_id, number, content_hash, node_count, \
+                     network_count, disk_count, group_count, resource_count, share_count, \
+                     permission_count, created_at, created_by, document) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+                )
+                .bind(&cluster_id)
+                .bind(number)
+                .bind(import.content_hash)
+                .bind(counts.nodes)
+                .bind(counts.networks)
+                .bind(counts.disks)
+                .bind(counts.groups)
+                .bind(counts.resources)
+                .bind(counts.shares)
+                .bind(counts.permissions)
+                .bind(created_at)
+                .bind(import.created_by)
+                .bind(import.document_json)
+                .execute(&mut *tx)
+                .await
+                .map_err(db_error)?;
+
+                let existing: Vec<(String, String, String)> = sqlx::query_as(
+                    "SELECT name, id, content_hash FROM groups WHERE cluster_id = $1",
+                )
+                .bind(&cluster_id)
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(db_error)?;
+                let plan = GroupPlan::new(import.document, existing);
+                let rows = InventoryRows::new(import.document, &plan);
+                for (delete, ids) in [
+                    ("DELETE FROM groups WHERE id IN (", &plan.removed),
+                    ("DELETE FROM resources WHERE group_id IN (", &plan.stale),
+                    ("DELETE FROM shares WHERE group_id IN (", &plan.stale),
+                ] {
+                    Self::delete_by_ids(&mut tx, delete, ids).await.map_err(db_error)?;
+                }
+                Self::upsert_groups(&mut tx, &cluster_id, &rows.groups)
+                    .await
+                    .map_err(db_error)?;
+                Self::insert_resources(&mut tx, &rows.resources)
+                    .await
+                    .map_err(db_error)?;
+                Self::insert_shares(&mut tx, &rows.shares)
+                    .await
+                    .map_err(db_error)?;
+                tx.commit().await.map_err(db_error)?;
+
+                Ok($crate::store::ImportOutcome {
+                    snapshot: $crate::model::SnapshotInfo {
+                        cluster_id: import.cluster_id,
+                        number,
+                        content_hash: import.content_hash.to_owned(),
+                        counts,
+                        created_at,
+                        created_by: import.created_by.to_owned(),
+                    },
+                    created: true,
+                })
+            }
+
+            async fn list_snapshots(
+                &self,
+                cluster_id: uuid::Uuid,
+                limit: u32,
+                after: Option<i64>,
+            ) -> $crate::error::Result<Vec<$crate::model::SnapshotInfo>> {
+                use $crate::store::common::{db_error, select_snapshot, SnapshotRow};
+                let mut qb = sqlx::QueryBuilder::<$db>::new(select_snapshot!(
+                    "FROM snapshots WHERE cluster_id = "
+                ));
+                qb.push_bind(cluster_id.to_string());
+                if let Some(after) = after {
+                    qb.push(" AND number > ").push_bind(after);
+                }
+                qb.push(" ORDER BY number LIMIT ").push_bind(i64::from(limit));
+                qb.build_query_as::<SnapshotRow>()
+                    .fetch_all(self.reader())
+                    .await
+                    .map_err(db_error)?
+                    .into_iter()
+                    .map(SnapshotRow::into_model)
+                    .collect()
+            }
+
+            async fn get_snapshot(
+                &self,
+                cluster_id: uuid::Uuid,
+                number: i64,
+            ) -> $crate::error::Result<($crate::model::SnapshotInfo, String)> {
+                use $crate::store::common::{db_error, select_snapshot, SnapshotDocumentRow};
+                let row = sqlx::query_as::<_, SnapshotDocumentRow>(select_snapshot!(
+                    ", document FROM snapshots WHERE cluster_id = $1 AND number = $2"
+                ))
+                .bind(cluster_id.to_string())
+                .bind(number)
+                .fetch_optional(self.reader())
+                .await
+                .map_err(db_error)?
+                .ok_or_else(|| {
+                    $crate::error::Error::not_found(format!(
+                        "cluster {cluster_id} has no snapshot {number}"
+                    ))
+                })?;
+                Ok((row.info.into_model()?, row.document))
+            }
+
+            async fn list_groups(
+                &self,
+                cluster_id: uuid::Uuid,
+                limit: u32,
+                after: Option<&str>,
+            ) -> $crate::error::Result<Vec<$crate::model::GroupSummary>> {
+                use $crate::store::common::{db_error, select_group, GroupRow};
+                let mut qb = sqlx::QueryBuilder::<$db>::new(select_group!("WHERE g.cluster_id = "));
+                qb.push_bind(cluster_id.to_string());
+                if let Some(after) = after {
+                    qb.push(" AND g.name > ").push_bind(after);
+                }
+                qb.push(" ORDER BY g.name LIMIT ").push_bind(i64::from(limit));
+                qb.build_query_as::<GroupRow>()
+                    .fetch_all(self.reader())
+                    .await
+                    .map_err(db_error)?
+                    .into_iter()
+                    .map(GroupRow::into_model)
+                    .collect()
+            }
+
+            async fn find_groups(
+                &self,
+                key: &$crate::store::GroupKey,
+            ) -> $crate::error::Result<Vec<$crate::model::GroupSummary>> {
+                use $crate::store::common::{db_error, select_group, GroupRow};
+                use $crate::store::GroupKey;
+                let query = match key {
+                    GroupKey::Id(id) => {
+                        sqlx::query_as::<_, GroupRow>(select_group!("WHERE g.id = $1"))
+                            .bind(id.to_string())
+                    }
+                    GroupKey::Name { cluster: Some(cluster), group } => {
+                        sqlx::query_as::<_, GroupRow>(select_group!(
+                            "WHERE c.name = $1 AND g.name = $2"
+                        ))
+                        .bind(cluster.as_str())
+                        .bind(group.as_str())
+                    }
+                    // Two rows are enough to tell the caller the name is ambiguous.
+                    GroupKey::Name { cluster: None, group } => {
+                        sqlx::query_as::<_, GroupRow>(select_group!(
+                            "WHERE g.name = $1 ORDER BY c.name LIMIT 2"
+                        ))
+                        .bind(group.as_str())
+                    }
+                };
+                query
+                    .fetch_all(self.reader())
+                    .await
+                    .map_err(db_error)?
+                    .into_iter()
+                    .map(GroupRow::into_model)
+                    .collect()
+            }
+
+            async fn group_resources(
+                &self,
+                group_id: uuid::Uuid,
+            ) -> $crate::error::Result<Vec<$crate::model::Resource>> {
+                use $crate::store::common::{db_error, ResourceRow};
+                sqlx::query_as::<_, ResourceRow>(
+                    "SELECT name, kind, state, properties, depends_on FROM resources \
+                     WHERE group_id = $1 ORDER BY name",
+                )
+                .bind(group_id.to_string())
+                .fetch_all(self.reader())
+                .await
+                .map_err(db_error)?
+                .into_iter()
+                .map(ResourceRow::into_model)
+                .collect()
+            }
+
+            async fn list_shares(
+                &self,
+                group_id: uuid::Uuid,
+                filter: &$crate::store::ShareFilter,
+                limit: u32,
+                after: Option<&str>,
+            ) -> $crate::error::Result<Vec<$crate::model::Share>> {
+                use $crate::store::common::{db_error, ShareRow};
+                let mut qb = sqlx::QueryBuilder::<$db>::new(
+                    "SELECT s.name, s.path, s.description, s.permissions, s.caching, \
+                     s.access_based_enumeration, s.continuous_availability, s.encrypt_data, \
+                     s.user_limit FROM shares s WHERE s.group_id = ",
+                );
+                qb.push_bind(group_id.to_string());
+                if let Some(prefix) = &filter.name_prefix {
+                    // substr, not LIKE: `%` and `_` in the prefix are literal.
+                    let prefix = prefix.to_lowercase();
+                    qb.push(" AND substr(s.name_folded, 1, length(")
+                        .push_bind(prefix.clone())
+                        .push(")) = ")
+                        .push_bind(prefix);
+                }
+                if let Some(principal) = &filter.principal {
+                    qb.push(concat!(" AND ", $principal_open))
+                        .push_bind(principal.to_lowercase())
+                        .push($principal_close);
+                }
+                if let Some(after) = after {
+                    qb.push(" AND s.name > ").push_bind(after);
+                }
+                qb.push(" ORDER BY s.name LIMIT ").push_bind(i64::from(limit));
+                qb.build_query_as::<ShareRow>()
+                    .fetch_all(self.reader())
+                    .await
+                    .map_err(db_error)?
+                    .into_iter()
+                    .map(ShareRow::into_model)
+                    .collect()
+            }
+
+            // ---- tokens -------------------------------------------------------------------
+
+            async fn insert_token(
+                &self,
+                token: &$crate::store::TokenRecord,
+            ) -> $crate::error::Result<()> {
+                use $crate::store::common::{db_error, is_unique_violation, truncate};
+                let info = &token.info;
+                let result = sqlx::query(
+                    "INSERT INTO tokens (id, name, role, secret_hash, created_at, expires_at, revoked_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                )
+                .bind(info.id.to_string())
+                .bind(&info.name)
+                .bind(info.role.as_str())
+                .bind(&token.secret_hash)
+                .bind(truncate(info.created_at))
+                .bind(info.expires_at.map(truncate))
+                .bind(info.revoked_at.map(truncate))
+                .execute(self.writer())
+                .await;
+                match result {
+                    Ok(_) => Ok(()),
+                    Err(e) if is_unique_violation(&e) => {
+                        // Which constraint failed only steers the message; none of the
+                        // database's text reaches the client.
+                        let on_secret = e
+                            .as_database_error()
+                            .is_some_and(|db| {
+                                db.constraint().unwrap_or(db.message()).contains("secret_hash")
+                            });
+                        Err($crate::error::Error::conflict(if on_secret {
+                            "a token with this secret already exists".to_owned()
+                        } else {
+                            format!("a token named `{}` already exists", info.name)
+                        }))
+                    }
+                    Err(e) => Err(db_error(e)),
+                }
+            }
+
+            async fn ensure_bootstrap_token(
+                &self,
+                token: &$crate::store::TokenRecord,
+            ) -> $crate::error::Result<()> {
+                use $crate::store::common::{db_error, truncate};
+                let admin = $crate::model::Role::Admin.as_str();
+                let mut tx = self.writer().begin().await.map_err(db_error)?;
+                let revived = sqlx::query(
+                    "UPDATE tokens SET role = $2, expires_at = NULL, revoked_at = NULL \
+                     WHERE secret_hash = $1",
+                )
+                .bind(&token.secret_hash)
+                .bind(admin)
+                .execute(&mut *tx)
+                .await
+                .map_err(db_error)?
+                .rows_affected();
+                if revived == 0 {
+                    // The upsert on the name also settles two replicas bootstrapping at once.
+                    sqlx::query(
+                        "INSERT INTO tokens (id, name, role, secret_hash, created_at, expires_at, revoked_at) \
+                         VALUES ($1, $2, $3, $4, $5, NULL, NULL) \
+                         ON CONFLICT (name) DO UPDATE SET secret_hash = excluded.secret_hash, \
+                         role = excluded.role, expires_at = NULL, revoked_at = NULL",
+                    )
+                    .bind(token.info.id.to_string())
+                    .bind(&token.info.name)
+                    .bind(admin)
+                    .bind(&token.secret_hash)
+                    .bind(truncate(token.info.created_at))
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db_error)?;
+                }
+                tx.commit().await.map_err(db_error)
+            }
+
+            async fn token_by_hash(
+                &self,
+                secret_hash: &str,
+            ) -> $crate::error::Result<Option<$crate::model::TokenInfo>> {
+                use $crate::store::common::{db_error, TokenRow};
+                sqlx::query_as::<_, TokenRow>(
+                    "SELECT id, name, role, created_at, expires_at, revoked_at FROM tokens \
+                     WHERE secret_hash = $1",
+                )
+                .bind(secret_hash)
+                .fetch_optional(self.reader())
+                .await
+                .map_err(db_error)?
+                .map(TokenRow::into_model)
+                .transpose()
+            }
+
+            async fn list_tokens(
+                &self,
+                limit: u32,
+                after: Option<uuid::Uuid>,
+            ) -> $crate::error::Result<Vec<$crate::model::TokenInfo>> {
+                use $crate::store::common::{db_error, TokenRow};
+                let mut qb = sqlx::QueryBuilder::<$db>::new(
+                    "SELECT id, name, role, created_at, expires_at, revoked_at FROM tokens",
+                );
+                if let Some(after) = after {
+                    qb.push(" WHERE id > ").push_bind(after.to_string());
+                }
+                qb.push(" ORDER BY id LIMIT ").push_bind(i64::from(limit));
+                qb.build_query_as::<TokenRow>()
+                    .fetch_all(self.reader())
+                    .await
+                    .map_err(db_error)?
+                    .into_iter()
+                    .map(TokenRow::into_model)
+                    .collect()
+            }
+
+            async fn revoke_token(
+                &self,
+                id: uuid::Uuid,
+                at: chrono::DateTime<chrono::Utc>,
+            ) -> $crate::error::Result<$crate::model::TokenInfo> {
+                use $crate::store::common::{db_error, truncate, TokenRow};
+                let mut tx = self.writer().begin().await.map_err(db_error)?;
+                sqlx::query("UPDATE tokens SET revoked_at = COALESCE(revoked_at, $2) WHERE id = $1")
+                    .bind(id.to_string())
+                    .bind(truncate(at))
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db_error)?;
+                let token = sqlx::query_as::<_, TokenRow>(
+                    "SELECT id, name, role, created_at, expires_at, revoked_at FROM tokens \
+                     WHERE id = $1",
+                )
+                .bind(id.to_string())
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(db_error)?
+                .ok_or_else(|| $crate::error::Error::not_found(format!("no token `{id}`")))?;
+                tx.commit().await.map_err(db_error)?;
+                token.into_model()
+            }
+
+            // ---- audit --------------------------------------------------------------------
+
+            async fn append_audit(
+                &self,
+                record: &$crate::model::NewAudit,
+            ) -> $crate::error::Result<()> {
+                use $crate::store::common::{db_error, now};
+                sqlx::query(
+                    "INSERT INTO audit (at, actor, action, target, source, outcome, detail) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                )
+                .bind(now())
+                .bind(&record.actor)
+                .bind(&record.action)
+                .bind(&record.target)
+                .bind(&record.source)
+                .bind(record.outcome.as_str())
+                .bind(&record.detail)
+                .execute(self.writer())
+                .await
+                .map_err(db_error)?;
+                Ok(())
+            }
+
+            async fn list_audit(
+                &self,
+                filter: &$crate::store::AuditFilter,
+                limit: u32,
+                before: Option<i64>,
+            ) -> $crate::error::Result<Vec<$crate::model::AuditRecord>> {
+                use $crate::store::common::{db_error, AuditRow};
+                let mut qb = sqlx::QueryBuilder::<$db>::new(
+                    "SELECT id, at, actor, action, target, source, outcome, detail FROM audit",
+                );
+                let mut joiner = " WHERE ";
+                for (column, value) in [
+                    (" actor = ", filter.actor.as_deref()),
+                    (" action = ", filter.action.as_deref()),
+                    (" target = ", filter.target.as_deref()),
+                    (" outcome = ", filter.outcome.map(|o| o.as_str())),
+                ] {
+                    if let Some(value) = value {
+                        qb.push(joiner).push(column).push_bind(value);
+                        joiner = " AND ";
+                    }
+                }
+                if let Some(before) = before {
+                    qb.push(joiner).push(" id < ").push_bind(before);
+                }
+                qb.push(" ORDER BY id DESC LIMIT ").push_bind(i64::from(limit));
+                qb.build_query_as::<AuditRow>()
+                    .fetch_all(self.reader())
+                    .await
+                    .map_err(db_error)?
+                    .into_iter()
+                    .map(AuditRow::into_model)
+                    .collect()
+            }
+
+            // ---- idempotency --------------------------------------------------------------
+
+            async fn idempotency_claim(
+                &self,
+                scope: &str,
+                key: &str,
+                request_hash: &str,
+            ) -> $crate::error::Result<$crate::store::IdempotencyClaim> {
+                use $crate::store::common::{
+                    db_error, now, IdempotencyRow, IDEMPOTENCY_PENDING, IDEMPOTENCY_TTL,
+                };
+                let at = now();
+                let mut tx = self.writer().begin().await.map_err(db_error)?;
+                sqlx::query("DELETE FROM idempotency WHERE created_at < $1")
+                    .bind(at - IDEMPOTENCY_TTL)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db_error)?;
+                // A concurrent release can delete the row between the insert and the select
+                // (Postgres, several replicas); then the key is free again and we retry.
+                for _ in 0..3 {
+                    let inserted = sqlx::query(
+                        "INSERT INTO idempotency (scope, key, request_hash, status, body, state, created_at) \
+                         VALUES ($1, $2, $3, NULL, NULL, $4, $5) ON CONFLICT (scope, key) DO NOTHING",
+                    )
+                    .bind(scope)
+                    .bind(key)
+                    .bind(request_hash)
+                    .bind(IDEMPOTENCY_PENDING)
+                    .bind(at)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db_error)?
+                    .rows_affected();
+                    if inserted == 1 {
+                        tx.commit().await.map_err(db_error)?;
+                        return Ok($crate::store::IdempotencyClaim::Claimed);
+                    }
+                    let existing = sqlx::query_as::<_, IdempotencyRow>(
+                        "SELECT request_hash, status, body, state FROM idempotency \
+                         WHERE scope = $1 AND key = $2",
+                    )
+                    .bind(scope)
+                    .bind(key)
+                    .fetch_optional(&mut *tx)
+                    .await
+                    .map_err(db_error)?;
+                    if let Some(existing) = existing {
+                        tx.commit().await.map_err(db_error)?;
+                        return existing.into_claim();
+                    }
+                }
+                tx.commit().await.map_err(db_error)?;
+                Ok($crate::store::IdempotencyClaim::InProgress)
+            }
+
+            async fn idempotency_complete(
+                &self,
+                scope: &str,
+                key: &str,
+                status: u16,
+                body: &str,
+            ) -> $crate::error::Result<()> {
+                use $crate::store::common::{db_error, IDEMPOTENCY_DONE};
+                sqlx::query(
+                    "UPDATE idempotency SET status = $3, body = $4, state = $5 \
+                     WHERE scope = $1 AND key = $2",
+                )
+                .bind(scope)
+                .bind(key)
+                .bind(i64::from(status))
+                .bind(body)
+                .bind(IDEMPOTENCY_DONE)
+                .execute(self.writer())
+                .await
+                .map_err(db_error)?;
+                Ok(())
+            }
+
+            async fn idempotency_release(
+                &self,
+                scope: &str,
+                key: &str,
+            ) -> $crate::error::Result<()> {
+                sqlx::query("DELETE FROM idempotency WHERE scope = $1 AND key = $2")
+                    .bind(scope)
+                    .bind(key)
+                    .execute(self.writer())
+                    .await
+                    .map_err($crate::store::common::db_error)?;
+                Ok(())
+            }
+        }
+    };
+}
+pub(crate) use impl_store;

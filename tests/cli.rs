@@ -1,0 +1,194 @@
+//! The `ferry` binary as scripts use it: exit codes, messages, the token command, and a real
+//! server process answering over TCP.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::process::{Command, Stdio};
+
+fn ferry() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_ferry"));
+    // The caller's environment must not leak into these checks.
+    for (key, _) in std::env::vars() {
+        if key.starts_with("FERRY_") {
+            cmd.env_remove(key);
+        }
+    }
+    cmd
+}
+
+/// Runs a command that must end on its own; kills it after 30 s so a regression cannot hang CI.
+fn finish(cmd: &mut Command) -> std::process::Output {
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while child.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() > deadline {
+            child.kill().unwrap();
+            panic!("{cmd:?} did not exit within 30 s");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    child.wait_with_output().unwrap()
+}
+
+/// One HTTP/1.1 request over a plain socket: enough for a smoke test without an HTTP client.
+fn http_get(addr: &str, path: &str, token: &str) -> (u16, String) {
+    let mut stream = TcpStream::connect(addr).unwrap();
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    let status = response[9..12].parse().unwrap();
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    (status, body)
+}
+
+#[test]
+fn openapi_command_prints_the_committed_spec() {
+    let out = ferry().arg("openapi").output().unwrap();
+    assert!(out.status.success());
+    let committed = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/openapi/ferry.v1.json"
+    ))
+    .unwrap();
+    assert_eq!(String::from_utf8(out.stdout).unwrap(), committed);
+}
+
+#[test]
+fn bad_configuration_exits_2_naming_the_setting() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}/ferry.db", dir.path().display());
+    let out = finish(
+        ferry()
+            .args(["server", "--database-url", &db])
+            .env("FERRY_HTTP_ADDR", "not-an-address"),
+    );
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(err.contains("FERRY_HTTP_ADDR"), "{err}");
+
+    let out = finish(ferry().args(["server", "--database-url", "mysql://db"]));
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8(out.stderr)
+            .unwrap()
+            .contains("database_url")
+    );
+
+    let out = finish(ferry().args([
+        "token",
+        "create",
+        "--role",
+        "root",
+        "--name",
+        "x",
+        "--database-url",
+        &db,
+    ]));
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8(out.stderr).unwrap().contains("--role"));
+}
+
+#[test]
+fn token_create_then_a_real_server_accepts_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}/ferry.db", dir.path().display());
+    let out = ferry()
+        .args([
+            "token",
+            "create",
+            "--role",
+            "viewer",
+            "--name",
+            "smoke",
+            "--ttl",
+            "1h",
+            "--database-url",
+            &db,
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let token = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    assert!(token.starts_with("fy_"), "{token}");
+
+    let mut server = ferry()
+        .args([
+            "server",
+            "--http-addr",
+            "127.0.0.1:0",
+            "--grpc-addr",
+            "127.0.0.1:0",
+            "--database-url",
+            &db,
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(server.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let addr = line
+        .split("http://")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap_or_else(|| panic!("server did not print its address: {line:?}"))
+        .to_string();
+
+    let (status, body) = http_get(&addr, "/v1/clusters", &token);
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("\"items\""), "{body}");
+    let (status, _) = http_get(&addr, "/v1/clusters", "fy_wrong");
+    assert_eq!(status, 401);
+    let (status, _) = http_get(&addr, "/v1/tokens", &token);
+    assert_eq!(status, 403, "a viewer cannot list tokens");
+    server.kill().unwrap();
+    server.wait().unwrap();
+}
+
+/// The docker files only set variables the binary reads, and run a real subcommand.
+#[test]
+fn docker_files_match_the_binary() {
+    let known: Vec<String> = ferry::config::KEYS
+        .iter()
+        .map(|k| format!("FERRY_{}", k.to_uppercase()))
+        .collect();
+    for file in ["docker/Dockerfile", "docker/compose.yaml"] {
+        let text =
+            std::fs::read_to_string(format!("{}/{file}", env!("CARGO_MANIFEST_DIR"))).unwrap();
+        let mut rest = text.as_str();
+        let mut found = 0;
+        while let Some(i) = rest.find("FERRY_") {
+            let name: String = rest[i..]
+                .chars()
+                .take_while(|c| c.is_ascii_uppercase() || *c == '_')
+                .collect();
+            assert!(
+                known.contains(&name),
+                "{file} sets {name}, which ferry does not read"
+            );
+            found += 1;
+            rest = &rest[i + name.len()..];
+        }
+        assert!(found >= 3, "{file}");
+        assert!(text.contains("server"), "{file} runs `ferry server`");
+    }
+    let help = ferry().args(["server", "--help"]).output().unwrap();
+    assert!(help.status.success());
+}

@@ -1,0 +1,551 @@
+//! Test support shared by the integration test crates: stores on every backend, and a
+//! deterministic inventory generator.
+//!
+//! Postgres runs when `FERRY_TEST_POSTGRES_URL` names a server whose role may create databases
+//! (e.g. `postgres://postgres@127.0.0.1:5432/test`); every store gets a database of its own.
+//! Without it the Postgres half is skipped with a notice, unless `FERRY_TEST_REQUIRE_POSTGRES=1`.
+
+#![allow(dead_code)]
+
+use std::future::Future;
+use std::io::Write;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use ferry::model::{
+    Access, AceType, CachingMode, Disk, Group, InventoryCounts, InventoryDocument, Network,
+    NetworkRole, NewCluster, Node, OsGeneration, Permission, Processor, Resource, ResourceKind,
+    ResourceState, Role, Share, TokenInfo,
+};
+use ferry::store::postgres::PostgresStore;
+use ferry::store::sqlite::SqliteStore;
+use ferry::store::{InventoryImport, Store, TokenRecord};
+use sqlx::Connection;
+use tempfile::TempDir;
+use uuid::Uuid;
+
+pub const POSTGRES_URL_ENV: &str = "FERRY_TEST_POSTGRES_URL";
+pub const REQUIRE_POSTGRES_ENV: &str = "FERRY_TEST_REQUIRE_POSTGRES";
+
+/// Test databases are named `ferry_test_<uuid v7 simple>`; the v7 timestamp lets a later run drop
+/// the ones an earlier run left behind.
+const DATABASE_PREFIX: &str = "ferry_test_";
+/// Databases older than this are assumed abandoned.
+const STALE_AFTER_MS: u64 = 2 * 60 * 60 * 1000;
+
+// ---- stores -----------------------------------------------------------------------------------
+
+/// A fresh SQLite store in a temporary directory; keep the directory alive as long as the store.
+pub async fn sqlite_store() -> (Arc<dyn Store>, TempDir) {
+    let dir = tempfile::tempdir().expect("create temp dir");
+    let url = sqlite_url(&dir);
+    let store = SqliteStore::open(&url).await.expect("open SQLite store");
+    (Arc::new(store), dir)
+}
+
+/// URL of a (not yet created) SQLite database file inside `dir`.
+pub fn sqlite_url(dir: &TempDir) -> String {
+    format!("sqlite://{}", dir.path().join("ferry.db").display())
+}
+
+/// The Postgres server URL from the environment. Prints a notice (once) and returns `None` when
+/// it is not set; panics instead when Postgres is required.
+pub fn postgres_url() -> Option<String> {
+    static NOTICE_SHOWN: AtomicBool = AtomicBool::new(false);
+    match std::env::var(POSTGRES_URL_ENV) {
+        Ok(url) if !url.trim().is_empty() => Some(url),
+        _ => {
+            if std::env::var(REQUIRE_POSTGRES_ENV).is_ok_and(|v| v == "1") {
+                panic!(
+                    "{REQUIRE_POSTGRES_ENV}=1 but {POSTGRES_URL_ENV} is not set; set it to a \
+                     Postgres URL whose role can create databases, e.g. \
+                     postgres://postgres@127.0.0.1:5432/test"
+                );
+            }
+            if !NOTICE_SHOWN.swap(true, Ordering::Relaxed) {
+                // Straight to the process's stderr: the test harness swallows `eprintln!` of
+                // passing tests, and this notice must be seen.
+                let _ = writeln!(
+                    std::io::stderr(),
+                    "NOTICE: {POSTGRES_URL_ENV} not set; Postgres tests skipped"
+                );
+            }
+            None
+        }
+    }
+}
+
+/// Creates an empty database on the test server and returns its URL; `None` when Postgres tests
+/// are skipped. The database uses an ICU (linguistic) default collation where the server
+/// supports it, so that anything relying on the default collation for byte order shows up.
+pub async fn fresh_postgres_database() -> Option<String> {
+    let server = postgres_url()?;
+    let name = create_database(&server).await;
+    Some(with_database(&server, &name))
+}
+
+/// A fresh Postgres store on a database of its own; `None` when Postgres tests are skipped.
+/// The database outlives the store; a later test run drops it.
+pub async fn postgres_store() -> Option<Arc<dyn Store>> {
+    let url = fresh_postgres_database().await?;
+    Some(open_postgres(&url).await)
+}
+
+/// One fresh store per backend under test: always SQLite, and Postgres when configured.
+pub async fn all_stores() -> Vec<(&'static str, Arc<dyn Store>, Option<TempDir>)> {
+    let (sqlite, dir) = sqlite_store().await;
+    let mut stores = vec![("sqlite", sqlite, Some(dir))];
+    if let Some(postgres) = postgres_store().await {
+        stores.push(("postgres", postgres, None));
+    }
+    stores
+}
+
+/// Runs `test` against a fresh store of every backend, one after the other. A failure is
+/// re-raised with the backend's name in front, e.g. `[postgres] assertion failed: ...`. The
+/// Postgres database of a passing test is dropped; a failing test's is kept for inspection.
+pub async fn on_each_backend<F, Fut>(test: F)
+where
+    F: Fn(&'static str, Arc<dyn Store>) -> Fut,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    let (sqlite, dir) = sqlite_store().await;
+    run_on("sqlite", test("sqlite", sqlite), None).await;
+    drop(dir);
+    if let Some(server) = postgres_url() {
+        let name = create_database(&server).await;
+        let store = open_postgres(&with_database(&server, &name)).await;
+        run_on("postgres", test("postgres", store), Some((server, name))).await;
+    }
+}
+
+/// Runs one backend's test body as a task (so a panic can be caught and labelled), then drops
+/// its Postgres database when it passed.
+async fn run_on(
+    backend: &'static str,
+    body: impl Future<Output = ()> + Send + 'static,
+    database: Option<(String, String)>,
+) {
+    match tokio::spawn(body).await {
+        Ok(()) => {
+            if let Some((server, name)) = database {
+                drop_database(&server, &name).await;
+            }
+        }
+        Err(err) => {
+            let detail = if err.is_panic() {
+                let payload = err.into_panic();
+                payload
+                    .downcast_ref::<String>()
+                    .cloned()
+                    .or_else(|| payload.downcast_ref::<&str>().map(|s| (*s).to_owned()))
+                    .unwrap_or_else(|| "test panicked".to_owned())
+            } else {
+                err.to_string()
+            };
+            match database {
+                Some((_, name)) => panic!("[{backend}] {detail}\n(database {name} kept)"),
+                None => panic!("[{backend}] {detail}"),
+            }
+        }
+    }
+}
+
+async fn open_postgres(url: &str) -> Arc<dyn Store> {
+    let store = PostgresStore::open(url)
+        .await
+        .unwrap_or_else(|e| panic!("open Postgres store on {url}: {e:#}"));
+    Arc::new(store)
+}
+
+async fn admin_connection(server: &str) -> sqlx::PgConnection {
+    sqlx::PgConnection::connect(server)
+        .await
+        .unwrap_or_else(|e| panic!("cannot connect to {POSTGRES_URL_ENV} ({server}): {e}"))
+}
+
+/// Creates a uniquely named database on `server` and returns its name.
+async fn create_database(server: &str) -> String {
+    let mut admin = admin_connection(server).await;
+    drop_stale_databases(&mut admin).await;
+    let name = format!("{DATABASE_PREFIX}{}", Uuid::now_v7().simple());
+    let linguistic = format!(
+        "CREATE DATABASE \"{name}\" TEMPLATE template0 ENCODING 'UTF8' \
+         LOCALE_PROVIDER icu ICU_LOCALE 'en-US' LOCALE 'C.UTF-8'"
+    );
+    if sqlx::raw_sql(sqlx::AssertSqlSafe(linguistic))
+        .execute(&mut admin)
+        .await
+        .is_err()
+    {
+        sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE \"{name}\"")))
+            .execute(&mut admin)
+            .await
+            .unwrap_or_else(|e| panic!("cannot create test database {name}: {e}"));
+    }
+    let _ = admin.close().await;
+    name
+}
+
+/// Best effort: `FORCE` ends the connections the dropped store's pool may still be closing.
+async fn drop_database(server: &str, name: &str) {
+    let mut admin = admin_connection(server).await;
+    let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+        "DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"
+    )))
+    .execute(&mut admin)
+    .await;
+    let _ = admin.close().await;
+}
+
+/// `server` with its database name replaced by `database`.
+fn with_database(server: &str, database: &str) -> String {
+    let (base, query) = match server.split_once('?') {
+        Some((base, query)) => (base, Some(query)),
+        None => (server, None),
+    };
+    let authority_start = base.find("://").map_or(0, |i| i + 3);
+    let root = match base[authority_start..].find('/') {
+        Some(slash) => &base[..authority_start + slash],
+        None => base,
+    };
+    match query {
+        Some(query) => format!("{root}/{database}?{query}"),
+        None => format!("{root}/{database}"),
+    }
+}
+
+/// Drops test databases older than [`STALE_AFTER_MS`], once per process. Best effort.
+async fn drop_stale_databases(admin: &mut sqlx::PgConnection) {
+    static DONE: AtomicBool = AtomicBool::new(false);
+    if DONE.swap(true, Ordering::Relaxed) {
+        return;
+    }
+    let Ok(names) = sqlx::query_scalar::<_, String>(
+        "SELECT datname FROM pg_database WHERE datname LIKE 'ferry\\_test\\_%'",
+    )
+    .fetch_all(&mut *admin)
+    .await
+    else {
+        return;
+    };
+    let now_ms = u64::try_from(chrono::Utc::now().timestamp_millis()).unwrap_or(0);
+    for name in names {
+        let Some(created_ms) = name
+            .strip_prefix(DATABASE_PREFIX)
+            .and_then(|hex| hex.get(..12))
+            .and_then(|ms| u64::from_str_radix(ms, 16).ok())
+        else {
+            continue;
+        };
+        if now_ms.saturating_sub(created_ms) > STALE_AFTER_MS {
+            let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+                "DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"
+            )))
+            .execute(&mut *admin)
+            .await;
+        }
+    }
+}
+
+// ---- data ---------------------------------------------------------------------------------------
+
+pub fn new_cluster(name: &str) -> NewCluster {
+    NewCluster {
+        name: name.to_owned(),
+        os: OsGeneration::Ws2012r2,
+        description: format!("cluster {name}"),
+    }
+}
+
+/// A token record with a hash derived from its name.
+pub fn token_record(name: &str, role: Role) -> TokenRecord {
+    TokenRecord {
+        info: TokenInfo {
+            id: Uuid::now_v7(),
+            name: name.to_owned(),
+            role,
+            created_at: chrono::Utc::now(),
+            expires_at: None,
+            revoked_at: None,
+        },
+        secret_hash: format!("hash-of-{name}"),
+    }
+}
+
+/// A validated, canonical document with its JSON, hash and counts, ready to import.
+#[derive(Debug, Clone)]
+pub struct PreparedInventory {
+    pub document: InventoryDocument,
+    pub json: String,
+    pub hash: String,
+    pub counts: InventoryCounts,
+}
+
+impl PreparedInventory {
+    /// Validates (panicking on errors) and canonicalizes `document`.
+    pub fn new(mut document: InventoryDocument) -> Self {
+        let errors = document.validate();
+        assert!(errors.is_empty(), "sample inventory is invalid: {errors:?}");
+        document.canonicalize();
+        let (json, hash) = document.canonical_json();
+        let counts = document.counts();
+        Self {
+            document,
+            json,
+            hash,
+            counts,
+        }
+    }
+
+    /// An unconditional import into `cluster_id` by `test`.
+    pub fn import(&self, cluster_id: Uuid) -> InventoryImport<'_> {
+        InventoryImport {
+            cluster_id,
+            document: &self.document,
+            document_json: &self.json,
+            content_hash: &self.hash,
+            counts: self.counts,
+            created_by: "test",
+            expected_hash: None,
+        }
+    }
+
+    /// An import that only happens when the newest snapshot has `expected` as hash.
+    pub fn import_if<'a>(&'a self, cluster_id: Uuid, expected: &'a str) -> InventoryImport<'a> {
+        InventoryImport {
+            expected_hash: Some(expected),
+            ..self.import(cluster_id)
+        }
+    }
+}
+
+/// Principals cycled through permission entries; includes non-ASCII and mixed case.
+const PRINCIPALS: [&str; 6] = [
+    "Everyone",
+    "BUILTIN\\Administrators",
+    "CORP\\Бухгалтерия",
+    "CORP\\Domain Users",
+    "CORP\\経理",
+    "CORP\\FileAdmins",
+];
+
+/// Share names used first in every group: hidden, Unicode, and SQL-wildcard characters.
+const SPECIAL_SHARES: [&str; 6] = [
+    "Data$",
+    "Финансы",
+    "共有",
+    "100%_Done",
+    "Users",
+    "Profiles$",
+];
+
+/// Group names used first: Unicode.
+const SPECIAL_GROUPS: [&str; 2] = ["FS-Финансы", "FS-共有"];
+
+/// Deterministic inventory of `groups` file-server groups with `shares_per_group` shares each,
+/// `perms_per_share` permission entries per share (at most 12), and 4 resources per group.
+///
+/// The first shares of a group are `Data$`, `Финансы`, `共有`, `100%_Done`, `Users`,
+/// `Profiles$`, then `Share00006`...; the first groups are `FS-Финансы` and `FS-共有`, then
+/// `FS-0002`... Paths nest: every tenth share is a department folder that the next nine live in.
+pub fn sample_inventory(
+    groups: usize,
+    shares_per_group: usize,
+    perms_per_share: usize,
+) -> InventoryDocument {
+    assert!(
+        perms_per_share <= 2 * PRINCIPALS.len(),
+        "at most one allow and one deny entry per principal"
+    );
+    let nodes = vec![
+        sample_node("NODE1", "10.0.0.11"),
+        sample_node("NODE2", "10.0.0.12"),
+    ];
+    let networks = vec![
+        Network {
+            name: "Client".into(),
+            role: NetworkRole::Client,
+            metric: 100,
+            subnet: "10.0.0.0/24".into(),
+        },
+        Network {
+            name: "Heartbeat".into(),
+            role: NetworkRole::Cluster,
+            metric: 50,
+            subnet: "192.168.100.0/24".into(),
+        },
+    ];
+    let mut disks = Vec::new();
+    let groups = (0..groups)
+        .map(|g| {
+            let name = SPECIAL_GROUPS
+                .get(g)
+                .map_or_else(|| format!("FS-{g:04}"), |s| (*s).to_owned());
+            let disk = format!("Cluster Disk {}", g + 1);
+            let drive = char::from(b'E' + (g % 20) as u8);
+            disks.push(Disk {
+                resource: disk.clone(),
+                drive_letter: Some(format!("{drive}:")),
+                size_bytes: 1 << 40,
+                free_bytes: 1 << 39,
+                csv: false,
+            });
+            sample_group(g, name, disk, drive, shares_per_group, perms_per_share)
+        })
+        .collect();
+    InventoryDocument {
+        nodes,
+        networks,
+        disks,
+        groups,
+    }
+}
+
+fn sample_node(name: &str, address: &str) -> Node {
+    Node {
+        name: name.into(),
+        address: address.into(),
+        processor: Processor {
+            vendor: "GenuineIntel".into(),
+            model: "Xeon E5-2690 v4".into(),
+        },
+        facts: [("ntlm".to_owned(), serde_json::json!("v2"))]
+            .into_iter()
+            .collect(),
+    }
+}
+
+fn sample_group(
+    g: usize,
+    name: String,
+    disk: String,
+    drive: char,
+    shares: usize,
+    perms: usize,
+) -> Group {
+    let ip = format!("IP Address 10.0.{}.{}", g / 250, g % 250 + 1);
+    let server = format!("File Server ({name})");
+    let resources = vec![
+        Resource {
+            name: name.clone(),
+            kind: ResourceKind::NetworkName,
+            state: ResourceState::Online,
+            properties: [(
+                "dns_name".to_owned(),
+                serde_json::json!(name.to_lowercase()),
+            )]
+            .into_iter()
+            .collect(),
+            depends_on: vec![ip.clone()],
+        },
+        Resource {
+            name: ip.clone(),
+            kind: ResourceKind::IpAddress,
+            state: ResourceState::Online,
+            properties: [
+                (
+                    "address".to_owned(),
+                    serde_json::json!(format!("10.0.{}.{}", g / 250, g % 250 + 1)),
+                ),
+                ("subnet_mask".to_owned(), serde_json::json!("255.255.255.0")),
+            ]
+            .into_iter()
+            .collect(),
+            depends_on: vec![],
+        },
+        Resource {
+            name: disk.clone(),
+            kind: ResourceKind::PhysicalDisk,
+            state: ResourceState::Online,
+            properties: Default::default(),
+            depends_on: vec![],
+        },
+        Resource {
+            name: server,
+            kind: ResourceKind::FileServer,
+            state: if g % 7 == 3 {
+                ResourceState::Failed
+            } else {
+                ResourceState::Online
+            },
+            properties: [("max_shares".to_owned(), serde_json::json!(10_000))]
+                .into_iter()
+                .collect(),
+            depends_on: vec![name.clone(), disk],
+        },
+    ];
+    let shares = (0..shares)
+        .map(|s| sample_share(g, s, drive, perms))
+        .collect();
+    Group {
+        name,
+        owner_node: Some(
+            if g.is_multiple_of(2) {
+                "NODE1"
+            } else {
+                "NODE2"
+            }
+            .to_owned(),
+        ),
+        state: if g % 7 == 3 {
+            ResourceState::PartialOnline
+        } else {
+            ResourceState::Online
+        },
+        resources,
+        shares,
+    }
+}
+
+fn sample_share(g: usize, s: usize, drive: char, perms: usize) -> Share {
+    let name = SPECIAL_SHARES
+        .get(s)
+        .map_or_else(|| format!("Share{s:05}"), |n| (*n).to_owned());
+    let department = format!("{drive}:\\Shares\\Dept{:03}", s / 10);
+    let path = if s.is_multiple_of(10) {
+        department
+    } else {
+        format!("{department}\\{}", name.trim_end_matches('$'))
+    };
+    let permissions = (0..perms)
+        .map(|p| {
+            let principal = PRINCIPALS[(p + g + s) % PRINCIPALS.len()];
+            // The second round over the principals adds deny entries.
+            let (ace_type, access) = if p < PRINCIPALS.len() {
+                (
+                    AceType::Allow,
+                    [Access::Read, Access::Change, Access::Full][(s + p) % 3],
+                )
+            } else {
+                (AceType::Deny, Access::Full)
+            };
+            Permission {
+                principal: principal.to_owned(),
+                ace_type,
+                access,
+            }
+        })
+        .collect();
+    Share {
+        name,
+        path,
+        description: if s.is_multiple_of(3) {
+            String::new()
+        } else {
+            format!("Share {s} of group {g}")
+        },
+        permissions,
+        caching: [
+            CachingMode::Manual,
+            CachingMode::Documents,
+            CachingMode::Programs,
+            CachingMode::None,
+            CachingMode::BranchCache,
+        ][s % 5],
+        access_based_enumeration: s.is_multiple_of(2),
+        continuous_availability: s % 4 == 1,
+        encrypt_data: s % 8 == 5,
+        user_limit: if s % 6 == 2 { Some(25) } else { None },
+    }
+}

@@ -1,0 +1,1252 @@
+//! The REST API through the real router: every route, every role, every kind of bad input, on
+//! SQLite and (when configured) Postgres.
+
+mod common;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Body;
+use http::{Method, Request, StatusCode, header};
+use http_body_util::BodyExt;
+use serde_json::{Value, json};
+use tower::ServiceExt;
+
+use ferry::http::{AppState, HttpOptions};
+use ferry::metrics::Metrics;
+use ferry::model::{InventoryDocument, NewToken, Role};
+use ferry::service::{Service, issue_token};
+use ferry::store::Store;
+
+/// A router over a fresh store, with one token per role plus a revoked and an expired one.
+struct Api {
+    router: Router,
+    store: Arc<dyn Store>,
+    viewer: String,
+    operator: String,
+    admin: String,
+    revoked: String,
+    expired: String,
+    _dir: Option<tempfile::TempDir>,
+}
+
+struct Reply {
+    status: StatusCode,
+    headers: http::HeaderMap,
+    body: Value,
+}
+
+impl Reply {
+    fn problem_type(&self) -> &str {
+        self.body["type"].as_str().unwrap_or_default()
+    }
+}
+
+async fn token(store: &dyn Store, name: &str, role: Role, ttl: Option<i64>) -> String {
+    issue_token(
+        store,
+        &NewToken {
+            name: name.into(),
+            role,
+            ttl_seconds: ttl,
+        },
+    )
+    .await
+    .unwrap()
+    .token
+    .unwrap()
+}
+
+impl Api {
+    async fn new(store: Arc<dyn Store>, dir: Option<tempfile::TempDir>) -> Self {
+        Self::with_options(store, dir, HttpOptions::default()).await
+    }
+
+    async fn with_options(
+        store: Arc<dyn Store>,
+        dir: Option<tempfile::TempDir>,
+        options: HttpOptions,
+    ) -> Self {
+        let viewer = token(store.as_ref(), "viewer", Role::Viewer, None).await;
+        let operator = token(store.as_ref(), "operator", Role::Operator, None).await;
+        let admin = token(store.as_ref(), "admin", Role::Admin, None).await;
+        let revoked = token(store.as_ref(), "revoked", Role::Admin, None).await;
+        let revoked_id = store
+            .token_by_hash(&ferry::auth::hash_secret(&revoked))
+            .await
+            .unwrap()
+            .unwrap()
+            .id;
+        store
+            .revoke_token(revoked_id, chrono::Utc::now())
+            .await
+            .unwrap();
+        let expired = token(store.as_ref(), "expired", Role::Admin, Some(1)).await;
+        tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+        let state = AppState {
+            service: Service::new(store.clone()),
+            metrics: Arc::new(Metrics::new()),
+        };
+        Self {
+            router: ferry::http::router(state, &options),
+            store,
+            viewer,
+            operator,
+            admin,
+            revoked,
+            expired,
+            _dir: dir,
+        }
+    }
+
+    async fn send(&self, request: Request<Body>) -> Reply {
+        let response = self.router.clone().oneshot(request).await.unwrap();
+        let status = response.status();
+        let headers = response.headers().clone();
+        let bytes = response.into_body().collect().await.unwrap().to_bytes();
+        let body = if bytes.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&bytes)
+                .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into()))
+        };
+        if status == StatusCode::INTERNAL_SERVER_ERROR {
+            panic!("500 from the API: {body}");
+        }
+        if status.is_client_error() || status.is_server_error() {
+            assert_eq!(
+                headers[header::CONTENT_TYPE],
+                "application/problem+json",
+                "errors are problem+json: {body}"
+            );
+        }
+        Reply {
+            status,
+            headers,
+            body,
+        }
+    }
+
+    async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> Reply {
+        self.request(method, path, token, body, &[]).await
+    }
+
+    async fn request(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+        headers: &[(&str, &str)],
+    ) -> Reply {
+        let mut builder = Request::builder().method(method).uri(path);
+        if let Some(token) = token {
+            builder = builder.header(header::AUTHORIZATION, format!("Bearer {token}"));
+        }
+        for (name, value) in headers {
+            builder = builder.header(*name, *value);
+        }
+        let request = match body {
+            Some(body) => builder
+                .header(header::CONTENT_TYPE, "application/json")
+                .body(Body::from(body.to_string()))
+                .unwrap(),
+            None => builder.body(Body::empty()).unwrap(),
+        };
+        self.send(request).await
+    }
+
+    async fn raw(
+        &self,
+        method: Method,
+        path: &str,
+        content_type: &str,
+        body: impl Into<Body>,
+    ) -> Reply {
+        let request = Request::builder()
+            .method(method)
+            .uri(path)
+            .header(header::AUTHORIZATION, format!("Bearer {}", self.admin))
+            .header(header::CONTENT_TYPE, content_type)
+            .body(body.into())
+            .unwrap();
+        self.send(request).await
+    }
+
+    async fn create_cluster(&self, name: &str, os: &str) -> Value {
+        let r = self
+            .call(
+                Method::POST,
+                "/v1/clusters",
+                Some(&self.operator),
+                Some(json!({"name": name, "os": os})),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+        r.body
+    }
+
+    async fn import(&self, cluster: &str, doc: &InventoryDocument) -> Reply {
+        self.call(
+            Method::PUT,
+            &format!("/v1/clusters/{cluster}/inventory"),
+            Some(&self.operator),
+            Some(serde_json::to_value(doc).unwrap()),
+        )
+        .await
+    }
+
+    /// Everything a rejected request must leave as it was.
+    async fn state(&self) -> Value {
+        let clusters = self
+            .call(
+                Method::GET,
+                "/v1/clusters?limit=1000",
+                Some(&self.admin),
+                None,
+            )
+            .await
+            .body;
+        let mut snapshots = Vec::new();
+        let mut groups = Vec::new();
+        for c in clusters["items"].as_array().unwrap() {
+            let name = c["name"].as_str().unwrap();
+            snapshots.push(
+                self.call(
+                    Method::GET,
+                    &format!("/v1/clusters/{name}/snapshots"),
+                    Some(&self.admin),
+                    None,
+                )
+                .await
+                .body,
+            );
+            groups.push(
+                self.call(
+                    Method::GET,
+                    &format!("/v1/clusters/{name}/groups"),
+                    Some(&self.admin),
+                    None,
+                )
+                .await
+                .body,
+            );
+        }
+        let tokens = self
+            .call(Method::GET, "/v1/tokens", Some(&self.admin), None)
+            .await
+            .body;
+        json!({"clusters": clusters, "snapshots": snapshots, "groups": groups, "tokens": tokens})
+    }
+}
+
+/// Runs a test body once per configured backend.
+macro_rules! on_every_store {
+    ($name:ident, |$api:ident| $body:block) => {
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn $name() {
+            let (store, dir) = common::sqlite_store().await;
+            {
+                let $api = Api::new(store, Some(dir)).await;
+                $body
+            }
+            if let Some(store) = common::postgres_store().await {
+                let $api = Api::new(store, None).await;
+                $body
+            }
+        }
+    };
+}
+
+fn small_inventory() -> InventoryDocument {
+    common::sample_inventory(3, 5, 3)
+}
+
+on_every_store!(cluster_lifecycle_with_etags, |api| {
+    let created = api.create_cluster("FS-OLD", "ws2003").await;
+    let id = created["id"].as_str().unwrap().to_string();
+    assert_eq!(created["os"], "ws2003");
+
+    for key in [id.as_str(), "FS-OLD"] {
+        let r = api
+            .call(
+                Method::GET,
+                &format!("/v1/clusters/{key}"),
+                Some(&api.viewer),
+                None,
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::OK);
+        assert_eq!(r.body["id"], id.as_str());
+    }
+    let r = api
+        .call(Method::GET, "/v1/clusters/FS-OLD", Some(&api.viewer), None)
+        .await;
+    let etag = r.headers[header::ETAG].to_str().unwrap().to_string();
+
+    let r = api
+        .request(
+            Method::PATCH,
+            "/v1/clusters/FS-OLD",
+            Some(&api.operator),
+            Some(json!({"description": "old file servers"})),
+            &[("if-match", &etag)],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(r.body["description"], "old file servers");
+    let new_etag = r.headers[header::ETAG].to_str().unwrap().to_string();
+    assert_ne!(etag, new_etag);
+
+    // The old ETag is stale now: refused, and nothing changes.
+    let before = api.state().await;
+    let r = api
+        .request(
+            Method::PATCH,
+            "/v1/clusters/FS-OLD",
+            Some(&api.operator),
+            Some(json!({"description": "lost update"})),
+            &[("if-match", &etag)],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::PRECONDITION_FAILED);
+    assert_eq!(r.problem_type(), "urn:ferry:problem:precondition-failed");
+    assert_eq!(api.state().await, before);
+
+    let r = api
+        .request(
+            Method::DELETE,
+            "/v1/clusters/FS-OLD",
+            Some(&api.operator),
+            None,
+            &[("if-match", &etag)],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::PRECONDITION_FAILED);
+    let r = api
+        .request(
+            Method::DELETE,
+            "/v1/clusters/FS-OLD",
+            Some(&api.operator),
+            None,
+            &[("if-match", &new_etag)],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT);
+    let r = api
+        .call(Method::GET, "/v1/clusters/FS-OLD", Some(&api.viewer), None)
+        .await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+    assert_eq!(r.problem_type(), "urn:ferry:problem:not-found");
+});
+
+on_every_store!(cluster_list_paginates_with_cursor, |api| {
+    let mut names: Vec<String> = (0..25).map(|i| format!("c{i:02}")).collect();
+    names.extend(["Zeta".to_string(), "alpha".to_string(), "Ärger".to_string()]);
+    for name in &names {
+        api.create_cluster(name, "ws2019").await;
+    }
+    let mut seen = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let path = match &cursor {
+            Some(c) => format!("/v1/clusters?limit=7&cursor={c}"),
+            None => "/v1/clusters?limit=7".to_string(),
+        };
+        let r = api.call(Method::GET, &path, Some(&api.viewer), None).await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+        let items = r.body["items"].as_array().unwrap();
+        assert!(items.len() <= 7);
+        seen.extend(
+            items
+                .iter()
+                .map(|c| c["name"].as_str().unwrap().to_string()),
+        );
+        match r.body["next"].as_str() {
+            Some(next) => cursor = Some(next.to_string()),
+            None => break,
+        }
+    }
+    names.sort();
+    assert_eq!(seen, names, "every cluster once, in byte order");
+});
+
+on_every_store!(inventory_import_snapshots_groups_and_shares, |api| {
+    api.create_cluster("FS-OLD", "ws2003").await;
+    let doc = small_inventory();
+    let r = api.import("FS-OLD", &doc).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    assert_eq!(r.body["number"], 1);
+    assert_eq!(r.body["counts"]["shares"], 15);
+    let hash = r.body["content_hash"].as_str().unwrap().to_string();
+    assert_eq!(
+        r.headers[header::ETAG].to_str().unwrap(),
+        format!("\"{hash}\"")
+    );
+
+    // Same content in another order: no new snapshot.
+    let mut shuffled = doc.clone();
+    shuffled.groups.reverse();
+    for g in &mut shuffled.groups {
+        g.shares.reverse();
+    }
+    let r = api.import("FS-OLD", &shuffled).await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.body["number"], 1);
+    assert_eq!(r.body["content_hash"], hash.as_str());
+
+    let r = api
+        .call(
+            Method::GET,
+            "/v1/clusters/FS-OLD/snapshots",
+            Some(&api.viewer),
+            None,
+        )
+        .await;
+    assert_eq!(r.body["items"].as_array().unwrap().len(), 1);
+    let r = api
+        .call(
+            Method::GET,
+            "/v1/clusters/FS-OLD/snapshots/1",
+            Some(&api.viewer),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK);
+    let mut canonical = doc.clone();
+    canonical.canonicalize();
+    assert_eq!(
+        r.body["inventory"],
+        serde_json::to_value(&canonical).unwrap()
+    );
+
+    let r = api
+        .call(
+            Method::GET,
+            "/v1/clusters/FS-OLD/groups",
+            Some(&api.viewer),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK);
+    let groups = r.body["items"].as_array().unwrap();
+    assert_eq!(groups.len(), 3);
+    let group = &canonical.groups[0];
+    let group_id = groups[0]["id"].as_str().unwrap().to_string();
+    assert_eq!(groups[0]["name"], group.name.as_str());
+    assert_eq!(groups[0]["share_count"], 5);
+
+    for key in [
+        group_id.clone(),
+        format!("FS-OLD%2F{}", urlencode(&group.name)),
+    ] {
+        let r = api
+            .call(
+                Method::GET,
+                &format!("/v1/groups/{key}"),
+                Some(&api.viewer),
+                None,
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{key}: {}", r.body);
+        assert_eq!(r.body["id"], group_id.as_str());
+        assert_eq!(
+            r.body["resources"],
+            serde_json::to_value(&group.resources).unwrap(),
+            "resources with their dependencies"
+        );
+    }
+
+    let r = api
+        .call(
+            Method::GET,
+            &format!("/v1/groups/{group_id}/shares?limit=2"),
+            Some(&api.viewer),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.body["items"].as_array().unwrap().len(), 2);
+    assert_eq!(
+        r.body["items"][0],
+        serde_json::to_value(&group.shares[0]).unwrap()
+    );
+    assert!(r.body["next"].is_string());
+
+    // Filters: by name prefix and by principal.
+    let first = &group.shares[0];
+    let prefix: String = first.name.chars().take(2).collect();
+    let r = api
+        .call(
+            Method::GET,
+            &format!(
+                "/v1/groups/{group_id}/shares?name_prefix={}",
+                urlencode(&prefix.to_lowercase())
+            ),
+            Some(&api.viewer),
+            None,
+        )
+        .await;
+    let expected: Vec<&str> = group
+        .shares
+        .iter()
+        .filter(|s| s.name.to_lowercase().starts_with(&prefix.to_lowercase()))
+        .map(|s| s.name.as_str())
+        .collect();
+    let got: Vec<&str> = r.body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(got, expected);
+    let principal = &first.permissions[0].principal;
+    let r = api
+        .call(
+            Method::GET,
+            &format!(
+                "/v1/groups/{group_id}/shares?principal={}",
+                urlencode(principal)
+            ),
+            Some(&api.viewer),
+            None,
+        )
+        .await;
+    let expected: Vec<&str> = group
+        .shares
+        .iter()
+        .filter(|s| {
+            s.permissions
+                .iter()
+                .any(|p| p.principal.eq_ignore_ascii_case(principal))
+        })
+        .map(|s| s.name.as_str())
+        .collect();
+    let got: Vec<&str> = r.body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["name"].as_str().unwrap())
+        .collect();
+    assert!(!expected.is_empty());
+    assert_eq!(got, expected);
+});
+
+fn urlencode(s: &str) -> String {
+    form_urlencoded::byte_serialize(s.as_bytes()).collect()
+}
+
+on_every_store!(import_honours_if_match, |api| {
+    api.create_cluster("FS-OLD", "ws2003").await;
+    let doc = small_inventory();
+    let r = api
+        .request(
+            Method::PUT,
+            "/v1/clusters/FS-OLD/inventory",
+            Some(&api.operator),
+            Some(serde_json::to_value(&doc).unwrap()),
+            &[("if-match", "*")],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::PRECONDITION_FAILED, "no snapshot yet");
+    let first = api.import("FS-OLD", &doc).await;
+    let etag = first.headers[header::ETAG].to_str().unwrap().to_string();
+    let mut changed = doc.clone();
+    changed.groups[0].shares[0].description = "changed".into();
+    let r = api
+        .request(
+            Method::PUT,
+            "/v1/clusters/FS-OLD/inventory",
+            Some(&api.operator),
+            Some(serde_json::to_value(&changed).unwrap()),
+            &[("if-match", "\"sha256:0000\"")],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::PRECONDITION_FAILED);
+    let r = api
+        .request(
+            Method::PUT,
+            "/v1/clusters/FS-OLD/inventory",
+            Some(&api.operator),
+            Some(serde_json::to_value(&changed).unwrap()),
+            &[("if-match", &etag)],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED);
+    assert_eq!(r.body["number"], 2);
+});
+
+on_every_store!(snapshot_diffs_through_the_api, |api| {
+    use ferry::model::{Access, AceType, Permission, Share};
+    api.create_cluster("FS-OLD", "ws2003").await;
+    let base = small_inventory();
+    api.import("FS-OLD", &base).await;
+    let mut next = base.clone();
+    let group = next.groups[0].name.clone();
+    // Permission added, changed and removed on three shares; one share renamed; a nested share
+    // added under an existing one.
+    next.groups[0].shares[0].permissions.push(Permission {
+        principal: "CORP\\Auditors".into(),
+        ace_type: AceType::Allow,
+        access: Access::Read,
+    });
+    next.groups[0].shares[1].permissions[0].access = Access::Full;
+    let removed = next.groups[0].shares[2].permissions.remove(0);
+    let old_name = next.groups[0].shares[3].name.clone();
+    next.groups[0].shares[3].name = "Renamed$".into();
+    let parent = next.groups[0].shares[4].clone();
+    next.groups[0].shares.push(Share {
+        name: "Nested".into(),
+        path: format!("{}\\Nested", parent.path),
+        ..parent.clone()
+    });
+    let r = api.import("FS-OLD", &next).await;
+    assert_eq!(r.status, StatusCode::CREATED);
+
+    let r = api
+        .call(
+            Method::GET,
+            "/v1/clusters/FS-OLD/snapshots/1/diff/2",
+            Some(&api.viewer),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let changes = r.body["changes"].as_array().unwrap();
+    let find = |kind: &str, op: &str| -> Vec<&Value> {
+        changes
+            .iter()
+            .filter(|c| c["kind"] == kind && c["op"] == op)
+            .collect()
+    };
+    assert_eq!(find("permission", "added").len(), 1, "{changes:#?}");
+    assert_eq!(find("permission", "changed").len(), 1);
+    assert_eq!(find("permission", "removed").len(), 1);
+    assert!(
+        find("permission", "removed")[0]["path"]
+            .as_str()
+            .unwrap()
+            .contains(&removed.principal)
+    );
+    let renamed = find("share", "renamed");
+    assert_eq!(renamed.len(), 1);
+    assert_eq!(renamed[0]["renamed_from"], old_name.as_str());
+    let added = find("share", "added");
+    assert_eq!(added.len(), 1);
+    assert_eq!(added[0]["share"], "Nested");
+    assert_eq!(added[0]["group"], group.as_str());
+    assert!(
+        find("share", "changed").is_empty(),
+        "the parent of the nested share is unchanged"
+    );
+    assert_eq!(changes.len(), 5);
+
+    let r = api
+        .call(
+            Method::GET,
+            "/v1/clusters/FS-OLD/snapshots/2/diff/2",
+            Some(&api.viewer),
+            None,
+        )
+        .await;
+    assert_eq!(r.body["changes"], json!([]));
+    let r = api
+        .call(
+            Method::GET,
+            "/v1/clusters/FS-OLD/snapshots/1/diff/9",
+            Some(&api.viewer),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+});
+
+on_every_store!(bad_input_is_refused_and_changes_nothing, |api| {
+    api.create_cluster("FS-OLD", "ws2003").await;
+    api.import("FS-OLD", &small_inventory()).await;
+    let before = api.state().await;
+    let op = Some(api.operator.as_str());
+
+    // (request, expected status, expected problem type, expected field)
+    let cases: Vec<(Reply, StatusCode, &str, Option<&str>)> = vec![
+        (api.raw(Method::POST, "/v1/clusters", "application/json", "{\"name\": \"x\",").await,
+            StatusCode::BAD_REQUEST, "bad-request", None),
+        (api.raw(Method::POST, "/v1/clusters", "application/json", "{\"name\": \"x\", \"os\": \"ws2003\"} trailing").await,
+            StatusCode::BAD_REQUEST, "bad-request", None),
+        (api.call(Method::POST, "/v1/clusters", op, Some(json!({"name": 5, "os": "ws2003"}))).await,
+            StatusCode::UNPROCESSABLE_ENTITY, "validation", Some("name")),
+        (api.call(Method::POST, "/v1/clusters", op, Some(json!({"name": "x", "os": "ws2003", "colour": "red"}))).await,
+            StatusCode::UNPROCESSABLE_ENTITY, "validation", Some("colour")),
+        (api.call(Method::POST, "/v1/clusters", op, Some(json!({"name": "x", "os": "ws1999"}))).await,
+            StatusCode::UNPROCESSABLE_ENTITY, "validation", Some("os")),
+        (api.call(Method::POST, "/v1/clusters", op, Some(json!({"name": "x".repeat(256), "os": "ws2003"}))).await,
+            StatusCode::UNPROCESSABLE_ENTITY, "validation", Some("name")),
+        (api.call(Method::POST, "/v1/clusters", op, Some(json!({"name": "  ", "os": "ws2003"}))).await,
+            StatusCode::UNPROCESSABLE_ENTITY, "validation", Some("name")),
+        (api.call(Method::POST, "/v1/clusters", op, Some(json!({"name": "FS-OLD", "os": "ws2008"}))).await,
+            StatusCode::CONFLICT, "conflict", None),
+        (api.raw(Method::POST, "/v1/clusters", "text/plain", "{\"name\": \"x\", \"os\": \"ws2003\"}").await,
+            StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported-media-type", None),
+        (api.call(Method::PATCH, "/v1/clusters/FS-OLD", op, Some(json!({"os": "nt4"}))).await,
+            StatusCode::UNPROCESSABLE_ENTITY, "validation", Some("os")),
+        (api.call(Method::PATCH, "/v1/clusters/nope", op, Some(json!({"description": "x"}))).await,
+            StatusCode::NOT_FOUND, "not-found", None),
+        (api.call(Method::DELETE, "/v1/clusters/nope", op, None).await,
+            StatusCode::NOT_FOUND, "not-found", None),
+        (api.call(Method::GET, "/v1/clusters?limit=abc", op, None).await,
+            StatusCode::BAD_REQUEST, "bad-request", None),
+        (api.call(Method::GET, "/v1/clusters?limit=5000", op, None).await,
+            StatusCode::UNPROCESSABLE_ENTITY, "validation", Some("limit")),
+        (api.call(Method::GET, "/v1/clusters?cursor=%%%", op, None).await,
+            StatusCode::BAD_REQUEST, "bad-request", None),
+        (api.call(Method::GET, "/v1/clusters/FS-OLD/snapshots/abc", op, None).await,
+            StatusCode::BAD_REQUEST, "bad-request", None),
+        (api.call(Method::GET, "/v1/groups/no-such-group", op, None).await,
+            StatusCode::NOT_FOUND, "not-found", None),
+        (api.call(Method::GET, "/v1/nowhere", op, None).await,
+            StatusCode::NOT_FOUND, "not-found", None),
+        (api.call(Method::PUT, "/v1/clusters/FS-OLD/inventory", op,
+            Some(json!({"nodes": [{"name": "n1"}], "groups": [{"name": "G", "state": "online", "owner_node": "ghost",
+                "resources": [{"name": "r", "kind": "generic", "state": "online", "depends_on": ["missing"]}],
+                "shares": [{"name": "S", "path": ""}, {"name": "s", "path": "F:\\s"}]}]}))).await,
+            StatusCode::UNPROCESSABLE_ENTITY, "validation", Some("groups[0].resources[0].depends_on[0]")),
+        (api.call(Method::PUT, "/v1/clusters/FS-OLD/inventory", op,
+            Some(json!({"groups": [{"name": "G", "state": "sideways"}]}))).await,
+            StatusCode::UNPROCESSABLE_ENTITY, "validation", Some("groups[0].state")),
+        (api.call(Method::POST, "/v1/tokens", Some(api.admin.as_str()), Some(json!({"name": "t", "role": "root"}))).await,
+            StatusCode::UNPROCESSABLE_ENTITY, "validation", Some("role")),
+        (api.call(Method::POST, "/v1/tokens", Some(api.admin.as_str()), Some(json!({"name": "viewer", "role": "viewer"}))).await,
+            StatusCode::CONFLICT, "conflict", None),
+    ];
+    for (i, (reply, status, problem, field)) in cases.iter().enumerate() {
+        assert_eq!(reply.status, *status, "case {i}: {}", reply.body);
+        assert_eq!(
+            reply.problem_type(),
+            format!("urn:ferry:problem:{problem}"),
+            "case {i}"
+        );
+        assert_eq!(reply.body["status"], status.as_u16(), "case {i}");
+        let detail = reply.body["detail"].as_str().unwrap();
+        assert!(!detail.is_empty(), "case {i}");
+        for leak in ["sqlx", "SQLITE", "constraint", "duplicate key", "violates"] {
+            assert!(
+                !detail.contains(leak),
+                "case {i} leaks database text: {detail}"
+            );
+        }
+        if let Some(field) = field {
+            let fields: Vec<&str> = reply.body["errors"]
+                .as_array()
+                .unwrap_or_else(|| panic!("case {i} lists field errors: {}", reply.body))
+                .iter()
+                .map(|e| e["field"].as_str().unwrap())
+                .collect();
+            assert!(
+                fields.contains(field),
+                "case {i}: {field} not in {fields:?}"
+            );
+        }
+    }
+    // The invalid inventory lists every problem, not just the first.
+    let r = &cases[18].0;
+    assert!(
+        r.body["errors"].as_array().unwrap().len() >= 4,
+        "{}",
+        r.body
+    );
+    assert_eq!(
+        api.state().await,
+        before,
+        "rejected requests change nothing"
+    );
+});
+
+#[tokio::test]
+async fn body_over_the_limit_is_413_and_changes_nothing() {
+    let (store, dir) = common::sqlite_store().await;
+    let options = HttpOptions {
+        max_body_bytes: 2048,
+        max_inventory_bytes: 64 * 1024,
+        cors_origins: vec![],
+    };
+    let api = Api::with_options(store, Some(dir), options).await;
+    api.create_cluster("FS-OLD", "ws2003").await;
+    let before = api.state().await;
+    let r = api
+        .import("FS-OLD", &common::sample_inventory(10, 50, 3))
+        .await;
+    assert_eq!(r.status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(r.problem_type(), "urn:ferry:problem:payload-too-large");
+    let r = api
+        .call(
+            Method::POST,
+            "/v1/clusters",
+            Some(&api.operator),
+            Some(json!({"name": "x", "os": "ws2003", "description": "d".repeat(4000)})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(api.state().await, before);
+    // The import route takes more than the default limit.
+    let r = api
+        .import("FS-OLD", &common::sample_inventory(2, 10, 3))
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+}
+
+on_every_store!(idempotency_keys_replay_the_first_answer, |api| {
+    let body = json!({"name": "FS-NEW", "os": "ws2016"});
+    let key = [("idempotency-key", "create-fs-new-1")];
+    let first = api
+        .request(
+            Method::POST,
+            "/v1/clusters",
+            Some(&api.operator),
+            Some(body.clone()),
+            &key,
+        )
+        .await;
+    assert_eq!(first.status, StatusCode::CREATED);
+    let again = api
+        .request(
+            Method::POST,
+            "/v1/clusters",
+            Some(&api.operator),
+            Some(body),
+            &key,
+        )
+        .await;
+    assert_eq!(again.status, StatusCode::OK, "{}", again.body);
+    assert_eq!(again.body, first.body, "same answer, no second cluster");
+    let different = api
+        .request(
+            Method::POST,
+            "/v1/clusters",
+            Some(&api.operator),
+            Some(json!({"name": "FS-OTHER", "os": "ws2016"})),
+            &key,
+        )
+        .await;
+    assert_eq!(different.status, StatusCode::UNPROCESSABLE_ENTITY);
+    let r = api
+        .call(Method::GET, "/v1/clusters", Some(&api.viewer), None)
+        .await;
+    assert_eq!(r.body["items"].as_array().unwrap().len(), 1);
+
+    // A failed request releases its key, so the corrected retry can use it.
+    let key = [("idempotency-key", "token-ci")];
+    let bad = api
+        .request(
+            Method::POST,
+            "/v1/tokens",
+            Some(&api.admin),
+            Some(json!({"name": "", "role": "viewer"})),
+            &key,
+        )
+        .await;
+    assert_eq!(bad.status, StatusCode::UNPROCESSABLE_ENTITY);
+    let body = json!({"name": "ci", "role": "viewer"});
+    let first = api
+        .request(
+            Method::POST,
+            "/v1/tokens",
+            Some(&api.admin),
+            Some(body.clone()),
+            &key,
+        )
+        .await;
+    assert_eq!(first.status, StatusCode::CREATED);
+    let secret = first.body["token"].as_str().unwrap().to_string();
+    let again = api
+        .request(
+            Method::POST,
+            "/v1/tokens",
+            Some(&api.admin),
+            Some(body),
+            &key,
+        )
+        .await;
+    assert_eq!(again.status, StatusCode::OK);
+    assert_eq!(again.body["id"], first.body["id"]);
+    assert!(
+        again.body["token"].is_null(),
+        "secrets are never stored, so never replayed"
+    );
+    let r = api
+        .call(Method::GET, "/v1/clusters", Some(&secret), None)
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "the new token works");
+});
+
+on_every_store!(tokens_can_be_revoked_and_mutations_are_audited, |api| {
+    let r = api
+        .call(
+            Method::POST,
+            "/v1/tokens",
+            Some(&api.admin),
+            Some(json!({"name": "pipeline", "role": "operator"})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED);
+    let secret = r.body["token"].as_str().unwrap().to_string();
+    let id = r.body["id"].as_str().unwrap().to_string();
+    let listed = api
+        .call(Method::GET, "/v1/tokens", Some(&api.admin), None)
+        .await;
+    assert!(
+        !listed.body.to_string().contains(&secret),
+        "lists never show secrets"
+    );
+
+    let r = api
+        .call(
+            Method::POST,
+            "/v1/clusters",
+            Some(&secret),
+            Some(json!({"name": "A", "os": "ws2008"})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED);
+    let r = api
+        .call(
+            Method::POST,
+            "/v1/clusters",
+            Some(&api.viewer),
+            Some(json!({"name": "B", "os": "ws2008"})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    let r = api
+        .call(
+            Method::DELETE,
+            &format!("/v1/tokens/{id}"),
+            Some(&api.admin),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert!(r.body["revoked_at"].is_string());
+    let r = api
+        .call(Method::GET, "/v1/clusters", Some(&secret), None)
+        .await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    assert!(r.body["detail"].as_str().unwrap().contains("revoked"));
+
+    let r = api
+        .call(Method::GET, "/v1/audit?limit=1000", Some(&api.viewer), None)
+        .await;
+    assert_eq!(r.status, StatusCode::OK);
+    let records = r.body["items"].as_array().unwrap();
+    let summary: Vec<(String, String, String, String)> = records
+        .iter()
+        .map(|a| {
+            (
+                a["actor"].as_str().unwrap().to_string(),
+                a["action"].as_str().unwrap().to_string(),
+                a["target"].as_str().unwrap().to_string(),
+                a["outcome"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    let expected = [
+        ("admin", "token.revoke", format!("token:{id}"), "success"),
+        (
+            "viewer",
+            "cluster.create",
+            "cluster:B".to_string(),
+            "denied",
+        ),
+        (
+            "pipeline",
+            "cluster.create",
+            "cluster:A".to_string(),
+            "success",
+        ),
+        (
+            "admin",
+            "token.create",
+            "token:pipeline".to_string(),
+            "success",
+        ),
+    ];
+    let expected: Vec<(String, String, String, String)> = expected
+        .into_iter()
+        .map(|(a, b, c, d)| (a.to_string(), b.to_string(), c, d.to_string()))
+        .collect();
+    assert_eq!(summary, expected, "newest first");
+    assert!(records.iter().all(|a| a["at"].is_string()));
+
+    let r = api
+        .call(
+            Method::GET,
+            "/v1/audit?outcome=denied",
+            Some(&api.viewer),
+            None,
+        )
+        .await;
+    assert_eq!(r.body["items"].as_array().unwrap().len(), 1);
+    let r = api
+        .call(
+            Method::GET,
+            "/v1/audit?action=cluster.create&limit=1",
+            Some(&api.viewer),
+            None,
+        )
+        .await;
+    assert_eq!(r.body["items"].as_array().unwrap().len(), 1);
+    let next = r.body["next"].as_str().unwrap();
+    let r = api
+        .call(
+            Method::GET,
+            &format!("/v1/audit?action=cluster.create&limit=1&cursor={next}"),
+            Some(&api.viewer),
+            None,
+        )
+        .await;
+    assert_eq!(r.body["items"][0]["target"], "cluster:A");
+});
+
+// Every route, with no token, a revoked token, an expired token, and each role.
+on_every_store!(auth_matrix, |api| {
+    api.create_cluster("FS-OLD", "ws2003").await;
+    api.import("FS-OLD", &small_inventory()).await;
+    let mut next = small_inventory();
+    next.groups.pop();
+    api.import("FS-OLD", &next).await;
+    let group = next.groups[0].name.clone();
+    let group_path = format!("FS-OLD%2F{}", urlencode(&group));
+
+    // (method, path, body, least role). Paths that change state get a fresh target each time.
+    type Route = (Method, String, Option<Value>, Option<Role>);
+    let routes = |n: usize, victim: &str, token_id: &str| -> Vec<Route> {
+        vec![
+            (Method::GET, "/healthz".into(), None, None),
+            (Method::GET, "/readyz".into(), None, None),
+            (Method::GET, "/metrics".into(), None, None),
+            (Method::GET, "/openapi.json".into(), None, None),
+            (Method::GET, "/v1/clusters".into(), None, Some(Role::Viewer)),
+            (
+                Method::POST,
+                "/v1/clusters".into(),
+                Some(json!({"name": format!("new-{n}"), "os": "ws2019"})),
+                Some(Role::Operator),
+            ),
+            (
+                Method::GET,
+                "/v1/clusters/FS-OLD".into(),
+                None,
+                Some(Role::Viewer),
+            ),
+            (
+                Method::PATCH,
+                "/v1/clusters/FS-OLD".into(),
+                Some(json!({"description": format!("d{n}")})),
+                Some(Role::Operator),
+            ),
+            (
+                Method::DELETE,
+                format!("/v1/clusters/{victim}"),
+                None,
+                Some(Role::Operator),
+            ),
+            (
+                Method::PUT,
+                format!("/v1/clusters/{victim}/inventory"),
+                Some(serde_json::to_value(small_inventory()).unwrap()),
+                Some(Role::Operator),
+            ),
+            (
+                Method::GET,
+                "/v1/clusters/FS-OLD/snapshots".into(),
+                None,
+                Some(Role::Viewer),
+            ),
+            (
+                Method::GET,
+                "/v1/clusters/FS-OLD/snapshots/1".into(),
+                None,
+                Some(Role::Viewer),
+            ),
+            (
+                Method::GET,
+                "/v1/clusters/FS-OLD/snapshots/1/diff/2".into(),
+                None,
+                Some(Role::Viewer),
+            ),
+            (
+                Method::GET,
+                "/v1/clusters/FS-OLD/groups".into(),
+                None,
+                Some(Role::Viewer),
+            ),
+            (
+                Method::GET,
+                format!("/v1/groups/{group_path}"),
+                None,
+                Some(Role::Viewer),
+            ),
+            (
+                Method::GET,
+                format!("/v1/groups/{group_path}/shares"),
+                None,
+                Some(Role::Viewer),
+            ),
+            (Method::GET, "/v1/audit".into(), None, Some(Role::Viewer)),
+            (Method::GET, "/v1/tokens".into(), None, Some(Role::Admin)),
+            (
+                Method::POST,
+                "/v1/tokens".into(),
+                Some(json!({"name": format!("t-{n}"), "role": "viewer"})),
+                Some(Role::Admin),
+            ),
+            (
+                Method::DELETE,
+                format!("/v1/tokens/{token_id}"),
+                None,
+                Some(Role::Admin),
+            ),
+        ]
+    };
+    let callers: Vec<(&str, Option<&str>, Option<Role>)> = vec![
+        ("no token", None, None),
+        ("garbage token", Some("fy_not-a-real-token"), None),
+        ("revoked", Some(api.revoked.as_str()), None),
+        ("expired", Some(api.expired.as_str()), None),
+        ("viewer", Some(api.viewer.as_str()), Some(Role::Viewer)),
+        (
+            "operator",
+            Some(api.operator.as_str()),
+            Some(Role::Operator),
+        ),
+        ("admin", Some(api.admin.as_str()), Some(Role::Admin)),
+    ];
+    let mut n = 0;
+    for (who, token, role) in &callers {
+        let route_count = routes(0, "x", "x").len();
+        for r in 0..route_count {
+            n += 1;
+            let victim = format!("victim-{n}");
+            api.create_cluster(&victim, "ws2008").await;
+            let target = ferry::service::issue_token(
+                api.store.as_ref(),
+                &NewToken {
+                    name: format!("target-{n}"),
+                    role: Role::Viewer,
+                    ttl_seconds: None,
+                },
+            )
+            .await
+            .unwrap();
+            let (method, path, body, least) =
+                routes(n, &victim, &target.info.id.to_string()).swap_remove(r);
+            let reply = api.call(method.clone(), &path, *token, body).await;
+            let allowed = match (least, role) {
+                (None, _) => true,
+                (Some(least), Some(role)) => role >= &least,
+                (Some(_), None) => false,
+            };
+            let label = format!("{who} {method} {path}");
+            if allowed {
+                assert!(
+                    reply.status.is_success(),
+                    "{label}: {} {}",
+                    reply.status,
+                    reply.body
+                );
+            } else if role.is_none() {
+                assert_eq!(
+                    reply.status,
+                    StatusCode::UNAUTHORIZED,
+                    "{label}: {}",
+                    reply.body
+                );
+                assert_eq!(reply.problem_type(), "urn:ferry:problem:unauthenticated");
+            } else {
+                assert_eq!(
+                    reply.status,
+                    StatusCode::FORBIDDEN,
+                    "{label}: {}",
+                    reply.body
+                );
+                assert_eq!(reply.problem_type(), "urn:ferry:problem:permission-denied");
+            }
+        }
+    }
+});
+
+#[tokio::test]
+async fn operational_endpoints_and_docs() {
+    let (store, dir) = common::sqlite_store().await;
+    let api = Api::new(store, Some(dir)).await;
+    api.call(Method::GET, "/v1/clusters", Some(&api.viewer), None)
+        .await;
+    let r = api.call(Method::GET, "/metrics", None, None).await;
+    assert_eq!(r.status, StatusCode::OK);
+    let text = r.body.as_str().unwrap();
+    assert!(
+        text.contains("ferry_requests_total{transport=\"http\",method=\"GET\",route=\"/v1/clusters\",status=\"200\"} 1"),
+        "{text}"
+    );
+    let r = api.call(Method::GET, "/readyz", None, None).await;
+    assert_eq!(r.body["status"], "ready");
+    let r = api.call(Method::GET, "/docs/", None, None).await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert!(
+        r.body.as_str().unwrap().contains("swagger"),
+        "Swagger UI is served"
+    );
+    let r = api.call(Method::GET, "/openapi.json", None, None).await;
+    assert_eq!(r.body["info"]["title"], "Ferry API");
+}
+
+#[test]
+fn committed_openapi_matches_the_code() {
+    let generated = ferry::http::openapi_json();
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/openapi/ferry.v1.json");
+    if std::env::var_os("FERRY_UPDATE_OPENAPI").is_some() {
+        std::fs::write(path, &generated).unwrap();
+    }
+    let committed = std::fs::read_to_string(path).unwrap_or_default();
+    assert!(
+        committed == generated,
+        "openapi/ferry.v1.json is stale: run `cargo run -- openapi --output openapi/ferry.v1.json` \
+         (or FERRY_UPDATE_OPENAPI=1 cargo test --test http committed_openapi) and commit it"
+    );
+}
+
+#[test]
+fn every_operation_documents_its_errors() {
+    let spec: Value = serde_json::from_str(&ferry::http::openapi_json()).unwrap();
+    let mut operations = 0;
+    for (path, item) in spec["paths"].as_object().unwrap() {
+        for (method, op) in item.as_object().unwrap() {
+            operations += 1;
+            let responses = op["responses"].as_object().unwrap();
+            let errors: Vec<&String> = responses
+                .keys()
+                .filter(|k| k.starts_with('4') || k.starts_with('5'))
+                .collect();
+            if path.starts_with("/v1/") {
+                for code in ["400", "401", "403", "500"] {
+                    assert!(responses.contains_key(code), "{method} {path} lacks {code}");
+                }
+                if path.contains('{') {
+                    assert!(responses.contains_key("404"), "{method} {path} lacks 404");
+                }
+                assert_eq!(
+                    responses["401"]["content"]["application/problem+json"]["schema"]["$ref"],
+                    "#/components/schemas/Problem"
+                );
+            } else if path == "/readyz" {
+                assert!(!errors.is_empty());
+            }
+        }
+    }
+    assert!(operations >= 19, "{operations}");
+}
