@@ -21,6 +21,8 @@ struct Row {
     rows: i64,
     import: Duration,
     reimport: Duration,
+    one_group: Duration,
+    diff: Duration,
     pages: usize,
     p50: Duration,
     p99: Duration,
@@ -63,11 +65,30 @@ async fn run(backend: &'static str, store: Arc<dyn Store>, groups: usize, shares
 
     let started = Instant::now();
     let again = service
-        .import_inventory(&caller, "bench", doc, None)
+        .import_inventory(&caller, "bench", doc.clone(), None)
         .await
         .unwrap();
     let reimport = started.elapsed();
     assert!(!again.created);
+
+    // The common follow-up: a fresh report where one group changed.
+    let mut changed = doc;
+    changed.groups[groups / 2].shares[0].description = "changed".into();
+    let started = Instant::now();
+    let outcome = service
+        .import_inventory(&caller, "bench", changed, None)
+        .await
+        .unwrap();
+    let one_group = started.elapsed();
+    assert!(outcome.created);
+
+    let started = Instant::now();
+    let diff = service
+        .diff_snapshots(&caller, "bench", 1, 2)
+        .await
+        .unwrap();
+    let diff_time = started.elapsed();
+    assert_eq!(diff.diff.changes.len(), 1);
 
     let mut latencies = Vec::new();
     let mut seen = 0usize;
@@ -121,6 +142,8 @@ async fn run(backend: &'static str, store: Arc<dyn Store>, groups: usize, shares
         rows: counts.groups + counts.resources + counts.shares + counts.permissions,
         import,
         reimport,
+        one_group,
+        diff: diff_time,
         pages: latencies.len(),
         p50: percentile(&latencies, 0.50),
         p99: percentile(&latencies, 0.99),
@@ -154,14 +177,16 @@ fn main() {
         rows
     });
     println!(
-        "\n{:<9} {:>8} {:>9} {:>9} {:>12} {:>12} {:>9} {:>7} {:>9} {:>9} {:>9}",
+        "\n{:<9} {:>8} {:>9} {:>9} {:>12} {:>12} {:>9} {:>9} {:>9} {:>7} {:>9} {:>9} {:>9}",
         "backend",
         "shares",
         "rows",
         "import",
         "shares/s",
         "rows/s",
-        "re-import",
+        "same doc",
+        "1 group",
+        "diff",
         "pages",
         "page p50",
         "page p99",
@@ -170,7 +195,7 @@ fn main() {
     for r in rows {
         let secs = r.import.as_secs_f64();
         println!(
-            "{:<9} {:>8} {:>9} {:>8.2}s {:>12.0} {:>12.0} {:>8.0}ms {:>7} {:>7.2}ms {:>7.2}ms {:>7.2}ms",
+            "{:<9} {:>8} {:>9} {:>8.2}s {:>12.0} {:>12.0} {:>7.0}ms {:>7.0}ms {:>7.0}ms {:>7} {:>7.2}ms {:>7.2}ms {:>7.2}ms",
             r.backend,
             r.shares,
             r.rows,
@@ -178,6 +203,8 @@ fn main() {
             r.shares as f64 / secs,
             r.rows as f64 / secs,
             r.reimport.as_secs_f64() * 1e3,
+            r.one_group.as_secs_f64() * 1e3,
+            r.diff.as_secs_f64() * 1e3,
             r.pages,
             r.p50.as_secs_f64() * 1e3,
             r.p99.as_secs_f64() * 1e3,

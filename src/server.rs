@@ -105,9 +105,15 @@ pub async fn start_with_store(
     };
     let grpc_task = {
         let mut stopped = stopped.clone();
-        let grpc = crate::grpc::serve(service.clone(), metrics, grpc_listener, async move {
-            let _ = stopped.wait_for(|s| *s).await;
-        });
+        let grpc = crate::grpc::serve(
+            service.clone(),
+            metrics,
+            config.max_inventory_bytes,
+            grpc_listener,
+            async move {
+                let _ = stopped.wait_for(|s| *s).await;
+            },
+        );
         tokio::spawn(grpc)
     };
     tracing::info!(%http_addr, %grpc_addr, "ferry server listening");

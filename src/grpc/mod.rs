@@ -35,10 +35,6 @@ pub mod pb {
 use pb::admin_service_server::AdminServiceServer;
 use pb::inventory_service_server::InventoryServiceServer;
 
-/// Largest request message InventoryService accepts: imports carry a whole inventory document,
-/// so it matches REST's default `max_inventory_bytes`. The admin service keeps tonic's 4 MiB.
-const MAX_INVENTORY_MESSAGE_BYTES: usize = 256 * 1024 * 1024;
-
 /// Both services' implementation: the shared service layer and the metrics it reports to.
 #[derive(Clone)]
 pub(crate) struct Api {
@@ -95,9 +91,12 @@ impl Api {
 }
 
 /// Serves the gRPC API on `listener` until `shutdown` completes, then lets calls in flight finish.
+/// InventoryService accepts messages up to `max_inventory_bytes` (imports carry a whole inventory
+/// document, as with REST); the admin service keeps tonic's 4 MiB.
 pub async fn serve(
     service: Service,
     metrics: Arc<Metrics>,
+    max_inventory_bytes: usize,
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
@@ -137,8 +136,7 @@ pub async fn serve(
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
         .add_service(
-            InventoryServiceServer::new(api.clone())
-                .max_decoding_message_size(MAX_INVENTORY_MESSAGE_BYTES),
+            InventoryServiceServer::new(api.clone()).max_decoding_message_size(max_inventory_bytes),
         )
         .add_service(AdminServiceServer::new(api))
         .serve_with_incoming_shutdown(incoming, shutdown)
