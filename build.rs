@@ -1,5 +1,5 @@
-//! Compiles the public gRPC API from `proto/` and writes its descriptor set for server
-//! reflection.
+//! Compiles the gRPC API (public calls and the agent protocol) from `proto/` and writes its
+//! descriptor set for server reflection.
 
 use std::error::Error;
 use std::path::PathBuf;
@@ -25,10 +25,16 @@ fn main() -> Result<(), Box<dyn Error>> {
     // build does not depend on a system protobuf installation.
     let well_known = protoc_bin_vendored::include_path()?;
     tonic_prost_build::configure()
+        // The generated `XClient::connect(url)` helper would collide with the agent protocol's
+        // `Connect` method; clients are built with `XClient::new(channel)` instead.
+        .build_transport(false)
         .file_descriptor_set_path(out_dir.join("ferry_descriptor.bin"))
         .compile_with_config(
             config,
-            &[PathBuf::from("proto/ferry/v1/inventory.proto")],
+            &[
+                PathBuf::from("proto/ferry/v1/inventory.proto"),
+                PathBuf::from("proto/ferry/v1/agent.proto"),
+            ],
             &[PathBuf::from("proto"), well_known],
         )?;
     Ok(())

@@ -1,4 +1,5 @@
-//! Bearer API tokens: random secrets shown once, stored only as SHA-256 hashes.
+//! Bearer API tokens (and join tokens and agent secrets): random secrets shown once, stored only
+//! as SHA-256 hashes.
 //!
 //! A plain hash (not a password hash) is right here: the secrets are 256 random bits, so there is
 //! nothing to brute-force, and every request pays for the check.
@@ -16,11 +17,16 @@ pub const TOKEN_PREFIX: &str = "fy_";
 /// Name of the token `FERRY_BOOTSTRAP_TOKEN` creates.
 pub const BOOTSTRAP_TOKEN_NAME: &str = "bootstrap";
 
-/// A fresh random secret: the prefix and 32 random bytes in hex.
+/// A fresh random API token secret: the prefix and 32 random bytes in hex.
 pub fn generate_secret() -> String {
+    generate_secret_with(TOKEN_PREFIX)
+}
+
+/// A fresh random secret with another prefix (join tokens, agent secrets).
+pub fn generate_secret_with(prefix: &str) -> String {
     let mut bytes = [0u8; 32];
     rand::rng().fill_bytes(&mut bytes);
-    format!("{TOKEN_PREFIX}{}", hex::encode(bytes))
+    format!("{prefix}{}", hex::encode(bytes))
 }
 
 /// The hash under which a secret is stored and looked up.

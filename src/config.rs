@@ -35,6 +35,12 @@ pub struct Config {
     pub max_body_bytes: usize,
     /// Largest inventory document in bytes (`PUT /v1/clusters/{id}/inventory`).
     pub max_inventory_bytes: usize,
+    /// How often agents send a heartbeat, in milliseconds.
+    pub agent_heartbeat_ms: u64,
+    /// How long a task lease lasts without a heartbeat or progress renewing it.
+    pub agent_lease_ms: u64,
+    /// Heartbeat TTL plus grace: an agent silent this long is marked down.
+    pub agent_down_after_ms: u64,
 }
 
 impl Default for Config {
@@ -49,6 +55,9 @@ impl Default for Config {
             log_level: "info".into(),
             max_body_bytes: 1024 * 1024,
             max_inventory_bytes: 256 * 1024 * 1024,
+            agent_heartbeat_ms: 10_000,
+            agent_lease_ms: 30_000,
+            agent_down_after_ms: 60_000,
         }
     }
 }
@@ -69,7 +78,7 @@ pub struct Overrides {
 }
 
 /// Every setting; each is also read from the environment as `FERRY_<KEY>` in upper case.
-pub const KEYS: [&str; 9] = [
+pub const KEYS: [&str; 12] = [
     "database_url",
     "http_addr",
     "grpc_addr",
@@ -79,6 +88,9 @@ pub const KEYS: [&str; 9] = [
     "log_level",
     "max_body_bytes",
     "max_inventory_bytes",
+    "agent_heartbeat_ms",
+    "agent_lease_ms",
+    "agent_down_after_ms",
 ];
 
 /// Shortest bootstrap token accepted: it is an admin credential.
@@ -149,6 +161,28 @@ impl Config {
         if self.max_inventory_bytes < self.max_body_bytes {
             anyhow::bail!(
                 "invalid configuration: max_inventory_bytes must be at least max_body_bytes"
+            );
+        }
+        // Below this the heartbeat traffic alone would keep the store busy; above, an agent
+        // would need minutes to notice a dead server.
+        if !(100..=600_000).contains(&self.agent_heartbeat_ms) {
+            anyhow::bail!(
+                "invalid configuration: agent_heartbeat_ms (FERRY_AGENT_HEARTBEAT_MS) must be \
+                 between 100 and 600000"
+            );
+        }
+        // A lease must survive a lost heartbeat, and an agent must miss several before it is
+        // called down.
+        if self.agent_lease_ms < 2 * self.agent_heartbeat_ms {
+            anyhow::bail!(
+                "invalid configuration: agent_lease_ms (FERRY_AGENT_LEASE_MS) must be at least \
+                 twice agent_heartbeat_ms"
+            );
+        }
+        if self.agent_down_after_ms < 3 * self.agent_heartbeat_ms {
+            anyhow::bail!(
+                "invalid configuration: agent_down_after_ms (FERRY_AGENT_DOWN_AFTER_MS) must be \
+                 at least three times agent_heartbeat_ms"
             );
         }
         Ok(())

@@ -2,13 +2,16 @@
 //!
 //! See `ARCHITECTURE.md` for the map of the code.
 
+pub mod agent;
 pub mod auth;
 pub mod config;
 pub mod error;
+pub mod gateway;
 pub mod grpc;
 pub mod http;
 pub mod metrics;
 pub mod model;
 pub mod server;
 pub mod service;
+pub mod sim;
 pub mod store;

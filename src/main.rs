@@ -3,10 +3,12 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use ferry::agent::exec::{Builtin, DriverKind};
+use ferry::agent::session::AgentConfig;
 use ferry::config::{Config, LogFormat, Overrides};
-use ferry::model::{NewToken, Role};
+use ferry::model::{NewJoinToken, NewToken, Role};
 
 #[derive(Parser)]
 #[command(
@@ -27,15 +29,18 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run the control plane: REST, gRPC and the store.
+    /// Run the control plane: REST, gRPC, the agent gateway and the store.
     Server(ServerArgs),
+    /// Run the agent of this node: enroll once with a join token, then take tasks from the
+    /// server until stopped.
+    Agent(AgentArgs),
     /// Print the OpenAPI document of the REST API.
     Openapi {
         /// Write it to this file instead of standard output.
         #[arg(long, value_name = "FILE")]
         output: Option<PathBuf>,
     },
-    /// Manage API tokens directly in the store (no server needed).
+    /// Manage API and join tokens directly in the store (no server needed).
     Token {
         #[command(subcommand)]
         command: TokenCommand,
@@ -58,19 +63,86 @@ struct ServerArgs {
     log_level: Option<String>,
 }
 
+#[derive(Args)]
+struct AgentArgs {
+    /// gRPC address of the server, e.g. http://ferry:50051; several, comma-separated, are tried
+    /// in turn.
+    #[arg(
+        long,
+        value_name = "URL[,URL...]",
+        value_delimiter = ',',
+        required = true
+    )]
+    server: Vec<String>,
+    /// Cluster (name or id) this node belongs to.
+    #[arg(long)]
+    cluster: String,
+    /// This node's name, as in the cluster's inventory.
+    #[arg(long)]
+    node: String,
+    /// Where the agent keeps its identity (created 0700).
+    #[arg(long, value_name = "DIR")]
+    state_dir: PathBuf,
+    /// Join token from `ferry token create --kind join`; only needed until the agent has
+    /// enrolled (FERRY_JOIN_TOKEN keeps it out of the process list).
+    #[arg(
+        long,
+        env = "FERRY_JOIN_TOKEN",
+        hide_env_values = true,
+        value_name = "TOKEN"
+    )]
+    join_token: Option<String>,
+    /// Cluster driver: sim or powershell (default: powershell on Windows, sim elsewhere).
+    #[arg(long, value_name = "DRIVER")]
+    driver: Option<String>,
+    /// State directory of the simulated cluster (with --driver sim).
+    #[arg(long, value_name = "DIR")]
+    sim_dir: Option<PathBuf>,
+    /// CA certificate to pin for TLS to the server.
+    #[arg(long, value_name = "FILE")]
+    ca: Option<PathBuf>,
+    /// Tasks run at once; more wait their turn.
+    #[arg(long, default_value_t = 4, value_name = "N")]
+    max_tasks: usize,
+    /// text or json.
+    #[arg(long, default_value = "text", value_name = "FORMAT")]
+    log_format: String,
+    /// tracing filter, e.g. info or warn,ferry=debug.
+    #[arg(long, default_value = "info", value_name = "FILTER")]
+    log_level: String,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum TokenKind {
+    /// A bearer token for people and pipelines.
+    Api,
+    /// A join token: lets agents of one cluster enroll.
+    Join,
+}
+
 #[derive(Subcommand)]
 enum TokenCommand {
-    /// Create an API token and print its secret (shown once).
+    /// Create a token and print its secret (shown once).
     Create {
-        /// viewer, operator or admin.
+        /// api (bearer token, needs --role and --name) or join (needs --cluster).
+        #[arg(long, value_enum, default_value = "api")]
+        kind: TokenKind,
+        /// viewer, operator or admin (api tokens).
         #[arg(long)]
-        role: String,
-        /// A name that says who or what uses the token.
+        role: Option<String>,
+        /// A name that says who or what uses the token (api tokens).
         #[arg(long)]
-        name: String,
-        /// Lifetime, e.g. 30m, 12h, 90d; the token does not expire without it.
+        name: Option<String>,
+        /// The cluster (name or id) whose agents may enroll with it (join tokens).
+        #[arg(long)]
+        cluster: Option<String>,
+        /// Lifetime, e.g. 30m, 12h, 90d. API tokens do not expire without it; join tokens
+        /// expire after 30m by default.
         #[arg(long, value_name = "DURATION")]
         ttl: Option<String>,
+        /// How many agents may enroll with it (join tokens; default 1).
+        #[arg(long, value_name = "N")]
+        uses: Option<u32>,
     },
 }
 
@@ -128,48 +200,170 @@ fn run(cli: Cli) -> Result<(), Failure> {
             overrides.log_format = args.log_format;
             overrides.log_level = args.log_level;
             let config = Config::load(cli.config.as_deref(), &overrides).map_err(usage)?;
-            init_logging(&config);
+            init_logging(
+                config.log_format,
+                // Validated at load, so the filter parses.
+                tracing_subscriber::EnvFilter::new(&config.log_level),
+            );
             tokio_runtime()?
                 .block_on(ferry::server::run(&config))
                 .map_err(runtime)
         }
-        Command::Token {
-            command: TokenCommand::Create { role, name, ttl },
-        } => {
-            let config = Config::load(cli.config.as_deref(), &overrides).map_err(usage)?;
-            let role = Role::parse(&role).ok_or_else(|| {
+        Command::Agent(args) => {
+            let format = match args.log_format.as_str() {
+                "text" => LogFormat::Text,
+                "json" => LogFormat::Json,
+                other => {
+                    return Err(usage(anyhow::anyhow!(
+                        "--log-format must be text or json, got `{other}`"
+                    )));
+                }
+            };
+            let filter = tracing_subscriber::EnvFilter::try_new(&args.log_level).map_err(|e| {
                 usage(anyhow::anyhow!(
-                    "--role must be viewer, operator or admin, got `{role}`"
+                    "--log-level `{}` is not a valid filter: {e}",
+                    args.log_level
                 ))
             })?;
+            let driver = match args.driver.as_deref() {
+                Some(driver) => driver
+                    .parse::<DriverKind>()
+                    .map_err(|e| usage(anyhow::anyhow!("--driver: {e}")))?,
+                None if cfg!(windows) => DriverKind::PowerShell,
+                None => DriverKind::Sim,
+            };
+            // Checked here too, so that a missing flag is a usage error (exit 2).
+            let enrolled = ferry::agent::state::StateDir::open(&args.state_dir)
+                .and_then(|state| state.load_identity())
+                .map_err(runtime)?
+                .is_some();
+            if !enrolled && args.join_token.is_none() {
+                return Err(usage(anyhow::anyhow!(
+                    "no identity in {}: pass --join-token (from `ferry token create --kind join \
+                     --cluster {}`) to enroll",
+                    args.state_dir.display(),
+                    args.cluster
+                )));
+            }
+            init_logging(format, filter);
+            let mut config = AgentConfig::new(args.server, args.cluster, args.node, args.state_dir);
+            config.join_token = args.join_token;
+            config.ca = args.ca;
+            config.max_concurrent_tasks = args.max_tasks.max(1);
+            config.validate().map_err(usage)?;
+            let executor = std::sync::Arc::new(Builtin {
+                driver,
+                sim_dir: args.sim_dir,
+            });
+            tokio_runtime()?
+                .block_on(ferry::agent::session::run(
+                    config,
+                    executor,
+                    ferry::server::shutdown_signal(),
+                ))
+                .map_err(runtime)
+        }
+        Command::Token {
+            command:
+                TokenCommand::Create {
+                    kind,
+                    role,
+                    name,
+                    cluster,
+                    ttl,
+                    uses,
+                },
+        } => {
+            let config = Config::load(cli.config.as_deref(), &overrides).map_err(usage)?;
             let ttl_seconds = ttl
                 .as_deref()
                 .map(parse_duration_seconds)
                 .transpose()
                 .map_err(usage)?;
-            let new = NewToken {
-                name,
-                role,
-                ttl_seconds,
-            };
-            tokio_runtime()?.block_on(async {
-                let store = ferry::store::open(&config.database_url)
-                    .await
-                    .map_err(runtime)?;
-                let service = ferry::service::Service::new(store);
-                let created = service
-                    .create_token(&ferry::auth::Caller::local(Role::Admin), &new)
-                    .await
-                    .map_err(|e| runtime(e.into()))?;
-                println!("{}", created.token.unwrap_or_default());
-                eprintln!(
-                    "created {} token `{}` (id {}); the secret above is shown only once",
-                    created.info.role, created.info.name, created.info.id
-                );
-                Ok(())
-            })
+            match kind {
+                TokenKind::Api => {
+                    if cluster.is_some() || uses.is_some() {
+                        return Err(usage(anyhow::anyhow!(
+                            "--cluster and --uses are for join tokens (--kind join)"
+                        )));
+                    }
+                    let (Some(role), Some(name)) = (role, name) else {
+                        return Err(usage(anyhow::anyhow!(
+                            "an API token needs --role (viewer, operator or admin) and --name"
+                        )));
+                    };
+                    let role = Role::parse(&role).ok_or_else(|| {
+                        usage(anyhow::anyhow!(
+                            "--role must be viewer, operator or admin, got `{role}`"
+                        ))
+                    })?;
+                    let new = NewToken {
+                        name,
+                        role,
+                        ttl_seconds,
+                    };
+                    with_service(&config, async |service| {
+                        let created = service
+                            .create_token(&ferry::auth::Caller::local(Role::Admin), &new)
+                            .await?;
+                        println!("{}", created.token.unwrap_or_default());
+                        eprintln!(
+                            "created {} token `{}` (id {}); the secret above is shown only once",
+                            created.info.role, created.info.name, created.info.id
+                        );
+                        Ok(())
+                    })
+                }
+                TokenKind::Join => {
+                    if role.is_some() || name.is_some() {
+                        return Err(usage(anyhow::anyhow!(
+                            "--role and --name are for API tokens (--kind api)"
+                        )));
+                    }
+                    let Some(cluster) = cluster else {
+                        return Err(usage(anyhow::anyhow!(
+                            "a join token needs --cluster: the cluster its agents join"
+                        )));
+                    };
+                    let new = NewJoinToken {
+                        cluster,
+                        ttl_seconds,
+                        uses,
+                    };
+                    with_service(&config, async |service| {
+                        let created = service
+                            .create_join_token(&ferry::auth::Caller::local(Role::Admin), &new)
+                            .await?;
+                        println!("{}", created.token.unwrap_or_default());
+                        eprintln!(
+                            "created join token {} for cluster `{}`: {} use(s), expires {}; the \
+                             secret above is shown only once",
+                            created.info.id,
+                            created.info.cluster_name,
+                            created.info.uses_left,
+                            created.info.expires_at.to_rfc3339()
+                        );
+                        Ok(())
+                    })
+                }
+            }
         }
     }
+}
+
+/// Runs `op` on a service over the configured store, without a server.
+fn with_service(
+    config: &Config,
+    op: impl AsyncFnOnce(ferry::service::Service) -> ferry::error::Result<()>,
+) -> Result<(), Failure> {
+    tokio_runtime()?.block_on(async {
+        let store = ferry::store::open(&config.database_url)
+            .await
+            .map_err(runtime)?;
+        op(ferry::service::Service::new(store))
+            .await
+            .map_err(|e| runtime(e.into()))
+    })
 }
 
 fn tokio_runtime() -> Result<tokio::runtime::Runtime, Failure> {
@@ -179,13 +373,11 @@ fn tokio_runtime() -> Result<tokio::runtime::Runtime, Failure> {
         .map_err(|e| runtime(e.into()))
 }
 
-fn init_logging(config: &Config) {
-    // Validated at load, so the filter parses.
-    let filter = tracing_subscriber::EnvFilter::new(&config.log_level);
+fn init_logging(format: LogFormat, filter: tracing_subscriber::EnvFilter) {
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
-    match config.log_format {
+    match format {
         LogFormat::Json => builder.json().init(),
         LogFormat::Text => builder.init(),
     }

@@ -3,6 +3,7 @@
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
@@ -23,10 +24,19 @@ pub struct RouteLabels {
     pub route: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct VerdictLabels {
+    /// `RESULT_VERDICT_APPLIED`, `..._DUPLICATE`, `..._STALE` or `..._REFUSED`.
+    pub verdict: &'static str,
+}
+
 pub struct Metrics {
     registry: Registry,
     requests: Family<RequestLabels, Counter>,
     durations: Family<RouteLabels, Histogram>,
+    agent_results: Family<VerdictLabels, Counter>,
+    /// Agent sessions open on this server.
+    pub agent_sessions: Gauge,
 }
 
 impl Default for Metrics {
@@ -50,11 +60,31 @@ impl Metrics {
             "Time to answer API requests",
             durations.clone(),
         );
+        let agent_results = Family::<VerdictLabels, Counter>::default();
+        registry.register(
+            "agent_results",
+            "Task results reported by agents, by what became of them",
+            agent_results.clone(),
+        );
+        let agent_sessions = Gauge::default();
+        registry.register(
+            "agent_sessions",
+            "Agent sessions open on this server",
+            agent_sessions.clone(),
+        );
         Self {
             registry,
             requests,
             durations,
+            agent_results,
+            agent_sessions,
         }
+    }
+
+    pub fn agent_result(&self, verdict: &'static str) {
+        self.agent_results
+            .get_or_create(&VerdictLabels { verdict })
+            .inc();
     }
 
     pub fn observe(&self, labels: RequestLabels, seconds: f64) {

@@ -1,5 +1,5 @@
 //! `ferry server`: opens the store, makes sure the bootstrap token exists, and serves REST and
-//! gRPC until told to stop.
+//! gRPC (with the agent gateway and its reaper) until told to stop.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -10,6 +10,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::config::Config;
+use crate::gateway::{Gateway, GatewaySettings};
 use crate::http::{AppState, HttpOptions};
 use crate::metrics::Metrics;
 use crate::service::{self, Service};
@@ -25,7 +26,8 @@ pub struct RunningServer {
 }
 
 impl RunningServer {
-    /// Stops accepting, lets requests in flight finish, and waits for both listeners.
+    /// Stops accepting, closes agent sessions, lets requests in flight finish, and waits for the
+    /// listeners and the reaper.
     pub async fn stop(self) -> anyhow::Result<()> {
         let _ = self.shutdown.send(true);
         for task in self.tasks {
@@ -64,9 +66,15 @@ pub async fn start_with_store(
             .await
             .context("creating the bootstrap token")?;
     }
-    let service = Service::new(store);
+    let gateway = Arc::new(Gateway::new(GatewaySettings::from_config(config)));
+    let service = Service::with_gateway(store, gateway);
     let metrics = Arc::new(Metrics::new());
     let (shutdown, stopped) = watch::channel(false);
+    // Before the listeners: leases are extended before any agent can report, and a failure
+    // leaves nothing running (dropping `shutdown` ends the reaper).
+    let reaper_task = crate::gateway::start_reaper(service.clone(), stopped.clone())
+        .await
+        .context("preparing the agent gateway")?;
 
     let http_listener = TcpListener::bind(config.http_addr)
         .await
@@ -116,13 +124,20 @@ pub async fn start_with_store(
         );
         tokio::spawn(grpc)
     };
+    if !grpc_addr.ip().is_loopback() {
+        tracing::warn!(
+            %grpc_addr,
+            "gRPC is served in plain text on a network address: agent secrets and tasks cross \
+             the network unencrypted"
+        );
+    }
     tracing::info!(%http_addr, %grpc_addr, "ferry server listening");
     Ok(RunningServer {
         http_addr,
         grpc_addr,
         service,
         shutdown,
-        tasks: vec![http_task, grpc_task],
+        tasks: vec![http_task, grpc_task, reaper_task],
     })
 }
 
@@ -142,7 +157,8 @@ pub async fn run(config: &Config) -> anyhow::Result<()> {
     server.wait().await
 }
 
-async fn shutdown_signal() {
+/// Completes on Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {

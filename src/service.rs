@@ -1,6 +1,13 @@
 //! The service layer: every operation REST and gRPC offer, once. It authenticates, checks the
 //! caller's role, validates input, calls the store, and writes the audit record of every mutating
 //! call. Transports only translate requests and answers.
+//!
+//! The agent half (join tokens, enrollment, agents, tasks, and what the gateway asks of the store
+//! while agents are connected) is in `service/agents.rs`.
+
+mod agents;
+
+pub use agents::ResultVerdict;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -15,11 +22,12 @@ use uuid::Uuid;
 
 use crate::auth::{self, Caller};
 use crate::error::{Error, ErrorCode, Result};
+use crate::gateway::{Gateway, GatewaySettings};
 use crate::model::diff::{InventoryDiff, diff_inventories};
 use crate::model::{
-    AuditOutcome, AuditRecord, Cluster, ClusterPatch, CreatedToken, FieldError, GroupDetail,
-    GroupSummary, InventoryDocument, MAX_TEXT_LEN, NewAudit, NewCluster, NewToken, Page, Role,
-    Share, Snapshot, SnapshotInfo, TokenInfo, check_name, check_text,
+    AuditOutcome, AuditRecord, Cluster, ClusterPatch, CreatedJoinToken, CreatedToken, FieldError,
+    GroupDetail, GroupSummary, InventoryDocument, MAX_TEXT_LEN, NewAudit, NewCluster, NewToken,
+    Page, Role, Share, Snapshot, SnapshotInfo, Task, TokenInfo, check_name, check_text,
 };
 use crate::store::{
     AuditFilter, GroupKey, IdempotencyClaim, ImportOutcome, InventoryImport, ShareFilter, Store,
@@ -71,18 +79,46 @@ impl Replayable for CreatedToken {
     }
 }
 
+impl Replayable for CreatedJoinToken {
+    fn for_replay(&self) -> Self {
+        CreatedJoinToken {
+            info: self.info.clone(),
+            token: None,
+        }
+    }
+}
+
+impl Replayable for Task {
+    fn for_replay(&self) -> Self {
+        self.clone()
+    }
+}
+
 #[derive(Clone)]
 pub struct Service {
     store: Arc<dyn Store>,
+    /// The agent sessions of this server: operations that change an agent or its tasks reach a
+    /// connected agent through it.
+    gateway: Arc<Gateway>,
 }
 
 impl Service {
+    /// A service whose gateway has the default settings and no sessions (tools and tests that
+    /// never serve agents).
     pub fn new(store: Arc<dyn Store>) -> Self {
-        Self { store }
+        Self::with_gateway(store, Arc::new(Gateway::new(GatewaySettings::default())))
+    }
+
+    pub fn with_gateway(store: Arc<dyn Store>, gateway: Arc<Gateway>) -> Self {
+        Self { store, gateway }
     }
 
     pub fn store(&self) -> &Arc<dyn Store> {
         &self.store
+    }
+
+    pub fn gateway(&self) -> &Arc<Gateway> {
+        &self.gateway
     }
 
     // ---- authentication and audit -----------------------------------------------------------
@@ -131,7 +167,21 @@ impl Service {
             Ok(()) => op.await,
             Err(e) => Err(e),
         };
-        let (outcome, detail) = match &result {
+        self.audit(&caller.name, caller.source.clone(), action, target, &result)
+            .await;
+        result
+    }
+
+    /// Appends the audit record of a finished operation.
+    async fn audit<T>(
+        &self,
+        actor: &str,
+        source: Option<String>,
+        action: &str,
+        target: String,
+        result: &Result<T>,
+    ) {
+        let (outcome, detail) = match result {
             Ok(_) => (AuditOutcome::Success, None),
             Err(e) if e.code == ErrorCode::PermissionDenied => {
                 (AuditOutcome::Denied, Some(e.message.clone()))
@@ -139,10 +189,10 @@ impl Service {
             Err(e) => (AuditOutcome::Failure, Some(e.code.title().to_string())),
         };
         let record = NewAudit {
-            actor: caller.name.clone(),
+            actor: actor.to_string(),
             action: action.to_string(),
             target,
-            source: caller.source.clone(),
+            source,
             outcome,
             detail,
         };
@@ -150,7 +200,6 @@ impl Service {
             // The operation already happened; failing it now would invite a retry of it.
             tracing::error!(error = %e, action, "could not write audit record");
         }
-        result
     }
 
     /// Runs `op` at most once per `Idempotency-Key`: a retry with the same key and body gets the

@@ -162,6 +162,85 @@ fn token_create_then_a_real_server_accepts_it() {
     server.wait().unwrap();
 }
 
+#[test]
+fn join_tokens_and_agent_arguments() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}/ferry.db", dir.path().display());
+    let join = |extra: &[&str]| {
+        let mut args = vec!["token", "create", "--kind", "join", "--database-url", &db];
+        args.extend_from_slice(extra);
+        finish(ferry().args(args))
+    };
+    let out = join(&["--cluster", "FS-NEW"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8(out.stderr)
+            .unwrap()
+            .contains("no cluster")
+    );
+
+    tokio::runtime::Runtime::new().unwrap().block_on(async {
+        let store = ferry::store::open(&db).await.unwrap();
+        store
+            .create_cluster(&ferry::model::NewCluster {
+                name: "FS-NEW".into(),
+                os: ferry::model::OsGeneration::Ws2022,
+                description: String::new(),
+            })
+            .await
+            .unwrap();
+    });
+    let out = join(&["--cluster", "FS-NEW", "--ttl", "10m", "--uses", "3"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains("3 use(s)"), "{err}");
+    let token = String::from_utf8(out.stdout).unwrap();
+    assert!(token.trim().starts_with("fyj_"), "{token}");
+
+    for (args, complaint) in [
+        (vec!["--cluster", "FS-NEW", "--role", "admin"], "--role"),
+        (vec![], "--cluster"),
+    ] {
+        let out = join(&args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        let err = String::from_utf8(out.stderr).unwrap();
+        assert!(err.contains(complaint), "{err}");
+    }
+    let out = finish(ferry().args(["token", "create", "--name", "x", "--database-url", &db]));
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8(out.stderr).unwrap().contains("--role"));
+
+    let state = dir.path().join("agent");
+    let agent = |extra: &[&str]| {
+        let mut args = vec![
+            "agent",
+            "--server",
+            "http://127.0.0.1:9",
+            "--cluster",
+            "FS-NEW",
+            "--node",
+            "N1",
+            "--state-dir",
+            state.to_str().unwrap(),
+        ];
+        args.extend_from_slice(extra);
+        finish(ferry().args(args))
+    };
+    let out = agent(&[]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8(out.stderr)
+            .unwrap()
+            .contains("--join-token")
+    );
+    let out = agent(&["--join-token", "fyj_x", "--driver", "bash"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8(out.stderr).unwrap().contains("--driver"));
+    let out = agent(&["--join-token", "fyj_x", "--ca", "/etc/ssl/ca.pem"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8(out.stderr).unwrap().contains("TLS"));
+}
+
 /// The docker files only set variables the binary reads, and run a real subcommand.
 #[test]
 fn docker_files_match_the_binary() {

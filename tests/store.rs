@@ -12,10 +12,17 @@ use common::{
 };
 use ferry::error::ErrorCode;
 use ferry::model::{
+    Action, AgentState, Cluster, JoinTokenInfo, TaskError, TaskOutcome, TaskProgress, TaskRef,
+    TaskState,
+};
+use ferry::model::{
     AuditOutcome, ClusterPatch, Group, NewAudit, OsGeneration, Permission, ResourceState, Role,
     Share,
 };
-use ferry::store::{AuditFilter, Backend, GroupKey, IdempotencyClaim, ShareFilter, Store};
+use ferry::store::{
+    AgentEnrollment, AuditFilter, Backend, GroupKey, IdempotencyClaim, JoinTokenRecord, NewTask,
+    ShareFilter, Store,
+};
 use uuid::Uuid;
 
 /// Names whose byte order (`B` `Z` `_x` `a` `c` `~` `Ä` `共有`) differs from any locale's order;
@@ -1329,4 +1336,674 @@ async fn sqlite_store_reopens_with_its_data() {
     drop(first);
     let second = ferry::store::open(&url).await.unwrap();
     second.get_cluster("KEEP").await.unwrap();
+}
+
+// ---- agents, join tokens and tasks ------------------------------------------------------------
+
+fn join_token(
+    cluster: &Cluster,
+    hash: &str,
+    uses: u32,
+    lifetime: chrono::TimeDelta,
+) -> JoinTokenRecord {
+    let now = Utc::now();
+    JoinTokenRecord {
+        info: JoinTokenInfo {
+            id: Uuid::now_v7(),
+            cluster_id: cluster.id,
+            cluster_name: cluster.name.clone(),
+            expires_at: now + lifetime,
+            uses_left: uses,
+            created_at: now,
+            created_by: "test".into(),
+        },
+        secret_hash: hash.into(),
+    }
+}
+
+const CAPABILITIES: [String; 0] = [];
+
+fn enrollment<'a>(cluster: &Cluster, token_hash: &'a str, node: &'a str) -> AgentEnrollment<'a> {
+    AgentEnrollment {
+        token_hash,
+        cluster_id: cluster.id,
+        agent_id: Uuid::now_v7(),
+        node,
+        secret_hash: node,
+        software_version: "0.1.0",
+        capabilities: &CAPABILITIES,
+        at: Utc::now(),
+    }
+}
+
+fn echo() -> Action {
+    Action::Echo {
+        text: "hi".into(),
+        sleep_ms: 0,
+    }
+}
+
+async fn task_for(store: &dyn Store, agent: &ferry::model::Agent) -> ferry::model::Task {
+    store
+        .create_task(&NewTask {
+            cluster_id: agent.cluster_id,
+            node: &agent.node,
+            agent_id: Some(agent.id),
+            action: &echo(),
+            created_by: "test",
+        })
+        .await
+        .unwrap()
+}
+
+fn later(seconds: i64) -> chrono::DateTime<Utc> {
+    Utc::now() + chrono::TimeDelta::seconds(seconds)
+}
+
+#[tokio::test]
+async fn join_tokens_are_consumed_by_enrollment() {
+    on_each_backend(|_, store| async move {
+        let cluster = store.create_cluster(&new_cluster("FS-NEW")).await.unwrap();
+        let other = store
+            .create_cluster(&new_cluster("FS-OTHER"))
+            .await
+            .unwrap();
+        let hour = chrono::TimeDelta::hours(1);
+        store
+            .insert_join_token(&join_token(&cluster, "two", 2, hour))
+            .await
+            .unwrap();
+        let dup = store
+            .insert_join_token(&join_token(&cluster, "two", 1, hour))
+            .await
+            .unwrap_err();
+        assert_eq!(dup.code, ErrorCode::Conflict);
+
+        let first = store
+            .enroll_agent(&enrollment(&cluster, "two", "N1"))
+            .await
+            .unwrap();
+        assert_eq!(first.replaced, None);
+        let agent = &first.agent;
+        assert_eq!(
+            (
+                agent.cluster_id,
+                agent.cluster_name.as_str(),
+                agent.node.as_str()
+            ),
+            (cluster.id, "FS-NEW", "N1")
+        );
+        assert_eq!(agent.state, AgentState::Disconnected);
+        assert_eq!(agent.session_id, None);
+        assert!(agent.last_seen_at.is_some());
+        store
+            .enroll_agent(&enrollment(&cluster, "two", "N2"))
+            .await
+            .unwrap();
+        let used = store
+            .enroll_agent(&enrollment(&cluster, "two", "N3"))
+            .await
+            .unwrap_err();
+        assert_eq!(used.code, ErrorCode::Unauthenticated);
+        assert!(used.message.contains("used up"), "{}", used.message);
+
+        let unknown = store
+            .enroll_agent(&enrollment(&cluster, "nope", "N3"))
+            .await
+            .unwrap_err();
+        assert_eq!(unknown.code, ErrorCode::Unauthenticated);
+        assert!(unknown.message.contains("unknown"), "{}", unknown.message);
+
+        store
+            .insert_join_token(&join_token(
+                &cluster,
+                "old",
+                5,
+                -chrono::TimeDelta::seconds(1),
+            ))
+            .await
+            .unwrap();
+        let expired = store
+            .enroll_agent(&enrollment(&cluster, "old", "N3"))
+            .await
+            .unwrap_err();
+        assert_eq!(expired.code, ErrorCode::Unauthenticated);
+        assert!(expired.message.contains("expired"), "{}", expired.message);
+
+        // A refusal consumes nothing: the token still works for its own cluster.
+        store
+            .insert_join_token(&join_token(&cluster, "one", 1, hour))
+            .await
+            .unwrap();
+        let wrong = store
+            .enroll_agent(&enrollment(&other, "one", "N3"))
+            .await
+            .unwrap_err();
+        assert_eq!(wrong.code, ErrorCode::Unauthenticated);
+        assert!(
+            wrong.message.contains("another cluster"),
+            "{}",
+            wrong.message
+        );
+        store
+            .enroll_agent(&enrollment(&cluster, "one", "N3"))
+            .await
+            .unwrap();
+        assert_eq!(
+            store
+                .list_agents(Some(cluster.id), 10, None)
+                .await
+                .unwrap()
+                .len(),
+            3
+        );
+        assert!(
+            store
+                .list_agents(Some(other.id), 10, None)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn the_last_use_of_a_join_token_is_won_once() {
+    on_each_backend(|_, store| async move {
+        let cluster = store.create_cluster(&new_cluster("FS-NEW")).await.unwrap();
+        store
+            .insert_join_token(&join_token(
+                &cluster,
+                "race",
+                1,
+                chrono::TimeDelta::hours(1),
+            ))
+            .await
+            .unwrap();
+        let attempts = (0..6).map(|i| {
+            let store = Arc::clone(&store);
+            let cluster = cluster.clone();
+            tokio::spawn(async move {
+                let node = format!("N{i}");
+                store
+                    .enroll_agent(&enrollment(&cluster, "race", &node))
+                    .await
+                    .is_ok()
+            })
+        });
+        let mut won = 0;
+        for attempt in attempts.collect::<Vec<_>>() {
+            won += usize::from(attempt.await.unwrap());
+        }
+        assert_eq!(won, 1);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn re_enrolling_a_node_replaces_its_agent() {
+    on_each_backend(|_, store| async move {
+        let cluster = store.create_cluster(&new_cluster("FS-NEW")).await.unwrap();
+        store
+            .insert_join_token(&join_token(&cluster, "t", 2, chrono::TimeDelta::hours(1)))
+            .await
+            .unwrap();
+        let old = store
+            .enroll_agent(&enrollment(&cluster, "t", "N1"))
+            .await
+            .unwrap()
+            .agent;
+        let pending = task_for(&*store, &old).await;
+        let in_flight = task_for(&*store, &old).await;
+        store
+            .assign_task(in_flight.id, old.id, later(30), Utc::now())
+            .await
+            .unwrap()
+            .unwrap();
+        let mut again = enrollment(&cluster, "t", "N1");
+        again.secret_hash = "N1-again";
+        let new = store.enroll_agent(&again).await.unwrap();
+        assert_eq!(new.replaced, Some(old.id));
+        let old_now = store.get_agent(old.id).await.unwrap();
+        assert_eq!(old_now.state, AgentState::Revoked);
+        assert!(old_now.revoked_at.is_some());
+        assert_eq!(
+            store.get_task(pending.id).await.unwrap().agent_id,
+            Some(new.agent.id),
+            "queued work follows the node"
+        );
+        assert_eq!(
+            store.get_task(in_flight.id).await.unwrap().agent_id,
+            Some(old.id),
+            "work in flight stays fenced to the agent that holds it"
+        );
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn agent_sessions_are_recorded_and_silent_agents_go_down() {
+    on_each_backend(|_, store| async move {
+        let cluster = store.create_cluster(&new_cluster("FS-NEW")).await.unwrap();
+        store
+            .insert_join_token(&join_token(&cluster, "t", 3, chrono::TimeDelta::hours(1)))
+            .await
+            .unwrap();
+        let mut agents = Vec::new();
+        for node in ["N1", "N2", "N3"] {
+            agents.push(
+                store
+                    .enroll_agent(&enrollment(&cluster, "t", node))
+                    .await
+                    .unwrap()
+                    .agent,
+            );
+        }
+        let agent = &agents[0];
+        let credentials = store.agent_credentials(agent.id).await.unwrap().unwrap();
+        assert_eq!(credentials.secret_hash, "N1");
+        assert_eq!(&credentials.agent, agent);
+        assert_eq!(store.agent_credentials(Uuid::now_v7()).await.unwrap(), None);
+        assert_eq!(
+            store.get_agent(Uuid::now_v7()).await.unwrap_err().code,
+            ErrorCode::NotFound
+        );
+
+        let (first, second) = (Uuid::now_v7(), Uuid::now_v7());
+        let capabilities = vec!["echo".to_owned()];
+        let connected = store
+            .agent_connected(agent.id, first, "0.2.0", &capabilities, Utc::now())
+            .await
+            .unwrap();
+        assert_eq!(connected.state, AgentState::Connected);
+        assert_eq!(connected.session_id, Some(first));
+        assert_eq!(connected.software_version, "0.2.0");
+        assert_eq!(connected.capabilities, capabilities);
+        assert!(connected.connected_at.is_some());
+        // A newer session took over: the older one's end changes nothing.
+        store
+            .agent_connected(agent.id, second, "0.2.0", &capabilities, Utc::now())
+            .await
+            .unwrap();
+        assert!(
+            !store
+                .agent_disconnected(agent.id, first, Utc::now())
+                .await
+                .unwrap()
+        );
+        assert_eq!(
+            store.get_agent(agent.id).await.unwrap().state,
+            AgentState::Connected
+        );
+        assert!(
+            store
+                .agent_disconnected(agent.id, second, Utc::now())
+                .await
+                .unwrap()
+        );
+        let gone = store.get_agent(agent.id).await.unwrap();
+        assert_eq!(
+            (gone.state, gone.session_id),
+            (AgentState::Disconnected, None)
+        );
+
+        let seen_at = later(60);
+        store
+            .touch_agents(&[agents[1].id, agents[2].id], seen_at)
+            .await
+            .unwrap();
+        let touched = store.get_agent(agents[1].id).await.unwrap();
+        assert!(
+            (touched.last_seen_at.unwrap() - seen_at).abs() < chrono::TimeDelta::milliseconds(1)
+        );
+        // Only the agent not touched is silent at +30 s; all are at +90 s.
+        let down = store.mark_agents_down(later(30)).await.unwrap();
+        assert_eq!(down, vec![agent.id]);
+        assert_eq!(
+            store.get_agent(agent.id).await.unwrap().state,
+            AgentState::Down
+        );
+        let mut down = store.mark_agents_down(later(90)).await.unwrap();
+        down.sort();
+        assert_eq!(down, vec![agents[1].id, agents[2].id]);
+        assert!(store.mark_agents_down(later(90)).await.unwrap().is_empty());
+
+        let page = store.list_agents(None, 2, None).await.unwrap();
+        assert_eq!(
+            page.iter().map(|a| a.id).collect::<Vec<_>>(),
+            vec![agents[0].id, agents[1].id]
+        );
+        let rest = store
+            .list_agents(None, 2, Some(agents[1].id))
+            .await
+            .unwrap();
+        assert_eq!(
+            rest.iter().map(|a| a.id).collect::<Vec<_>>(),
+            vec![agents[2].id]
+        );
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn revoking_an_agent_settles_its_tasks() {
+    on_each_backend(|_, store| async move {
+        let cluster = store.create_cluster(&new_cluster("FS-NEW")).await.unwrap();
+        store
+            .insert_join_token(&join_token(&cluster, "t", 1, chrono::TimeDelta::hours(1)))
+            .await
+            .unwrap();
+        let agent = store
+            .enroll_agent(&enrollment(&cluster, "t", "N1"))
+            .await
+            .unwrap()
+            .agent;
+        let pending = task_for(&*store, &agent).await;
+        let in_flight = task_for(&*store, &agent).await;
+        store
+            .assign_task(in_flight.id, agent.id, later(30), Utc::now())
+            .await
+            .unwrap();
+        let revoked = store.revoke_agent(agent.id, Utc::now()).await.unwrap();
+        assert_eq!(revoked.state, AgentState::Revoked);
+        let at = revoked.revoked_at.unwrap();
+        assert_eq!(
+            store
+                .revoke_agent(agent.id, later(5))
+                .await
+                .unwrap()
+                .revoked_at,
+            Some(at),
+            "the first revocation time stays"
+        );
+        assert_eq!(
+            store.get_task(pending.id).await.unwrap().state,
+            TaskState::Cancelled
+        );
+        let lost = store.get_task(in_flight.id).await.unwrap();
+        assert_eq!(lost.state, TaskState::Lost);
+        assert_eq!(lost.error.unwrap().kind, "lost");
+        let refused = store
+            .agent_connected(agent.id, Uuid::now_v7(), "0.1.0", &[], Utc::now())
+            .await
+            .unwrap_err();
+        assert_eq!(refused.code, ErrorCode::Unauthenticated);
+        assert_eq!(
+            store
+                .revoke_agent(Uuid::now_v7(), Utc::now())
+                .await
+                .unwrap_err()
+                .code,
+            ErrorCode::NotFound
+        );
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn tasks_are_assigned_once_per_generation_and_fenced() {
+    on_each_backend(|_, store| async move {
+        let cluster = store.create_cluster(&new_cluster("FS-NEW")).await.unwrap();
+        store
+            .insert_join_token(&join_token(&cluster, "t", 2, chrono::TimeDelta::hours(1)))
+            .await
+            .unwrap();
+        let agent = store
+            .enroll_agent(&enrollment(&cluster, "t", "N1"))
+            .await
+            .unwrap()
+            .agent;
+        let other = store
+            .enroll_agent(&enrollment(&cluster, "t", "N2"))
+            .await
+            .unwrap()
+            .agent;
+
+        let task = task_for(&*store, &agent).await;
+        assert_eq!(
+            (
+                task.state,
+                task.attempt,
+                task.generation,
+                task.lease_deadline
+            ),
+            (TaskState::Pending, 1, 0, None)
+        );
+        assert_eq!(task.action, echo());
+        assert_eq!(store.get_task(task.id).await.unwrap(), task);
+        assert_eq!(
+            store.get_task(Uuid::now_v7()).await.unwrap_err().code,
+            ErrorCode::NotFound
+        );
+        assert_eq!(
+            store.tasks_to_deliver(agent.id, 10).await.unwrap(),
+            vec![task.clone()]
+        );
+        assert!(
+            store
+                .tasks_to_deliver(other.id, 10)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+
+        let assigned = store
+            .assign_task(task.id, agent.id, later(30), Utc::now())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (assigned.state, assigned.generation),
+            (TaskState::Assigned, 1)
+        );
+        assert!(assigned.lease_deadline.is_some());
+        assert_eq!(
+            store
+                .assign_task(task.id, agent.id, later(30), Utc::now())
+                .await
+                .unwrap(),
+            None,
+            "assigned once"
+        );
+        assert_eq!(
+            store.tasks_to_deliver(agent.id, 10).await.unwrap(),
+            vec![assigned.clone()],
+            "in flight tasks are delivered again"
+        );
+
+        let current = assigned.task_ref();
+        let stale = TaskRef {
+            generation: 0,
+            ..current
+        };
+        // Leases: only the current attempt, held by its agent, is renewed.
+        assert_eq!(
+            store
+                .renew_leases(agent.id, &[stale], later(60), Utc::now())
+                .await
+                .unwrap(),
+            0
+        );
+        assert_eq!(
+            store
+                .renew_leases(other.id, &[current], later(60), Utc::now())
+                .await
+                .unwrap(),
+            0
+        );
+        assert_eq!(
+            store
+                .renew_leases(agent.id, &[current], later(60), Utc::now())
+                .await
+                .unwrap(),
+            1
+        );
+        let running = store.get_task(task.id).await.unwrap();
+        assert_eq!(running.state, TaskState::Running);
+        assert!(running.lease_deadline.unwrap() > assigned.lease_deadline.unwrap());
+
+        let progress = TaskProgress {
+            done: 3,
+            total: Some(10),
+            message: "copying".into(),
+            at: Utc::now(),
+        };
+        assert!(
+            !store
+                .record_progress(other.id, &current, &progress, later(60))
+                .await
+                .unwrap()
+        );
+        assert!(
+            store
+                .record_progress(agent.id, &current, &progress, later(60))
+                .await
+                .unwrap()
+        );
+        let reported = store.get_task(task.id).await.unwrap().progress.unwrap();
+        assert_eq!((reported.done, reported.total), (3, Some(10)));
+
+        // Results: stale, other agent's, then the real one once.
+        let outcome = TaskOutcome::Succeeded(serde_json::json!({"text": "hi"}));
+        assert_eq!(
+            store
+                .complete_task(agent.id, &stale, &outcome, Utc::now())
+                .await
+                .unwrap(),
+            None
+        );
+        assert_eq!(
+            store
+                .complete_task(other.id, &current, &outcome, Utc::now())
+                .await
+                .unwrap(),
+            None
+        );
+        let done = store
+            .complete_task(agent.id, &current, &outcome, Utc::now())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(done.state, TaskState::Succeeded);
+        assert_eq!(done.result, Some(serde_json::json!({"text": "hi"})));
+        assert_eq!(done.lease_deadline, None);
+        assert_eq!(store.get_task(task.id).await.unwrap(), done);
+        assert_eq!(
+            store
+                .complete_task(agent.id, &current, &outcome, Utc::now())
+                .await
+                .unwrap(),
+            None,
+            "a duplicate changes nothing"
+        );
+        assert!(
+            store
+                .tasks_to_deliver(agent.id, 10)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+
+        let failing = task_for(&*store, &agent).await;
+        let failing = store
+            .assign_task(failing.id, agent.id, later(30), Utc::now())
+            .await
+            .unwrap()
+            .unwrap();
+        let error = TaskError {
+            kind: "io".into(),
+            message: "disk full".into(),
+            retryable: true,
+        };
+        let failed = store
+            .complete_task(
+                agent.id,
+                &failing.task_ref(),
+                &TaskOutcome::Failed(error.clone()),
+                Utc::now(),
+            )
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (failed.state, failed.error, failed.result),
+            (TaskState::Failed, Some(error), None)
+        );
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn expired_leases_become_lost_attempts() {
+    on_each_backend(|_, store| async move {
+        let cluster = store.create_cluster(&new_cluster("FS-NEW")).await.unwrap();
+        store
+            .insert_join_token(&join_token(&cluster, "t", 1, chrono::TimeDelta::hours(1)))
+            .await
+            .unwrap();
+        let agent = store
+            .enroll_agent(&enrollment(&cluster, "t", "N1"))
+            .await
+            .unwrap()
+            .agent;
+        let short = task_for(&*store, &agent).await;
+        let long = task_for(&*store, &agent).await;
+        let pending = task_for(&*store, &agent).await;
+        let short = store
+            .assign_task(short.id, agent.id, later(10), Utc::now())
+            .await
+            .unwrap()
+            .unwrap();
+        store
+            .assign_task(long.id, agent.id, later(100), Utc::now())
+            .await
+            .unwrap()
+            .unwrap();
+
+        assert!(store.expire_leases(Utc::now()).await.unwrap().is_empty());
+        let lost = store.expire_leases(later(50)).await.unwrap();
+        assert_eq!(
+            lost.iter().map(|t| t.id).collect::<Vec<_>>(),
+            vec![short.id]
+        );
+        assert_eq!(lost[0].state, TaskState::Lost);
+        assert_eq!(lost[0].error.as_ref().unwrap().kind, "lost");
+        assert!(
+            store.expire_leases(later(50)).await.unwrap().is_empty(),
+            "lost once"
+        );
+        assert_eq!(
+            store.get_task(pending.id).await.unwrap().state,
+            TaskState::Pending
+        );
+        // A late result of the lost attempt is refused; so is a heartbeat.
+        let outcome = TaskOutcome::Succeeded(serde_json::json!(null));
+        assert_eq!(
+            store
+                .complete_task(agent.id, &short.task_ref(), &outcome, Utc::now())
+                .await
+                .unwrap(),
+            None
+        );
+        assert_eq!(
+            store
+                .renew_leases(agent.id, &[short.task_ref()], later(200), Utc::now())
+                .await
+                .unwrap(),
+            0
+        );
+
+        // A starting server gives the rest a full term.
+        let term = later(300);
+        assert_eq!(store.extend_leases(term).await.unwrap(), 1);
+        assert_eq!(
+            store.extend_leases(term).await.unwrap(),
+            0,
+            "only ever lengthened"
+        );
+        assert!(store.expire_leases(later(200)).await.unwrap().is_empty());
+        assert_eq!(store.expire_leases(later(400)).await.unwrap().len(), 1);
+    })
+    .await;
 }

@@ -4,15 +4,18 @@
 
 use chrono::{DateTime, Utc};
 use prost_types::value::Kind;
+use uuid::Uuid;
 
 use super::pb;
 use crate::error::{Error, Result};
 use crate::model::diff::{Change, ChangeOp, DiffSummary, FieldChange, ItemKind};
 use crate::model::{
-    Access, AceType, AuditOutcome, AuditRecord, CachingMode, Cluster, ClusterPatch, CreatedToken,
-    Disk, Group, GroupDetail, GroupSummary, InventoryCounts, InventoryDocument, Network,
-    NetworkRole, NewCluster, NewToken, Node, OsGeneration, Permission, Processor, Properties,
-    Resource, ResourceKind, ResourceState, Role, Share, Snapshot, SnapshotInfo, TokenInfo,
+    Access, AceType, Action, Agent, AgentState, AuditOutcome, AuditRecord, CachingMode, Cluster,
+    ClusterPatch, CreatedJoinToken, CreatedToken, Disk, EnrollRequest, Group, GroupDetail,
+    GroupSummary, InventoryCounts, InventoryDocument, JoinTokenInfo, Network, NetworkRole,
+    NewCluster, NewJoinToken, NewToken, Node, OsGeneration, Permission, Processor, Properties,
+    Resource, ResourceKind, ResourceState, Role, Share, Snapshot, SnapshotInfo, Task, TaskError,
+    TaskOutcome, TaskProgress, TaskRef, TaskState, TokenInfo,
 };
 use crate::service::{PageParams, SnapshotDiff};
 
@@ -123,6 +126,23 @@ enum_pair!(ChangeOp => ChangeOp {
     Removed => Removed,
     Changed => Changed,
     Renamed => Renamed,
+});
+
+enum_pair!(AgentState => AgentState {
+    Connected => Connected,
+    Disconnected => Disconnected,
+    Down => Down,
+    Revoked => Revoked,
+});
+
+enum_pair!(TaskState => TaskState {
+    Pending => Pending,
+    Assigned => Assigned,
+    Running => Running,
+    Succeeded => Succeeded,
+    Failed => Failed,
+    Lost => Lost,
+    Cancelled => Cancelled,
 });
 
 /// REST defaults an absent `caching` to manual; proto3 cannot tell absent from UNSPECIFIED, so
@@ -711,6 +731,276 @@ pub(crate) fn audit_outcome_filter(value: i32) -> Result<Option<AuditOutcome>> {
     ))
 }
 
+// ---- agents and tasks ---------------------------------------------------------------------------
+
+impl From<Agent> for pb::Agent {
+    fn from(a: Agent) -> Self {
+        pb::Agent {
+            id: a.id.to_string(),
+            cluster_id: a.cluster_id.to_string(),
+            cluster_name: a.cluster_name,
+            node: a.node,
+            software_version: a.software_version,
+            capabilities: a.capabilities,
+            state: pb::AgentState::from(a.state) as i32,
+            session_id: a.session_id.map(|s| s.to_string()).unwrap_or_default(),
+            connected_at: a.connected_at.map(timestamp),
+            last_seen_at: a.last_seen_at.map(timestamp),
+            revoked_at: a.revoked_at.map(timestamp),
+            created_at: Some(timestamp(a.created_at)),
+        }
+    }
+}
+
+impl From<JoinTokenInfo> for pb::JoinTokenInfo {
+    fn from(t: JoinTokenInfo) -> Self {
+        pb::JoinTokenInfo {
+            id: t.id.to_string(),
+            cluster_id: t.cluster_id.to_string(),
+            cluster_name: t.cluster_name,
+            expires_at: Some(timestamp(t.expires_at)),
+            uses_left: t.uses_left,
+            created_at: Some(timestamp(t.created_at)),
+            created_by: t.created_by,
+        }
+    }
+}
+
+pub(crate) fn created_join_token(
+    created: CreatedJoinToken,
+    replayed: bool,
+) -> pb::CreateJoinTokenResponse {
+    pb::CreateJoinTokenResponse {
+        info: Some(created.info.into()),
+        token: created.token,
+        replayed,
+    }
+}
+
+pub(crate) fn new_join_token(request: &pb::CreateJoinTokenRequest) -> NewJoinToken {
+    NewJoinToken {
+        cluster: request.cluster.clone(),
+        ttl_seconds: request.ttl_seconds,
+        uses: request.uses,
+    }
+}
+
+pub(crate) fn enroll_request(request: pb::EnrollRequest) -> EnrollRequest {
+    EnrollRequest {
+        join_token: request.join_token,
+        cluster: request.cluster,
+        node: request.node,
+        software_version: request.software_version,
+        capabilities: request.capabilities,
+    }
+}
+
+impl From<Action> for pb::Action {
+    fn from(action: Action) -> Self {
+        use pb::action::Kind;
+        let kind = match action {
+            Action::SkeletonCopy {
+                source,
+                destination,
+                depth,
+                log_path,
+            } => Kind::SkeletonCopy(pb::SkeletonCopy {
+                source,
+                destination,
+                depth,
+                log_path,
+            }),
+            Action::ShareScan { group } => Kind::ShareScan(pb::ShareScan { group }),
+            Action::ListGroups => Kind::ListGroups(pb::ListGroups {}),
+            Action::OfflineGroup { group } => Kind::OfflineGroup(pb::OfflineGroup { group }),
+            Action::OnlineGroup { group } => Kind::OnlineGroup(pb::OnlineGroup { group }),
+            Action::MigrateGroup {
+                source_cluster,
+                group,
+            } => Kind::MigrateGroup(pb::MigrateGroup {
+                source_cluster,
+                group,
+            }),
+            Action::AddDiskResource {
+                group,
+                disk,
+                drive_letter,
+            } => Kind::AddDiskResource(pb::AddDiskResource {
+                group,
+                disk,
+                drive_letter,
+            }),
+            Action::RemoveResource { group, resource } => {
+                Kind::RemoveResource(pb::RemoveResource { group, resource })
+            }
+            Action::SetDependency {
+                group,
+                resource,
+                depends_on,
+            } => Kind::SetDependency(pb::SetDependency {
+                group,
+                resource,
+                depends_on,
+            }),
+            Action::AssignDriveLetter { disk, drive_letter } => {
+                Kind::AssignDriveLetter(pb::AssignDriveLetter { disk, drive_letter })
+            }
+            Action::GatherFacts => Kind::GatherFacts(pb::GatherFacts {}),
+            Action::Echo { text, sleep_ms } => Kind::Echo(pb::Echo { text, sleep_ms }),
+        };
+        pb::Action { kind: Some(kind) }
+    }
+}
+
+/// The domain action; an action with no kind set (or one this build does not know, which decodes
+/// the same way) is refused, naming `field`.
+pub(crate) fn action(action: Option<pb::Action>, field: &'static str) -> Result<Action> {
+    use pb::action::Kind;
+    let kind = action.and_then(|a| a.kind).ok_or_else(|| {
+        Error::invalid_field(field, "must be set to one of the actions this server knows")
+    })?;
+    Ok(match kind {
+        Kind::SkeletonCopy(a) => Action::SkeletonCopy {
+            source: a.source,
+            destination: a.destination,
+            depth: a.depth,
+            log_path: a.log_path,
+        },
+        Kind::ShareScan(a) => Action::ShareScan { group: a.group },
+        Kind::ListGroups(_) => Action::ListGroups,
+        Kind::OfflineGroup(a) => Action::OfflineGroup { group: a.group },
+        Kind::OnlineGroup(a) => Action::OnlineGroup { group: a.group },
+        Kind::MigrateGroup(a) => Action::MigrateGroup {
+            source_cluster: a.source_cluster,
+            group: a.group,
+        },
+        Kind::AddDiskResource(a) => Action::AddDiskResource {
+            group: a.group,
+            disk: a.disk,
+            drive_letter: a.drive_letter,
+        },
+        Kind::RemoveResource(a) => Action::RemoveResource {
+            group: a.group,
+            resource: a.resource,
+        },
+        Kind::SetDependency(a) => Action::SetDependency {
+            group: a.group,
+            resource: a.resource,
+            depends_on: a.depends_on,
+        },
+        Kind::AssignDriveLetter(a) => Action::AssignDriveLetter {
+            disk: a.disk,
+            drive_letter: a.drive_letter,
+        },
+        Kind::GatherFacts(_) => Action::GatherFacts,
+        Kind::Echo(a) => Action::Echo {
+            text: a.text,
+            sleep_ms: a.sleep_ms,
+        },
+    })
+}
+
+pub(crate) fn task_ref_to_pb(task: &TaskRef) -> pb::TaskRef {
+    pb::TaskRef {
+        task_id: task.task_id.to_string(),
+        // Attempts count from 1 and generations from 0 and only grow by one per retry or
+        // assignment: they never come near the limits of the wire types.
+        attempt: u32::try_from(task.attempt).unwrap_or(u32::MAX),
+        generation: u64::try_from(task.generation).unwrap_or_default(),
+    }
+}
+
+/// The fencing token of an agent's report; `field` names the message's TaskRef field.
+pub(crate) fn task_ref(task: Option<pb::TaskRef>, field: &'static str) -> Result<TaskRef> {
+    let task = task.ok_or_else(|| Error::invalid_field(field, "is required"))?;
+    Ok(TaskRef {
+        task_id: Uuid::parse_str(&task.task_id).map_err(|_| {
+            Error::invalid_field(format!("{field}.task_id"), "must be a task id (a UUID)")
+        })?,
+        attempt: i64::from(task.attempt),
+        generation: i64::try_from(task.generation)
+            .map_err(|_| Error::invalid_field(format!("{field}.generation"), "is out of range"))?,
+    })
+}
+
+pub(crate) fn task_assignment(task: &Task) -> pb::TaskAssignment {
+    pb::TaskAssignment {
+        task: Some(task_ref_to_pb(&task.task_ref())),
+        lease_deadline: task.lease_deadline.map(timestamp),
+        action: Some(task.action.clone().into()),
+    }
+}
+
+/// An agent's result: its fencing token and outcome. A success whose report is not JSON becomes
+/// a failure, so the task ends instead of waiting for a lease to run out.
+pub(crate) fn task_result(result: pb::TaskResult) -> Result<(TaskRef, TaskOutcome)> {
+    let task = task_ref(result.task, "task")?;
+    let outcome = match result.outcome {
+        Some(pb::task_result::Outcome::Succeeded(s)) => {
+            match serde_json::from_str::<serde_json::Value>(&s.result_json) {
+                Ok(value) => TaskOutcome::Succeeded(value),
+                Err(e) => TaskOutcome::Failed(TaskError {
+                    kind: "bad_result".into(),
+                    message: format!("the agent reported a result that is not JSON: {e}"),
+                    retryable: false,
+                }),
+            }
+        }
+        Some(pb::task_result::Outcome::Failed(f)) => TaskOutcome::Failed(TaskError {
+            kind: f.kind,
+            message: f.message,
+            retryable: f.retryable,
+        }),
+        None => return Err(Error::invalid_field("outcome", "must be set")),
+    };
+    Ok((task, outcome))
+}
+
+pub(crate) fn task_progress(progress: pb::TaskProgress) -> Result<(TaskRef, TaskProgress)> {
+    let task = task_ref(progress.task, "task")?;
+    Ok((
+        task,
+        TaskProgress {
+            done: progress.done,
+            total: progress.total,
+            message: progress.message,
+            at: Utc::now(),
+        },
+    ))
+}
+
+impl From<Task> for pb::Task {
+    fn from(t: Task) -> Self {
+        let task_ref = task_ref_to_pb(&t.task_ref());
+        pb::Task {
+            id: t.id.to_string(),
+            cluster_id: t.cluster_id.to_string(),
+            node: t.node,
+            agent_id: t.agent_id.map(|a| a.to_string()).unwrap_or_default(),
+            action: Some(t.action.into()),
+            state: pb::TaskState::from(t.state) as i32,
+            attempt: task_ref.attempt,
+            generation: task_ref.generation,
+            lease_deadline: t.lease_deadline.map(timestamp),
+            result_json: t.result.map(|r| r.to_string()),
+            error: t.error.map(|e| pb::TaskError {
+                kind: e.kind,
+                message: e.message,
+                retryable: e.retryable,
+            }),
+            progress: t.progress.map(|p| pb::TaskProgressInfo {
+                done: p.done,
+                total: p.total,
+                message: p.message,
+                at: Some(timestamp(p.at)),
+            }),
+            created_at: Some(timestamp(t.created_at)),
+            updated_at: Some(timestamp(t.updated_at)),
+            created_by: t.created_by,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -878,6 +1168,100 @@ mod tests {
     fn leap_seconds_stay_valid_timestamps() {
         let at = DateTime::from_timestamp(1_483_228_799, 1_500_000_000).unwrap();
         assert_eq!(timestamp(at).nanos, 999_999_999);
+    }
+
+    #[test]
+    fn actions_round_trip() {
+        let name = |s: &str| s.to_owned();
+        let actions = [
+            Action::SkeletonCopy {
+                source: name("D:\\Data"),
+                destination: name("\\\\interim\\F$"),
+                depth: 3,
+                log_path: name("C:\\skeleton.log"),
+            },
+            Action::ShareScan { group: name("FS1") },
+            Action::ListGroups,
+            Action::OfflineGroup { group: name("FS1") },
+            Action::OnlineGroup { group: name("FS1") },
+            Action::MigrateGroup {
+                source_cluster: name("FS-OLD"),
+                group: name("FS1"),
+            },
+            Action::AddDiskResource {
+                group: name("FS1"),
+                disk: name("Cluster Disk 2"),
+                drive_letter: name("F:"),
+            },
+            Action::RemoveResource {
+                group: name("FS1"),
+                resource: name("Disk F:"),
+            },
+            Action::SetDependency {
+                group: name("FS1"),
+                resource: name("FS"),
+                depends_on: vec![name("Disk F:"), name("Name")],
+            },
+            Action::AssignDriveLetter {
+                disk: name("Cluster Disk 2"),
+                drive_letter: name("F:"),
+            },
+            Action::GatherFacts,
+            Action::Echo {
+                text: name("hi"),
+                sleep_ms: 5,
+            },
+        ];
+        for a in actions {
+            assert_eq!(action(Some(a.clone().into()), "action").unwrap(), a);
+        }
+        for missing in [None, Some(pb::Action { kind: None })] {
+            let err = action(missing, "action").unwrap_err();
+            assert_eq!(err.fields[0].field, "action");
+        }
+    }
+
+    #[test]
+    fn agent_reports_are_checked() {
+        let task = pb::TaskRef {
+            task_id: Uuid::now_v7().to_string(),
+            attempt: 1,
+            generation: 2,
+        };
+        let result = |outcome| pb::TaskResult {
+            task: Some(task.clone()),
+            outcome,
+        };
+        let (parsed, outcome) = task_result(result(Some(pb::task_result::Outcome::Succeeded(
+            pb::Succeeded {
+                result_json: "{\"a\": 1}".into(),
+            },
+        ))))
+        .unwrap();
+        assert_eq!((parsed.attempt, parsed.generation), (1, 2));
+        assert_eq!(outcome, TaskOutcome::Succeeded(serde_json::json!({"a": 1})));
+        let (_, outcome) = task_result(result(Some(pb::task_result::Outcome::Succeeded(
+            pb::Succeeded {
+                result_json: "not json".into(),
+            },
+        ))))
+        .unwrap();
+        assert!(matches!(outcome, TaskOutcome::Failed(e) if e.kind == "bad_result"));
+        assert_eq!(
+            task_result(result(None)).unwrap_err().fields[0].field,
+            "outcome"
+        );
+        let bad = pb::TaskResult {
+            task: Some(pb::TaskRef {
+                task_id: "nope".into(),
+                ..task.clone()
+            }),
+            outcome: None,
+        };
+        assert_eq!(
+            task_result(bad).unwrap_err().fields[0].field,
+            "task.task_id"
+        );
     }
 
     #[test]

@@ -1,12 +1,14 @@
-//! The public gRPC API (`proto/ferry/v1/inventory.proto`): InventoryService and AdminService,
-//! the standard health service and server reflection, on one port.
+//! The gRPC API (`proto/ferry/v1/`): InventoryService, AdminService and AgentAdminService, the
+//! agents' AgentService (implemented by the gateway, `crate::gateway::stream`), the standard
+//! health service and server reflection, on one port.
 //!
 //! Like the REST handlers, every method is request -> caller -> one [`Service`] call -> answer.
 //! [`Api::call`] is the single place that authenticates and records metrics, so no method can
 //! forget either.
 
 mod admin;
-mod convert;
+mod agents;
+pub(crate) mod convert;
 mod inventory;
 
 use std::future::Future;
@@ -33,7 +35,11 @@ pub mod pb {
 }
 
 use pb::admin_service_server::AdminServiceServer;
+use pb::agent_admin_service_server::AgentAdminServiceServer;
+use pb::agent_service_server::AgentServiceServer;
 use pb::inventory_service_server::InventoryServiceServer;
+
+use crate::gateway::stream::AgentGateway;
 
 /// Both services' implementation: the shared service layer and the metrics it reports to.
 #[derive(Clone)]
@@ -90,9 +96,10 @@ impl Api {
     }
 }
 
-/// Serves the gRPC API on `listener` until `shutdown` completes, then lets calls in flight finish.
-/// InventoryService accepts messages up to `max_inventory_bytes` (imports carry a whole inventory
-/// document, as with REST); the admin service keeps tonic's 4 MiB.
+/// Serves the gRPC API on `listener` until `shutdown` completes, then closes the agent sessions
+/// and lets calls in flight finish. InventoryService accepts messages up to `max_inventory_bytes`
+/// (imports carry a whole inventory document, as with REST); the other services keep tonic's
+/// 4 MiB, which also bounds what an unauthenticated `Enroll` can make the server read.
 pub async fn serve(
     service: Service,
     metrics: Arc<Metrics>,
@@ -100,7 +107,17 @@ pub async fn serve(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
+    let gateway = service.gateway().clone();
+    let agents = AgentGateway::new(service.clone(), metrics.clone());
     let api = Api { service, metrics };
+    // Agent streams never end on their own; without closing them the graceful shutdown would
+    // wait for them forever.
+    let shutdown = async move {
+        shutdown.await;
+        gateway.close_all(Status::unavailable(
+            "the server is shutting down; reconnect",
+        ));
+    };
 
     let (health_reporter, health) = tonic_health::server::health_reporter();
     health_reporter
@@ -108,6 +125,12 @@ pub async fn serve(
         .await;
     health_reporter
         .set_serving::<AdminServiceServer<Api>>()
+        .await;
+    health_reporter
+        .set_serving::<AgentAdminServiceServer<Api>>()
+        .await;
+    health_reporter
+        .set_serving::<AgentServiceServer<AgentGateway>>()
         .await;
 
     // Health's descriptors are registered too, so `grpcurl describe` works for every service.
@@ -138,7 +161,9 @@ pub async fn serve(
         .add_service(
             InventoryServiceServer::new(api.clone()).max_decoding_message_size(max_inventory_bytes),
         )
-        .add_service(AdminServiceServer::new(api))
+        .add_service(AdminServiceServer::new(api.clone()))
+        .add_service(AgentAdminServiceServer::new(api))
+        .add_service(AgentServiceServer::new(agents))
         .serve_with_incoming_shutdown(incoming, shutdown)
         .await
         .context("gRPC server failed")

@@ -2,6 +2,7 @@
 //! document is generated from the handlers (utoipa-axum) and committed as `openapi/ferry.v1.json`.
 
 pub mod admin;
+pub mod agents;
 pub mod extract;
 pub mod inventory;
 pub mod problem;
@@ -67,6 +68,7 @@ impl Default for HttpOptions {
         (name = "clusters", description = "Registered failover clusters"),
         (name = "inventory", description = "Inventory snapshots, groups and shares"),
         (name = "tokens", description = "API tokens (admin)"),
+        (name = "agents", description = "Node agents, their join tokens, and tasks run by hand"),
         (name = "audit", description = "Who changed what"),
         (name = "operations", description = "Health and metrics, no token needed")
     )
@@ -171,6 +173,11 @@ fn api_router(options: &HttpOptions) -> OpenApiRouter<AppState> {
         .routes(routes!(admin::create_token, admin::list_tokens))
         .routes(routes!(admin::revoke_token))
         .routes(routes!(admin::list_audit))
+        .routes(routes!(agents::create_join_token))
+        .routes(routes!(agents::list_agents))
+        .routes(routes!(agents::get_agent, agents::revoke_agent))
+        .routes(routes!(agents::run_task))
+        .routes(routes!(agents::get_task))
         .routes(routes!(admin::healthz))
         .routes(routes!(admin::readyz))
         .routes(routes!(admin::metrics))

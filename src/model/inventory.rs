@@ -342,7 +342,7 @@ fn check_unique<'a>(
     }
 }
 
-fn valid_drive_letter(s: &str) -> bool {
+pub(crate) fn valid_drive_letter(s: &str) -> bool {
     let b = s.as_bytes();
     b.len() == 2 && b[0].is_ascii_alphabetic() && b[1] == b':'
 }

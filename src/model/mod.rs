@@ -1,8 +1,10 @@
-//! The pure domain core: inventory types, their validation, canonical form and diff.
+//! The pure domain core: inventory types, their validation, canonical form and diff; agents,
+//! join tokens and tasks.
 //!
 //! Nothing here does I/O. The store persists these types, the service layer composes them, and
 //! REST and gRPC only translate them.
 
+pub mod agent;
 pub mod diff;
 pub mod inventory;
 
@@ -11,6 +13,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
+pub use agent::*;
 pub use inventory::*;
 
 /// Windows Server generation of a failover cluster. Ordered oldest first, so `<` means "older".

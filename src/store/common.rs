@@ -15,9 +15,9 @@ use uuid::Uuid;
 
 use crate::error::{Error, Result};
 use crate::model::{
-    AuditOutcome, AuditRecord, CachingMode, Cluster, Group, GroupSummary, InventoryCounts,
-    InventoryDocument, OsGeneration, Permission, Resource, ResourceKind, ResourceState, Role,
-    Share, SnapshotInfo, TokenInfo,
+    Agent, AgentState, AuditOutcome, AuditRecord, CachingMode, Cluster, Group, GroupSummary,
+    InventoryCounts, InventoryDocument, OsGeneration, Permission, Resource, ResourceKind,
+    ResourceState, Role, Share, SnapshotInfo, Task, TaskError, TaskState, TokenInfo,
 };
 
 /// Idempotency records older than this are forgotten.
@@ -411,6 +411,169 @@ impl IdempotencyRow {
             (state, _, _) => Err(corrupt("idempotency state", state)),
         }
     }
+}
+
+// ---- agents and tasks -----------------------------------------------------------------------
+
+/// Columns of [`AgentRow`], from `agents a` joined with its cluster `c`.
+macro_rules! agent_columns {
+    () => {
+        "a.id, a.cluster_id, c.name AS cluster_name, a.node, a.software_version, a.capabilities, \
+         a.state, a.session_id, a.connected_at, a.last_seen_at, a.revoked_at, a.created_at"
+    };
+}
+pub(crate) use agent_columns;
+
+macro_rules! select_agent {
+    ($($tail:literal),*) => {
+        concat!(
+            "SELECT ",
+            $crate::store::common::agent_columns!(),
+            " FROM agents a JOIN clusters c ON c.id = a.cluster_id ",
+            $($tail),*
+        )
+    };
+}
+pub(crate) use select_agent;
+
+#[derive(sqlx::FromRow)]
+pub(crate) struct AgentRow {
+    id: String,
+    cluster_id: String,
+    cluster_name: String,
+    node: String,
+    software_version: String,
+    capabilities: String,
+    state: String,
+    session_id: Option<String>,
+    connected_at: Option<DateTime<Utc>>,
+    last_seen_at: Option<DateTime<Utc>>,
+    revoked_at: Option<DateTime<Utc>>,
+    created_at: DateTime<Utc>,
+}
+
+impl AgentRow {
+    pub(crate) fn into_model(self) -> Result<Agent> {
+        Ok(Agent {
+            id: parse_uuid(&self.id)?,
+            cluster_id: parse_uuid(&self.cluster_id)?,
+            cluster_name: self.cluster_name,
+            node: self.node,
+            software_version: self.software_version,
+            capabilities: parse_json("agent capabilities", &self.capabilities)?,
+            state: AgentState::parse(&self.state)
+                .ok_or_else(|| corrupt("agent state", &self.state))?,
+            session_id: self.session_id.as_deref().map(parse_uuid).transpose()?,
+            connected_at: self.connected_at,
+            last_seen_at: self.last_seen_at,
+            revoked_at: self.revoked_at,
+            created_at: self.created_at,
+        })
+    }
+}
+
+#[derive(sqlx::FromRow)]
+pub(crate) struct AgentCredentialsRow {
+    #[sqlx(flatten)]
+    pub(crate) agent: AgentRow,
+    pub(crate) secret_hash: String,
+}
+
+/// Why a join token cannot be used, from its stored row.
+#[derive(sqlx::FromRow)]
+pub(crate) struct JoinTokenStateRow {
+    pub(crate) cluster_id: String,
+    pub(crate) expires_at: DateTime<Utc>,
+    pub(crate) uses_left: i64,
+}
+
+impl JoinTokenStateRow {
+    pub(crate) fn refusal(&self, cluster_id: Uuid, at: DateTime<Utc>) -> Error {
+        if self.uses_left <= 0 {
+            Error::unauthenticated("this join token has been used up; create a new one")
+        } else if self.expires_at <= at {
+            Error::unauthenticated(format!(
+                "this join token expired at {}; create a new one",
+                self.expires_at.to_rfc3339()
+            ))
+        } else if self.cluster_id != cluster_id.to_string() {
+            Error::unauthenticated("this join token was issued for another cluster")
+        } else {
+            Error::unauthenticated("this join token cannot be used")
+        }
+    }
+}
+
+/// The columns of [`TaskRow`], for `SELECT` and `RETURNING` alike.
+macro_rules! task_columns {
+    () => {
+        "id, cluster_id, node, agent_id, action, state, attempt, generation, lease_deadline, \
+         result, error, progress, created_at, updated_at, created_by"
+    };
+}
+pub(crate) use task_columns;
+
+#[derive(sqlx::FromRow)]
+pub(crate) struct TaskRow {
+    id: String,
+    cluster_id: String,
+    node: String,
+    agent_id: Option<String>,
+    action: String,
+    state: String,
+    attempt: i64,
+    generation: i64,
+    lease_deadline: Option<DateTime<Utc>>,
+    result: Option<String>,
+    error: Option<String>,
+    progress: Option<String>,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+    created_by: String,
+}
+
+impl TaskRow {
+    pub(crate) fn into_model(self) -> Result<Task> {
+        Ok(Task {
+            id: parse_uuid(&self.id)?,
+            cluster_id: parse_uuid(&self.cluster_id)?,
+            node: self.node,
+            agent_id: self.agent_id.as_deref().map(parse_uuid).transpose()?,
+            action: parse_json("task action", &self.action)?,
+            state: TaskState::parse(&self.state)
+                .ok_or_else(|| corrupt("task state", &self.state))?,
+            attempt: self.attempt,
+            generation: self.generation,
+            lease_deadline: self.lease_deadline,
+            result: self
+                .result
+                .as_deref()
+                .map(|r| parse_json("task result", r))
+                .transpose()?,
+            error: self
+                .error
+                .as_deref()
+                .map(|e| parse_json("task error", e))
+                .transpose()?,
+            progress: self
+                .progress
+                .as_deref()
+                .map(|p| parse_json("task progress", p))
+                .transpose()?,
+            created_at: self.created_at,
+            updated_at: self.updated_at,
+            created_by: self.created_by,
+        })
+    }
+}
+
+/// The error a lost attempt carries.
+pub(crate) fn lost_error(message: &str) -> String {
+    to_json(&TaskError {
+        kind: "lost".into(),
+        message: message.into(),
+        retryable: true,
+    })
 }
 
 // ---- import ---------------------------------------------------------------------------------
@@ -1286,6 +1449,612 @@ macro_rules! impl_store {
                 .ok_or_else(|| $crate::error::Error::not_found(format!("no token `{id}`")))?;
                 tx.commit().await.map_err(db_error)?;
                 token.into_model()
+            }
+
+            // ---- agents -------------------------------------------------------------------
+            //
+            // Task states in the SQL are literals, not binds, so that the partial indexes on
+            // unfinished and in-flight tasks apply.
+
+            async fn insert_join_token(
+                &self,
+                token: &$crate::store::JoinTokenRecord,
+            ) -> $crate::error::Result<()> {
+                use $crate::store::common::{truncate, unique_or};
+                let info = &token.info;
+                sqlx::query(
+                    "INSERT INTO join_tokens (id, cluster_id, secret_hash, expires_at, uses_left, \
+                     created_at, created_by) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                )
+                .bind(info.id.to_string())
+                .bind(info.cluster_id.to_string())
+                .bind(&token.secret_hash)
+                .bind(truncate(info.expires_at))
+                .bind(i64::from(info.uses_left))
+                .bind(truncate(info.created_at))
+                .bind(&info.created_by)
+                .execute(self.writer())
+                .await
+                .map_err(|e| {
+                    unique_or(e, || {
+                        $crate::error::Error::conflict("a join token with this secret already exists")
+                    })
+                })?;
+                Ok(())
+            }
+
+            async fn enroll_agent(
+                &self,
+                enrollment: &$crate::store::AgentEnrollment<'_>,
+            ) -> $crate::error::Result<$crate::store::Enrolled> {
+                use $crate::store::common::{
+                    db_error, select_agent, to_json, truncate, unique_or, AgentRow,
+                    JoinTokenStateRow,
+                };
+                let at = truncate(enrollment.at);
+                let cluster_id = enrollment.cluster_id.to_string();
+                let agent_id = enrollment.agent_id.to_string();
+                let mut tx = self.writer().begin().await.map_err(db_error)?;
+                // One statement checks and decrements, so two enrollments racing for the last use
+                // cannot both win; the cluster check is part of it so a refusal consumes nothing.
+                let consumed = sqlx::query(
+                    "UPDATE join_tokens SET uses_left = uses_left - 1 \
+                     WHERE secret_hash = $1 AND uses_left > 0 AND expires_at > $2 \
+                     AND cluster_id = $3",
+                )
+                .bind(enrollment.token_hash)
+                .bind(at)
+                .bind(&cluster_id)
+                .execute(&mut *tx)
+                .await
+                .map_err(db_error)?
+                .rows_affected();
+                if consumed == 0 {
+                    let token = sqlx::query_as::<_, JoinTokenStateRow>(
+                        "SELECT cluster_id, expires_at, uses_left FROM join_tokens \
+                         WHERE secret_hash = $1",
+                    )
+                    .bind(enrollment.token_hash)
+                    .fetch_optional(&mut *tx)
+                    .await
+                    .map_err(db_error)?;
+                    return Err(match token {
+                        None => $crate::error::Error::unauthenticated(
+                            "unknown join token; create one with `ferry token create --kind join`",
+                        ),
+                        Some(token) => token.refusal(enrollment.cluster_id, at),
+                    });
+                }
+                let replaced: Option<String> = sqlx::query_scalar(
+                    "UPDATE agents SET state = 'revoked', revoked_at = $3, session_id = NULL \
+                     WHERE cluster_id = $1 AND node = $2 AND revoked_at IS NULL RETURNING id",
+                )
+                .bind(&cluster_id)
+                .bind(enrollment.node)
+                .bind(at)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(db_error)?;
+                sqlx::query(
+                    "INSERT INTO agents (id, cluster_id, node, secret_hash, software_version, \
+                     capabilities, state, session_id, connected_at, last_seen_at, revoked_at, \
+                     created_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, 'disconnected', NULL, NULL, $7, NULL, $7)",
+                )
+                .bind(&agent_id)
+                .bind(&cluster_id)
+                .bind(enrollment.node)
+                .bind(enrollment.secret_hash)
+                .bind(enrollment.software_version)
+                .bind(to_json(&enrollment.capabilities))
+                .bind(at)
+                .execute(&mut *tx)
+                .await
+                .map_err(|e| {
+                    unique_or(e, || {
+                        $crate::error::Error::conflict(format!(
+                            "node `{}` was enrolled by someone else at the same time; retry",
+                            enrollment.node
+                        ))
+                    })
+                })?;
+                if let Some(old) = &replaced {
+                    // Work queued for the old agent was meant for the node, not for that process.
+                    sqlx::query(
+                        "UPDATE tasks SET agent_id = $2, updated_at = $3 \
+                         WHERE agent_id = $1 AND state IN ('pending')",
+                    )
+                    .bind(old)
+                    .bind(&agent_id)
+                    .bind(at)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db_error)?;
+                }
+                let agent = sqlx::query_as::<_, AgentRow>(select_agent!("WHERE a.id = $1"))
+                    .bind(&agent_id)
+                    .fetch_one(&mut *tx)
+                    .await
+                    .map_err(db_error)?
+                    .into_model()?;
+                tx.commit().await.map_err(db_error)?;
+                Ok($crate::store::Enrolled {
+                    agent,
+                    replaced: replaced
+                        .as_deref()
+                        .map($crate::store::common::parse_uuid)
+                        .transpose()?,
+                })
+            }
+
+            async fn get_agent(
+                &self,
+                id: uuid::Uuid,
+            ) -> $crate::error::Result<$crate::model::Agent> {
+                use $crate::store::common::{db_error, select_agent, AgentRow};
+                sqlx::query_as::<_, AgentRow>(select_agent!("WHERE a.id = $1"))
+                    .bind(id.to_string())
+                    .fetch_optional(self.reader())
+                    .await
+                    .map_err(db_error)?
+                    .ok_or_else(|| $crate::error::Error::not_found(format!("no agent `{id}`")))?
+                    .into_model()
+            }
+
+            async fn agent_credentials(
+                &self,
+                id: uuid::Uuid,
+            ) -> $crate::error::Result<Option<$crate::store::AgentCredentials>> {
+                use $crate::store::common::{agent_columns, db_error, AgentCredentialsRow};
+                let row = sqlx::query_as::<_, AgentCredentialsRow>(concat!(
+                    "SELECT ",
+                    agent_columns!(),
+                    ", a.secret_hash FROM agents a JOIN clusters c ON c.id = a.cluster_id \
+                     WHERE a.id = $1"
+                ))
+                .bind(id.to_string())
+                .fetch_optional(self.reader())
+                .await
+                .map_err(db_error)?;
+                row.map(|row| {
+                    Ok($crate::store::AgentCredentials {
+                        agent: row.agent.into_model()?,
+                        secret_hash: row.secret_hash,
+                    })
+                })
+                .transpose()
+            }
+
+            async fn list_agents(
+                &self,
+                cluster_id: Option<uuid::Uuid>,
+                limit: u32,
+                after: Option<uuid::Uuid>,
+            ) -> $crate::error::Result<Vec<$crate::model::Agent>> {
+                use $crate::store::common::{db_error, select_agent, AgentRow};
+                let mut qb = sqlx::QueryBuilder::<$db>::new(select_agent!("WHERE 1 = 1"));
+                if let Some(cluster_id) = cluster_id {
+                    qb.push(" AND a.cluster_id = ").push_bind(cluster_id.to_string());
+                }
+                if let Some(after) = after {
+                    qb.push(" AND a.id > ").push_bind(after.to_string());
+                }
+                qb.push(" ORDER BY a.id LIMIT ").push_bind(i64::from(limit));
+                qb.build_query_as::<AgentRow>()
+                    .fetch_all(self.reader())
+                    .await
+                    .map_err(db_error)?
+                    .into_iter()
+                    .map(AgentRow::into_model)
+                    .collect()
+            }
+
+            async fn revoke_agent(
+                &self,
+                id: uuid::Uuid,
+                at: chrono::DateTime<chrono::Utc>,
+            ) -> $crate::error::Result<$crate::model::Agent> {
+                use $crate::store::common::{
+                    db_error, lost_error, select_agent, to_json, truncate, AgentRow,
+                };
+                let at = truncate(at);
+                let agent_id = id.to_string();
+                let mut tx = self.writer().begin().await.map_err(db_error)?;
+                let found = sqlx::query(
+                    "UPDATE agents SET state = 'revoked', revoked_at = COALESCE(revoked_at, $2), \
+                     session_id = NULL WHERE id = $1",
+                )
+                .bind(&agent_id)
+                .bind(at)
+                .execute(&mut *tx)
+                .await
+                .map_err(db_error)?
+                .rows_affected();
+                if found == 0 {
+                    return Err($crate::error::Error::not_found(format!("no agent `{id}`")));
+                }
+                let cancelled = to_json(&$crate::model::TaskError {
+                    kind: "cancelled".into(),
+                    message: "the agent was revoked before the task was sent".into(),
+                    retryable: true,
+                });
+                sqlx::query(
+                    "UPDATE tasks SET state = 'cancelled', error = $2, updated_at = $3 \
+                     WHERE agent_id = $1 AND state IN ('pending')",
+                )
+                .bind(&agent_id)
+                .bind(cancelled)
+                .bind(at)
+                .execute(&mut *tx)
+                .await
+                .map_err(db_error)?;
+                sqlx::query(
+                    "UPDATE tasks SET state = 'lost', error = $2, updated_at = $3 \
+                     WHERE agent_id = $1 AND state IN ('assigned', 'running')",
+                )
+                .bind(&agent_id)
+                .bind(lost_error("the agent holding the task was revoked"))
+                .bind(at)
+                .execute(&mut *tx)
+                .await
+                .map_err(db_error)?;
+                let agent = sqlx::query_as::<_, AgentRow>(select_agent!("WHERE a.id = $1"))
+                    .bind(&agent_id)
+                    .fetch_one(&mut *tx)
+                    .await
+                    .map_err(db_error)?
+                    .into_model()?;
+                tx.commit().await.map_err(db_error)?;
+                Ok(agent)
+            }
+
+            async fn agent_connected(
+                &self,
+                id: uuid::Uuid,
+                session_id: uuid::Uuid,
+                software_version: &str,
+                capabilities: &[String],
+                at: chrono::DateTime<chrono::Utc>,
+            ) -> $crate::error::Result<$crate::model::Agent> {
+                use $crate::store::common::{db_error, select_agent, to_json, truncate, AgentRow};
+                let mut tx = self.writer().begin().await.map_err(db_error)?;
+                let updated = sqlx::query(
+                    "UPDATE agents SET state = 'connected', session_id = $2, \
+                     software_version = $3, capabilities = $4, connected_at = $5, \
+                     last_seen_at = $5 WHERE id = $1 AND revoked_at IS NULL",
+                )
+                .bind(id.to_string())
+                .bind(session_id.to_string())
+                .bind(software_version)
+                .bind(to_json(&capabilities))
+                .bind(truncate(at))
+                .execute(&mut *tx)
+                .await
+                .map_err(db_error)?
+                .rows_affected();
+                if updated == 0 {
+                    return Err($crate::error::Error::unauthenticated(format!(
+                        "agent `{id}` was revoked; enroll again with a new join token"
+                    )));
+                }
+                let agent = sqlx::query_as::<_, AgentRow>(select_agent!("WHERE a.id = $1"))
+                    .bind(id.to_string())
+                    .fetch_one(&mut *tx)
+                    .await
+                    .map_err(db_error)?
+                    .into_model()?;
+                tx.commit().await.map_err(db_error)?;
+                Ok(agent)
+            }
+
+            async fn agent_disconnected(
+                &self,
+                id: uuid::Uuid,
+                session_id: uuid::Uuid,
+                at: chrono::DateTime<chrono::Utc>,
+            ) -> $crate::error::Result<bool> {
+                use $crate::store::common::{db_error, truncate};
+                let updated = sqlx::query(
+                    "UPDATE agents SET state = 'disconnected', session_id = NULL, \
+                     last_seen_at = $3 WHERE id = $1 AND session_id = $2 AND state = 'connected'",
+                )
+                .bind(id.to_string())
+                .bind(session_id.to_string())
+                .bind(truncate(at))
+                .execute(self.writer())
+                .await
+                .map_err(db_error)?
+                .rows_affected();
+                Ok(updated == 1)
+            }
+
+            async fn touch_agents(
+                &self,
+                ids: &[uuid::Uuid],
+                at: chrono::DateTime<chrono::Utc>,
+            ) -> $crate::error::Result<()> {
+                use $crate::store::common::{db_error, truncate};
+                let at = truncate(at);
+                for chunk in ids.chunks(Self::MAX_BINDS - 1) {
+                    let mut qb =
+                        sqlx::QueryBuilder::<$db>::new("UPDATE agents SET last_seen_at = ");
+                    qb.push_bind(at).push(" WHERE id IN (");
+                    let mut list = qb.separated(", ");
+                    for id in chunk {
+                        list.push_bind(id.to_string());
+                    }
+                    qb.push(")");
+                    qb.build().execute(self.writer()).await.map_err(db_error)?;
+                }
+                Ok(())
+            }
+
+            async fn mark_agents_down(
+                &self,
+                silent_since: chrono::DateTime<chrono::Utc>,
+            ) -> $crate::error::Result<Vec<uuid::Uuid>> {
+                use $crate::store::common::{db_error, parse_uuid, truncate};
+                let ids: Vec<String> = sqlx::query_scalar(
+                    "UPDATE agents SET state = 'down', session_id = NULL \
+                     WHERE state IN ('connected', 'disconnected') AND last_seen_at < $1 \
+                     RETURNING id",
+                )
+                .bind(truncate(silent_since))
+                .fetch_all(self.writer())
+                .await
+                .map_err(db_error)?;
+                ids.iter().map(|id| parse_uuid(id)).collect()
+            }
+
+            // ---- tasks --------------------------------------------------------------------
+
+            async fn create_task(
+                &self,
+                new: &$crate::store::NewTask<'_>,
+            ) -> $crate::error::Result<$crate::model::Task> {
+                use $crate::store::common::{db_error, now, to_json};
+                let id = uuid::Uuid::now_v7();
+                let at = now();
+                sqlx::query(
+                    "INSERT INTO tasks (id, cluster_id, node, agent_id, action, state, attempt, \
+                     generation, lease_deadline, result, error, progress, created_at, updated_at, \
+                     created_by) \
+                     VALUES ($1, $2, $3, $4, $5, 'pending', 1, 0, NULL, NULL, NULL, NULL, $6, $6, $7)",
+                )
+                .bind(id.to_string())
+                .bind(new.cluster_id.to_string())
+                .bind(new.node)
+                .bind(new.agent_id.map(|a| a.to_string()))
+                .bind(to_json(new.action))
+                .bind(at)
+                .bind(new.created_by)
+                .execute(self.writer())
+                .await
+                .map_err(db_error)?;
+                Ok($crate::model::Task {
+                    id,
+                    cluster_id: new.cluster_id,
+                    node: new.node.to_owned(),
+                    agent_id: new.agent_id,
+                    action: new.action.clone(),
+                    state: $crate::model::TaskState::Pending,
+                    attempt: 1,
+                    generation: 0,
+                    lease_deadline: None,
+                    result: None,
+                    error: None,
+                    progress: None,
+                    created_at: at,
+                    updated_at: at,
+                    created_by: new.created_by.to_owned(),
+                })
+            }
+
+            async fn get_task(
+                &self,
+                id: uuid::Uuid,
+            ) -> $crate::error::Result<$crate::model::Task> {
+                use $crate::store::common::{db_error, task_columns, TaskRow};
+                sqlx::query_as::<_, TaskRow>(concat!(
+                    "SELECT ",
+                    task_columns!(),
+                    " FROM tasks WHERE id = $1"
+                ))
+                .bind(id.to_string())
+                .fetch_optional(self.reader())
+                .await
+                .map_err(db_error)?
+                .ok_or_else(|| $crate::error::Error::not_found(format!("no task `{id}`")))?
+                .into_model()
+            }
+
+            async fn tasks_to_deliver(
+                &self,
+                agent_id: uuid::Uuid,
+                limit: u32,
+            ) -> $crate::error::Result<Vec<$crate::model::Task>> {
+                use $crate::store::common::{db_error, task_columns, TaskRow};
+                // From the writer: a task stored a moment ago must not be missed because a
+                // reader connection has not seen the commit yet.
+                sqlx::query_as::<_, TaskRow>(concat!(
+                    "SELECT ",
+                    task_columns!(),
+                    " FROM tasks WHERE agent_id = $1 \
+                     AND state IN ('pending', 'assigned', 'running') ORDER BY id LIMIT $2"
+                ))
+                .bind(agent_id.to_string())
+                .bind(i64::from(limit))
+                .fetch_all(self.writer())
+                .await
+                .map_err(db_error)?
+                .into_iter()
+                .map(TaskRow::into_model)
+                .collect()
+            }
+
+            async fn assign_task(
+                &self,
+                id: uuid::Uuid,
+                agent_id: uuid::Uuid,
+                lease_deadline: chrono::DateTime<chrono::Utc>,
+                at: chrono::DateTime<chrono::Utc>,
+            ) -> $crate::error::Result<Option<$crate::model::Task>> {
+                use $crate::store::common::{db_error, task_columns, truncate, TaskRow};
+                sqlx::query_as::<_, TaskRow>(concat!(
+                    "UPDATE tasks SET state = 'assigned', agent_id = $2, \
+                     generation = generation + 1, lease_deadline = $3, updated_at = $4 \
+                     WHERE id = $1 AND state IN ('pending') RETURNING ",
+                    task_columns!()
+                ))
+                .bind(id.to_string())
+                .bind(agent_id.to_string())
+                .bind(truncate(lease_deadline))
+                .bind(truncate(at))
+                .fetch_optional(self.writer())
+                .await
+                .map_err(db_error)?
+                .map(TaskRow::into_model)
+                .transpose()
+            }
+
+            async fn renew_leases(
+                &self,
+                agent_id: uuid::Uuid,
+                tasks: &[$crate::model::TaskRef],
+                lease_deadline: chrono::DateTime<chrono::Utc>,
+                at: chrono::DateTime<chrono::Utc>,
+            ) -> $crate::error::Result<u64> {
+                use $crate::store::common::{db_error, truncate};
+                if tasks.is_empty() {
+                    return Ok(0);
+                }
+                let mut renewed = 0;
+                let mut tx = self.writer().begin().await.map_err(db_error)?;
+                for task in tasks {
+                    renewed += sqlx::query(
+                        "UPDATE tasks SET state = 'running', lease_deadline = $5, updated_at = $6 \
+                         WHERE id = $1 AND attempt = $2 AND generation = $3 AND agent_id = $4 \
+                         AND state IN ('assigned', 'running')",
+                    )
+                    .bind(task.task_id.to_string())
+                    .bind(task.attempt)
+                    .bind(task.generation)
+                    .bind(agent_id.to_string())
+                    .bind(truncate(lease_deadline))
+                    .bind(truncate(at))
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db_error)?
+                    .rows_affected();
+                }
+                tx.commit().await.map_err(db_error)?;
+                Ok(renewed)
+            }
+
+            async fn record_progress(
+                &self,
+                agent_id: uuid::Uuid,
+                task: &$crate::model::TaskRef,
+                progress: &$crate::model::TaskProgress,
+                lease_deadline: chrono::DateTime<chrono::Utc>,
+            ) -> $crate::error::Result<bool> {
+                use $crate::store::common::{db_error, to_json, truncate};
+                let progress = $crate::model::TaskProgress {
+                    at: truncate(progress.at),
+                    ..progress.clone()
+                };
+                let updated = sqlx::query(
+                    "UPDATE tasks SET state = 'running', progress = $5, lease_deadline = $6, \
+                     updated_at = $7 \
+                     WHERE id = $1 AND attempt = $2 AND generation = $3 AND agent_id = $4 \
+                     AND state IN ('assigned', 'running')",
+                )
+                .bind(task.task_id.to_string())
+                .bind(task.attempt)
+                .bind(task.generation)
+                .bind(agent_id.to_string())
+                .bind(to_json(&progress))
+                .bind(truncate(lease_deadline))
+                .bind(progress.at)
+                .execute(self.writer())
+                .await
+                .map_err(db_error)?
+                .rows_affected();
+                Ok(updated == 1)
+            }
+
+            async fn complete_task(
+                &self,
+                agent_id: uuid::Uuid,
+                task: &$crate::model::TaskRef,
+                outcome: &$crate::model::TaskOutcome,
+                at: chrono::DateTime<chrono::Utc>,
+            ) -> $crate::error::Result<Option<$crate::model::Task>> {
+                use $crate::model::TaskOutcome;
+                use $crate::store::common::{db_error, task_columns, to_json, truncate, TaskRow};
+                let (state, result, error) = match outcome {
+                    TaskOutcome::Succeeded(value) => ("succeeded", Some(to_json(value)), None),
+                    TaskOutcome::Failed(error) => ("failed", None, Some(to_json(error))),
+                };
+                sqlx::query_as::<_, TaskRow>(concat!(
+                    "UPDATE tasks SET state = $5, result = $6, error = $7, lease_deadline = NULL, \
+                     updated_at = $8 \
+                     WHERE id = $1 AND attempt = $2 AND generation = $3 AND agent_id = $4 \
+                     AND state IN ('assigned', 'running') RETURNING ",
+                    task_columns!()
+                ))
+                .bind(task.task_id.to_string())
+                .bind(task.attempt)
+                .bind(task.generation)
+                .bind(agent_id.to_string())
+                .bind(state)
+                .bind(result)
+                .bind(error)
+                .bind(truncate(at))
+                .fetch_optional(self.writer())
+                .await
+                .map_err(db_error)?
+                .map(TaskRow::into_model)
+                .transpose()
+            }
+
+            async fn expire_leases(
+                &self,
+                now: chrono::DateTime<chrono::Utc>,
+            ) -> $crate::error::Result<Vec<$crate::model::Task>> {
+                use $crate::store::common::{db_error, lost_error, task_columns, truncate, TaskRow};
+                sqlx::query_as::<_, TaskRow>(concat!(
+                    "UPDATE tasks SET state = 'lost', error = $2, updated_at = $1 \
+                     WHERE state IN ('assigned', 'running') AND lease_deadline < $1 RETURNING ",
+                    task_columns!()
+                ))
+                .bind(truncate(now))
+                .bind(lost_error(
+                    "the lease ran out: the agent stopped renewing it (gone, hung or cut off)",
+                ))
+                .fetch_all(self.writer())
+                .await
+                .map_err(db_error)?
+                .into_iter()
+                .map(TaskRow::into_model)
+                .collect()
+            }
+
+            async fn extend_leases(
+                &self,
+                deadline: chrono::DateTime<chrono::Utc>,
+            ) -> $crate::error::Result<u64> {
+                use $crate::store::common::{db_error, truncate};
+                let deadline = truncate(deadline);
+                Ok(sqlx::query(
+                    "UPDATE tasks SET lease_deadline = $1 \
+                     WHERE state IN ('assigned', 'running') AND lease_deadline < $1",
+                )
+                .bind(deadline)
+                .execute(self.writer())
+                .await
+                .map_err(db_error)?
+                .rows_affected())
             }
 
             // ---- audit --------------------------------------------------------------------

@@ -14,8 +14,9 @@ use uuid::Uuid;
 
 use crate::error::Result;
 use crate::model::{
-    AuditOutcome, AuditRecord, Cluster, ClusterPatch, GroupSummary, InventoryCounts,
-    InventoryDocument, NewAudit, NewCluster, Resource, Share, SnapshotInfo, TokenInfo,
+    Action, Agent, AuditOutcome, AuditRecord, Cluster, ClusterPatch, GroupSummary, InventoryCounts,
+    InventoryDocument, JoinTokenInfo, NewAudit, NewCluster, Resource, Share, SnapshotInfo, Task,
+    TaskOutcome, TaskProgress, TaskRef, TokenInfo,
 };
 
 /// Which database a store runs on.
@@ -80,6 +81,51 @@ pub struct AuditFilter {
 pub struct TokenRecord {
     pub info: TokenInfo,
     pub secret_hash: String,
+}
+
+/// A join token as stored: its info plus the SHA-256 hex of the secret.
+#[derive(Debug, Clone, PartialEq)]
+pub struct JoinTokenRecord {
+    pub info: JoinTokenInfo,
+    pub secret_hash: String,
+}
+
+/// An enrollment to perform: consume one use of the join token with `token_hash` and create the
+/// agent, in one transaction.
+#[derive(Debug, Clone, Copy)]
+pub struct AgentEnrollment<'a> {
+    pub token_hash: &'a str,
+    /// The cluster the agent claims; the token must have been issued for it.
+    pub cluster_id: Uuid,
+    pub agent_id: Uuid,
+    pub node: &'a str,
+    pub secret_hash: &'a str,
+    pub software_version: &'a str,
+    pub capabilities: &'a [String],
+    pub at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Enrolled {
+    pub agent: Agent,
+    /// The agent the node had before, now revoked; its pending tasks moved to the new one.
+    pub replaced: Option<Uuid>,
+}
+
+/// What authenticating an agent needs.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AgentCredentials {
+    pub agent: Agent,
+    pub secret_hash: String,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct NewTask<'a> {
+    pub cluster_id: Uuid,
+    pub node: &'a str,
+    pub agent_id: Option<Uuid>,
+    pub action: &'a Action,
+    pub created_by: &'a str,
 }
 
 /// Result of claiming an `Idempotency-Key`.
@@ -169,6 +215,100 @@ pub trait Store: Send + Sync + 'static {
     async fn list_tokens(&self, limit: u32, after: Option<Uuid>) -> Result<Vec<TokenInfo>>;
     /// Sets `revoked_at` (kept if already revoked). `NotFound` for an unknown id.
     async fn revoke_token(&self, id: Uuid, at: DateTime<Utc>) -> Result<TokenInfo>;
+
+    // ---- agents ---------------------------------------------------------------------------
+
+    /// `Conflict` when the secret hash is taken.
+    async fn insert_join_token(&self, token: &JoinTokenRecord) -> Result<()>;
+    /// Consumes one use of the join token and creates the agent, in one transaction; a node's
+    /// live agent is revoked and replaced. `Unauthenticated` for an unknown, used or expired
+    /// token, or one issued for another cluster: nothing changes then.
+    async fn enroll_agent(&self, enrollment: &AgentEnrollment<'_>) -> Result<Enrolled>;
+    /// `NotFound` for an unknown id.
+    async fn get_agent(&self, id: Uuid) -> Result<Agent>;
+    /// The agent with its secret hash, whatever its state.
+    async fn agent_credentials(&self, id: Uuid) -> Result<Option<AgentCredentials>>;
+    /// Ordered by id (enrollment order), ids strictly after `after`.
+    async fn list_agents(
+        &self,
+        cluster_id: Option<Uuid>,
+        limit: u32,
+        after: Option<Uuid>,
+    ) -> Result<Vec<Agent>>;
+    /// Marks the agent revoked (kept if already revoked); its pending tasks are cancelled and its
+    /// tasks in flight lost, since nothing can report on them any more. `NotFound` otherwise.
+    async fn revoke_agent(&self, id: Uuid, at: DateTime<Utc>) -> Result<Agent>;
+    /// Records a new session. `Unauthenticated` when the agent was revoked meanwhile.
+    async fn agent_connected(
+        &self,
+        id: Uuid,
+        session_id: Uuid,
+        software_version: &str,
+        capabilities: &[String],
+        at: DateTime<Utc>,
+    ) -> Result<Agent>;
+    /// Marks the agent disconnected if `session_id` is still its current session; false when a
+    /// newer session (or the reaper) got there first.
+    async fn agent_disconnected(
+        &self,
+        id: Uuid,
+        session_id: Uuid,
+        at: DateTime<Utc>,
+    ) -> Result<bool>;
+    /// Sets `last_seen_at` of many agents in one statement.
+    async fn touch_agents(&self, ids: &[Uuid], at: DateTime<Utc>) -> Result<()>;
+    /// Marks agents not seen since `silent_since` down; returns their ids.
+    async fn mark_agents_down(&self, silent_since: DateTime<Utc>) -> Result<Vec<Uuid>>;
+
+    // ---- tasks ----------------------------------------------------------------------------
+
+    /// Stores a pending task: attempt 1, generation 0.
+    async fn create_task(&self, new: &NewTask<'_>) -> Result<Task>;
+    /// `NotFound` for an unknown id.
+    async fn get_task(&self, id: Uuid) -> Result<Task>;
+    /// The agent's unfinished tasks (pending, assigned, running), oldest first.
+    async fn tasks_to_deliver(&self, agent_id: Uuid, limit: u32) -> Result<Vec<Task>>;
+    /// Hands a pending task to an agent under a lease, bumping its generation. `None` when the
+    /// task is not pending (any more): someone else assigned it.
+    async fn assign_task(
+        &self,
+        id: Uuid,
+        agent_id: Uuid,
+        lease_deadline: DateTime<Utc>,
+        at: DateTime<Utc>,
+    ) -> Result<Option<Task>>;
+    /// Renews the leases of the listed attempts that are current, in flight and held by the
+    /// agent, and marks them running. Returns how many were renewed.
+    async fn renew_leases(
+        &self,
+        agent_id: Uuid,
+        tasks: &[TaskRef],
+        lease_deadline: DateTime<Utc>,
+        at: DateTime<Utc>,
+    ) -> Result<u64>;
+    /// Stores the progress of a current attempt held by the agent and renews its lease; false
+    /// when the attempt is not current.
+    async fn record_progress(
+        &self,
+        agent_id: Uuid,
+        task: &TaskRef,
+        progress: &TaskProgress,
+        lease_deadline: DateTime<Utc>,
+    ) -> Result<bool>;
+    /// Applies an outcome, fenced: only to the current attempt and generation of a task in flight
+    /// and held by `agent_id`. `None` when nothing matched (stale, duplicate or not this agent's).
+    async fn complete_task(
+        &self,
+        agent_id: Uuid,
+        task: &TaskRef,
+        outcome: &TaskOutcome,
+        at: DateTime<Utc>,
+    ) -> Result<Option<Task>>;
+    /// Marks every attempt in flight whose lease ended before `now` lost; returns them.
+    async fn expire_leases(&self, now: DateTime<Utc>) -> Result<Vec<Task>>;
+    /// Moves every lease in flight that ends before `deadline` to `deadline`: a starting server
+    /// gives agents time to reconnect rather than blaming them for its own absence.
+    async fn extend_leases(&self, deadline: DateTime<Utc>) -> Result<u64>;
 
     // ---- audit ----------------------------------------------------------------------------
 

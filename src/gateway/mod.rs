@@ -1,0 +1,389 @@
+//! The agent gateway: the sessions of the agents connected to this server, the `AgentService`
+//! they call (`stream.rs`), and the reaper that expires leases and notices silent agents.
+//!
+//! The store is the truth about agents and tasks; the gateway only holds what cannot be stored:
+//! the open streams. Each session is one spawned task and one bounded channel, kept small because
+//! a server holds thousands of them. Writes caused by heartbeats are batched: heartbeats only mark
+//! the agent as seen in memory, and the reaper writes `last_seen_at` for all of them at once every
+//! few seconds.
+//!
+//! With several replicas (Postgres), each holds the sessions of the agents connected to it; the
+//! store's state and fenced updates keep them consistent, but closing a session (revocation) and
+//! pushing a new task only reach agents connected to the replica that took the call. The others
+//! learn on their agents' next connect.
+
+pub mod stream;
+
+use std::collections::{HashMap, HashSet};
+use std::ops::RangeInclusive;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::task::JoinHandle;
+use tonic::Status;
+use uuid::Uuid;
+
+use crate::config::Config;
+use crate::grpc::{convert, pb};
+use crate::model::Task;
+use crate::service::Service;
+
+/// Protocol versions this server speaks.
+pub const PROTOCOL_VERSIONS: RangeInclusive<u32> = 1..=1;
+
+/// Timing of the agent protocol.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GatewaySettings {
+    /// How often agents send a heartbeat.
+    pub heartbeat: Duration,
+    /// How long a task lease lasts without renewal.
+    pub lease: Duration,
+    /// Heartbeat TTL plus grace: an agent silent this long is marked down, and its session, if
+    /// any, is closed.
+    pub down_after: Duration,
+}
+
+impl Default for GatewaySettings {
+    fn default() -> Self {
+        Self::from_config(&Config::default())
+    }
+}
+
+impl GatewaySettings {
+    pub fn from_config(config: &Config) -> Self {
+        Self {
+            heartbeat: Duration::from_millis(config.agent_heartbeat_ms),
+            lease: Duration::from_millis(config.agent_lease_ms),
+            down_after: Duration::from_millis(config.agent_down_after_ms),
+        }
+    }
+
+    /// How often `last_seen_at` is written; heartbeats in between only touch memory.
+    pub fn last_seen_every(&self) -> Duration {
+        self.heartbeat.min(Duration::from_secs(5))
+    }
+
+    /// How often the reaper looks for expired leases and silent agents.
+    pub fn reap_every(&self) -> Duration {
+        self.heartbeat.min(Duration::from_secs(1))
+    }
+}
+
+/// Messages to one agent; `Err` ends its stream with that status.
+pub(crate) type Outbound = mpsc::Sender<Result<pb::ServerMessage, Status>>;
+
+/// Room for messages the agent has not read yet. A session that falls this far behind is closed
+/// rather than waited for: the agent reconnects and gets its unfinished tasks again.
+pub(crate) const OUTBOUND_CAPACITY: usize = 64;
+
+struct Session {
+    id: Uuid,
+    tx: Outbound,
+    /// Tells the session's task to end the stream with this status.
+    close: oneshot::Sender<Status>,
+}
+
+/// The open agent sessions of this server.
+pub struct Gateway {
+    settings: GatewaySettings,
+    sessions: Mutex<HashMap<Uuid, Session>>,
+    /// Agents heard from since `last_seen_at` was last written.
+    seen: Mutex<HashSet<Uuid>>,
+    /// Set at shutdown: no new session is accepted.
+    closing: AtomicBool,
+}
+
+impl Gateway {
+    pub fn new(settings: GatewaySettings) -> Self {
+        Self {
+            settings,
+            sessions: Mutex::new(HashMap::new()),
+            seen: Mutex::new(HashSet::new()),
+            closing: AtomicBool::new(false),
+        }
+    }
+
+    pub fn settings(&self) -> &GatewaySettings {
+        &self.settings
+    }
+
+    /// Makes `session_id` the agent's session. An older session of the same agent is closed: an
+    /// agent has one stream, and a reconnecting agent's old stream may not have noticed yet.
+    pub(crate) fn register(
+        &self,
+        agent_id: Uuid,
+        session_id: Uuid,
+        tx: Outbound,
+        close: oneshot::Sender<Status>,
+    ) -> Result<(), Status> {
+        if self.closing.load(Ordering::SeqCst) {
+            return Err(Status::unavailable(
+                "the server is shutting down; reconnect",
+            ));
+        }
+        let old = self.lock().insert(
+            agent_id,
+            Session {
+                id: session_id,
+                tx,
+                close,
+            },
+        );
+        if let Some(old) = old {
+            tracing::info!(
+                %agent_id,
+                old_session = %old.id,
+                new_session = %session_id,
+                "agent session replaced"
+            );
+            let _ = old
+                .close
+                .send(Status::aborted("replaced by a newer session of this agent"));
+        }
+        Ok(())
+    }
+
+    /// Forgets the session if it is still the agent's current one.
+    pub(crate) fn deregister(&self, agent_id: Uuid, session_id: Uuid) {
+        let mut sessions = self.lock();
+        if sessions.get(&agent_id).is_some_and(|s| s.id == session_id) {
+            sessions.remove(&agent_id);
+        }
+    }
+
+    pub fn is_connected(&self, agent_id: Uuid) -> bool {
+        self.lock().contains_key(&agent_id)
+    }
+
+    /// Number of open sessions.
+    pub fn session_count(&self) -> usize {
+        self.lock().len()
+    }
+
+    /// Queues a message for a connected agent; false when it is not connected here or could not
+    /// take the message (then its session is closed, and its tasks go out again on reconnect).
+    pub(crate) fn send(&self, agent_id: Uuid, message: pb::ServerMessage) -> bool {
+        let mut sessions = self.lock();
+        let Some(session) = sessions.get(&agent_id) else {
+            return false;
+        };
+        match session.tx.try_send(Ok(message)) {
+            Ok(()) => true,
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                tracing::warn!(%agent_id, "agent is not reading its stream; closing the session");
+                if let Some(session) = sessions.remove(&agent_id) {
+                    let _ = session.close.send(Status::resource_exhausted(
+                        "the agent fell too far behind reading its stream",
+                    ));
+                }
+                false
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => false,
+        }
+    }
+
+    /// Sends a task to its agent if that agent is connected here.
+    pub(crate) fn send_task(&self, task: &Task) -> bool {
+        task.agent_id.is_some_and(|agent_id| {
+            self.send(
+                agent_id,
+                pb::ServerMessage {
+                    body: Some(pb::server_message::Body::Task(convert::task_assignment(
+                        task,
+                    ))),
+                },
+            )
+        })
+    }
+
+    /// Tells the agent holding `task` to stop working on that attempt.
+    pub(crate) fn send_cancel(&self, task: &Task, reason: &str) -> bool {
+        task.agent_id.is_some_and(|agent_id| {
+            self.send(
+                agent_id,
+                pb::ServerMessage {
+                    body: Some(pb::server_message::Body::Cancel(pb::CancelTask {
+                        task: Some(convert::task_ref_to_pb(&task.task_ref())),
+                        reason: reason.to_owned(),
+                    })),
+                },
+            )
+        })
+    }
+
+    /// Ends the agent's session, if it has one here, with `status`.
+    pub fn close(&self, agent_id: Uuid, status: Status) -> bool {
+        match self.lock().remove(&agent_id) {
+            Some(session) => {
+                let _ = session.close.send(status);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Ends every session and refuses new ones: streams never end on their own, so a graceful
+    /// shutdown would otherwise wait for them forever.
+    pub fn close_all(&self, status: Status) {
+        self.closing.store(true, Ordering::SeqCst);
+        for (_, session) in self.lock().drain() {
+            let _ = session.close.send(status.clone());
+        }
+    }
+
+    /// Notes that the agent was heard from.
+    pub(crate) fn seen(&self, agent_id: Uuid) {
+        self.seen
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(agent_id);
+    }
+
+    /// The agents heard from since the last call.
+    pub(crate) fn take_seen(&self) -> Vec<Uuid> {
+        let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
+        std::mem::take(&mut *seen).into_iter().collect()
+    }
+
+    /// Puts agents back after a failed write, so the next flush carries them.
+    pub(crate) fn restore_seen(&self, ids: Vec<Uuid>) {
+        self.seen
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .extend(ids);
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Uuid, Session>> {
+        // A panic while holding the lock cannot leave the map half-changed (every change is
+        // one map call), so a poisoned lock is still usable.
+        self.sessions.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// Gives leases in flight a full term, then runs the reaper until `stopped` turns true: expired
+/// leases become lost attempts, silent agents are marked down, and `last_seen_at` is written for
+/// the agents heard from.
+pub async fn start_reaper(
+    service: Service,
+    mut stopped: watch::Receiver<bool>,
+) -> anyhow::Result<JoinHandle<anyhow::Result<()>>> {
+    let extended = service.extend_leases().await?;
+    if extended > 0 {
+        tracing::info!(
+            tasks = extended,
+            "gave the leases of tasks in flight a full term while their agents reconnect"
+        );
+    }
+    Ok(tokio::spawn(async move {
+        let settings = *service.gateway().settings();
+        let mut tick = tokio::time::interval(settings.reap_every());
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut last_flush = tokio::time::Instant::now();
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = stopped.wait_for(|s| *s) => break,
+            }
+            if last_flush.elapsed() >= settings.last_seen_every() {
+                last_flush = tokio::time::Instant::now();
+                if let Err(e) = service.flush_seen().await {
+                    tracing::warn!(error = %e, "could not record agent heartbeats; retrying");
+                }
+            }
+            if let Err(e) = service.reap().await {
+                tracing::warn!(error = %e, "reaper pass failed; retrying");
+            }
+        }
+        // Heartbeats of the last seconds, so a restarted server does not see agents as silent.
+        if let Err(e) = service.flush_seen().await {
+            tracing::warn!(error = %e, "could not record agent heartbeats at shutdown");
+        }
+        Ok(())
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    type Inbox = mpsc::Receiver<Result<pb::ServerMessage, Status>>;
+
+    /// A session's channels: what the gateway holds, and what the session's task would hold.
+    fn session() -> (
+        Outbound,
+        Inbox,
+        oneshot::Sender<Status>,
+        oneshot::Receiver<Status>,
+    ) {
+        let (tx, rx) = mpsc::channel(OUTBOUND_CAPACITY);
+        let (close_tx, close_rx) = oneshot::channel();
+        (tx, rx, close_tx, close_rx)
+    }
+
+    #[test]
+    fn a_new_session_replaces_and_closes_the_old_one() {
+        let gateway = Gateway::new(GatewaySettings::default());
+        let agent = Uuid::now_v7();
+        let (tx1, _rx1, close1, mut closed1) = session();
+        let (tx2, _rx2, close2, mut closed2) = session();
+        let (first, second) = (Uuid::now_v7(), Uuid::now_v7());
+        gateway.register(agent, first, tx1, close1).unwrap();
+        gateway.register(agent, second, tx2, close2).unwrap();
+        assert_eq!(closed1.try_recv().unwrap().code(), tonic::Code::Aborted);
+        // The old session's cleanup must not remove the new one.
+        gateway.deregister(agent, first);
+        assert!(gateway.is_connected(agent));
+        assert!(gateway.close(agent, Status::permission_denied("revoked")));
+        assert_eq!(
+            closed2.try_recv().unwrap().code(),
+            tonic::Code::PermissionDenied
+        );
+        assert!(!gateway.is_connected(agent));
+    }
+
+    #[test]
+    fn a_session_that_stops_reading_is_closed() {
+        let gateway = Gateway::new(GatewaySettings::default());
+        let agent = Uuid::now_v7();
+        let (tx, _rx, close, mut closed) = session();
+        gateway.register(agent, Uuid::now_v7(), tx, close).unwrap();
+        for _ in 0..OUTBOUND_CAPACITY {
+            assert!(gateway.send(agent, pb::ServerMessage::default()));
+        }
+        assert!(!gateway.send(agent, pb::ServerMessage::default()));
+        assert_eq!(
+            closed.try_recv().unwrap().code(),
+            tonic::Code::ResourceExhausted
+        );
+        assert!(!gateway.is_connected(agent));
+    }
+
+    #[test]
+    fn shutdown_closes_every_session_and_refuses_new_ones() {
+        let gateway = Gateway::new(GatewaySettings::default());
+        let (tx, _rx, close, mut closed) = session();
+        gateway
+            .register(Uuid::now_v7(), Uuid::now_v7(), tx, close)
+            .unwrap();
+        gateway.close_all(Status::unavailable("bye"));
+        assert_eq!(closed.try_recv().unwrap().code(), tonic::Code::Unavailable);
+        let (tx, _rx, close, _closed) = session();
+        let refused = gateway
+            .register(Uuid::now_v7(), Uuid::now_v7(), tx, close)
+            .unwrap_err();
+        assert_eq!(refused.code(), tonic::Code::Unavailable);
+        assert_eq!(gateway.session_count(), 0);
+    }
+
+    #[test]
+    fn seen_agents_are_taken_once() {
+        let gateway = Gateway::new(GatewaySettings::default());
+        let agent = Uuid::now_v7();
+        gateway.seen(agent);
+        gateway.seen(agent);
+        assert_eq!(gateway.take_seen(), vec![agent]);
+        assert!(gateway.take_seen().is_empty());
+    }
+}

@@ -1,0 +1,598 @@
+//! Join tokens, enrollment, agents and tasks: the operations of the API, and what the gateway
+//! needs while agents are connected (authentication, delivery, leases, fenced results, the
+//! reaper's passes).
+
+use chrono::Utc;
+use uuid::Uuid;
+
+use super::{Service, page_window, paginate};
+use crate::auth::{self, Caller};
+use crate::error::{Error, ErrorCode, Result};
+use crate::model::{
+    Action, Agent, AgentState, CreatedJoinToken, DEFAULT_JOIN_TOKEN_TTL_SECONDS, EnrollRequest,
+    Enrollment, JoinTokenInfo, NewJoinToken, Page, Role, Task, TaskOutcome, TaskProgress, TaskRef,
+    TaskState, check_capabilities, check_text,
+};
+use crate::service::PageParams;
+use crate::store::{AgentEnrollment, JoinTokenRecord, NewTask};
+
+/// Prefix of join tokens, so a leaked one is recognisable (API tokens use `fy_`).
+pub const JOIN_TOKEN_PREFIX: &str = "fyj_";
+/// Prefix of agent secrets.
+pub const AGENT_SECRET_PREFIX: &str = "fya_";
+
+/// Most unfinished tasks sent to an agent when it connects; the rest follow on its next connect.
+const MAX_DELIVERY: u32 = 1000;
+
+/// What became of a result an agent reported.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ResultVerdict {
+    /// It is now the task's outcome.
+    Applied(Box<Task>),
+    /// This attempt's result was applied before.
+    Duplicate,
+    /// The attempt or lease is no longer current; says why.
+    Stale(String),
+}
+
+/// The audit actor of an agent.
+fn agent_actor(agent_id: Uuid) -> String {
+    format!("agent:{agent_id}")
+}
+
+/// A name from an unauthenticated request as it may appear in the audit log: bounded, and
+/// without control characters, since it was not validated when the request is refused.
+fn audit_label(name: &str) -> String {
+    name.chars()
+        .filter(|c| !c.is_control())
+        .take(crate::model::MAX_NAME_LEN)
+        .collect()
+}
+
+fn parse_id(what: &str, id: &str) -> Result<Uuid> {
+    Uuid::parse_str(id)
+        .map_err(|_| Error::not_found(format!("no {what} `{id}` ({what} ids are UUIDs)")))
+}
+
+impl Service {
+    // ---- join tokens and enrollment ---------------------------------------------------------
+
+    pub async fn create_join_token(
+        &self,
+        caller: &Caller,
+        new: &NewJoinToken,
+    ) -> Result<CreatedJoinToken> {
+        self.audited(
+            caller,
+            Role::Admin,
+            "join_token.create",
+            format!("cluster:{}", new.cluster),
+            async {
+                let errors = new.validate();
+                if !errors.is_empty() {
+                    return Err(Error::validation(errors));
+                }
+                let cluster = self.store.get_cluster(&new.cluster).await?;
+                let secret = auth::generate_secret_with(JOIN_TOKEN_PREFIX);
+                let now = Utc::now();
+                let info = JoinTokenInfo {
+                    id: Uuid::now_v7(),
+                    cluster_id: cluster.id,
+                    cluster_name: cluster.name,
+                    expires_at: now
+                        + chrono::Duration::seconds(
+                            new.ttl_seconds.unwrap_or(DEFAULT_JOIN_TOKEN_TTL_SECONDS),
+                        ),
+                    uses_left: new.uses.unwrap_or(1),
+                    created_at: now,
+                    created_by: caller.name.clone(),
+                };
+                self.store
+                    .insert_join_token(&JoinTokenRecord {
+                        info: info.clone(),
+                        secret_hash: auth::hash_secret(&secret),
+                    })
+                    .await?;
+                Ok(CreatedJoinToken {
+                    info,
+                    token: Some(secret),
+                })
+            },
+        )
+        .await
+    }
+
+    /// Exchanges a join token for an agent identity. The join token is the credential, so there
+    /// is no caller; the audit record names the node.
+    pub async fn enroll(
+        &self,
+        request: &EnrollRequest,
+        source: Option<String>,
+    ) -> Result<Enrollment> {
+        let result = async {
+            let errors = request.validate();
+            if !errors.is_empty() {
+                return Err(Error::validation(errors));
+            }
+            if request.join_token.trim().is_empty() {
+                return Err(Error::unauthenticated(
+                    "a join token is required; create one with `ferry token create --kind join`",
+                ));
+            }
+            let cluster = self
+                .store
+                .get_cluster(&request.cluster)
+                .await
+                .map_err(|e| {
+                    if e.code == ErrorCode::NotFound {
+                        // Which clusters exist is not for someone without a valid token to learn.
+                        Error::unauthenticated("this join token was issued for another cluster")
+                    } else {
+                        e
+                    }
+                })?;
+            let secret = auth::generate_secret_with(AGENT_SECRET_PREFIX);
+            let enrolled = self
+                .store
+                .enroll_agent(&AgentEnrollment {
+                    token_hash: &auth::hash_secret(&request.join_token),
+                    cluster_id: cluster.id,
+                    agent_id: Uuid::now_v7(),
+                    node: &request.node,
+                    secret_hash: &auth::hash_secret(&secret),
+                    software_version: &request.software_version,
+                    capabilities: &request.capabilities,
+                    at: Utc::now(),
+                })
+                .await?;
+            Ok(Enrollment {
+                agent: enrolled.agent,
+                secret,
+                replaced: enrolled.replaced,
+            })
+        }
+        .await;
+        self.audit(
+            "join-token",
+            source,
+            "agent.enroll",
+            format!(
+                "node:{}/{}",
+                audit_label(&request.cluster),
+                audit_label(&request.node)
+            ),
+            &result,
+        )
+        .await;
+        if let Ok(Enrollment {
+            replaced: Some(old),
+            agent,
+            ..
+        }) = &result
+        {
+            tracing::info!(
+                old = %old,
+                new = %agent.id,
+                node = %agent.node,
+                "node re-enrolled; old agent revoked"
+            );
+            self.gateway.close(
+                *old,
+                tonic::Status::permission_denied("this node was enrolled again; agent revoked"),
+            );
+        }
+        result
+    }
+
+    // ---- agents -----------------------------------------------------------------------------
+
+    pub async fn list_agents(
+        &self,
+        caller: &Caller,
+        cluster: Option<&str>,
+        page: &PageParams,
+    ) -> Result<Page<Agent>> {
+        Self::require(caller, Role::Viewer)?;
+        let cluster_id = match cluster {
+            Some(key) => Some(self.store.get_cluster(key).await?.id),
+            None => None,
+        };
+        let (limit, after) = page_window(page)?;
+        let after = after
+            .map(|a| Uuid::parse_str(&a).map_err(|_| super::invalid_cursor()))
+            .transpose()?;
+        let rows = self.store.list_agents(cluster_id, limit + 1, after).await?;
+        Ok(paginate(rows, limit, |a| a.id.to_string()))
+    }
+
+    pub async fn get_agent(&self, caller: &Caller, id: &str) -> Result<Agent> {
+        Self::require(caller, Role::Viewer)?;
+        self.store.get_agent(parse_id("agent", id)?).await
+    }
+
+    /// Revokes an agent: its secret is refused from then on and its stream (on this server)
+    /// closed at once.
+    pub async fn revoke_agent(&self, caller: &Caller, id: &str) -> Result<Agent> {
+        let agent = self
+            .audited(
+                caller,
+                Role::Admin,
+                "agent.revoke",
+                format!("agent:{id}"),
+                async {
+                    self.store
+                        .revoke_agent(parse_id("agent", id)?, Utc::now())
+                        .await
+                },
+            )
+            .await?;
+        self.gateway.close(
+            agent.id,
+            tonic::Status::permission_denied("this agent was revoked"),
+        );
+        Ok(agent)
+    }
+
+    // ---- tasks ------------------------------------------------------------------------------
+
+    /// Stores a task for the agent, then sends it if the agent is connected here; otherwise it
+    /// goes out when the agent next connects.
+    pub async fn run_task(&self, caller: &Caller, agent_id: &str, action: &Action) -> Result<Task> {
+        let task = self
+            .audited(
+                caller,
+                Role::Operator,
+                "task.run",
+                format!("agent:{agent_id}"),
+                async {
+                    let errors = action.validate();
+                    if !errors.is_empty() {
+                        return Err(Error::validation(errors));
+                    }
+                    let agent = self.store.get_agent(parse_id("agent", agent_id)?).await?;
+                    if agent.state == AgentState::Revoked {
+                        return Err(Error::conflict(format!(
+                            "agent `{}` is revoked; run the task on the node's current agent",
+                            agent.id
+                        )));
+                    }
+                    self.store
+                        .create_task(&NewTask {
+                            cluster_id: agent.cluster_id,
+                            node: &agent.node,
+                            agent_id: Some(agent.id),
+                            action,
+                            created_by: &caller.name,
+                        })
+                        .await
+                },
+            )
+            .await?;
+        Ok(self.dispatch(task).await)
+    }
+
+    pub async fn get_task(&self, caller: &Caller, id: &str) -> Result<Task> {
+        Self::require(caller, Role::Viewer)?;
+        self.store.get_task(parse_id("task", id)?).await
+    }
+
+    /// Hands a pending task to its agent when that agent is connected here. Failures are only
+    /// logged: the task is stored, and goes out on the agent's next connect.
+    async fn dispatch(&self, task: Task) -> Task {
+        let Some(agent_id) = task.agent_id else {
+            return task;
+        };
+        if !self.gateway.is_connected(agent_id) {
+            return task;
+        }
+        let now = Utc::now();
+        match self
+            .store
+            .assign_task(task.id, agent_id, now + self.lease(), now)
+            .await
+        {
+            Ok(Some(assigned)) => {
+                self.gateway.send_task(&assigned);
+                assigned
+            }
+            // The agent's connect delivered it meanwhile.
+            Ok(None) => task,
+            Err(e) => {
+                tracing::warn!(
+                    task = %task.id,
+                    error = %e,
+                    "could not assign task; it waits for the agent's next connect"
+                );
+                task
+            }
+        }
+    }
+
+    fn lease(&self) -> chrono::Duration {
+        chrono::Duration::from_std(self.gateway.settings().lease)
+            .unwrap_or(chrono::Duration::seconds(30))
+    }
+
+    // ---- the gateway's side -----------------------------------------------------------------
+
+    /// The agent an `x-ferry-agent-id` and secret belong to, if both are right and the agent is
+    /// not revoked.
+    pub async fn authenticate_agent(
+        &self,
+        agent_id: Option<&str>,
+        secret: Option<&str>,
+    ) -> Result<Agent> {
+        let (Some(agent_id), Some(secret)) = (agent_id, secret) else {
+            return Err(Error::unauthenticated(
+                "an agent authenticates with `x-ferry-agent-id` and \
+                 `authorization: Bearer <agent secret>`",
+            ));
+        };
+        let unknown = || Error::unauthenticated("unknown agent or wrong secret; enroll again");
+        let id = Uuid::parse_str(agent_id).map_err(|_| unknown())?;
+        let Some(credentials) = self.store.agent_credentials(id).await? else {
+            return Err(unknown());
+        };
+        // Comparing hashes, not secrets: timing reveals nothing about the secret.
+        if credentials.secret_hash != auth::hash_secret(secret) {
+            return Err(unknown());
+        }
+        if let Some(at) = credentials.agent.revoked_at {
+            return Err(Error::unauthenticated(format!(
+                "agent `{id}` was revoked at {}; enroll again with a new join token",
+                at.to_rfc3339()
+            )));
+        }
+        Ok(credentials.agent)
+    }
+
+    /// Records a new session of an authenticated agent. `Unauthenticated` if it was revoked
+    /// meanwhile.
+    pub async fn agent_connected(
+        &self,
+        agent: &Agent,
+        session_id: Uuid,
+        software_version: &str,
+        capabilities: &[String],
+    ) -> Result<Agent> {
+        let mut errors = Vec::new();
+        check_text(
+            &mut errors,
+            "software_version",
+            software_version,
+            crate::model::MAX_NAME_LEN,
+        );
+        check_capabilities(&mut errors, capabilities);
+        if !errors.is_empty() {
+            return Err(Error::validation(errors));
+        }
+        self.gateway.seen(agent.id);
+        self.store
+            .agent_connected(
+                agent.id,
+                session_id,
+                software_version,
+                capabilities,
+                Utc::now(),
+            )
+            .await
+    }
+
+    /// Records the end of a session, unless a newer one took over.
+    pub async fn agent_disconnected(&self, agent_id: Uuid, session_id: Uuid) -> Result<bool> {
+        self.store
+            .agent_disconnected(agent_id, session_id, Utc::now())
+            .await
+    }
+
+    /// Everything the agent should be working on: its pending tasks, now assigned to it under a
+    /// lease, and the ones it already holds, which it may not have received (at-least-once).
+    pub async fn tasks_to_deliver(&self, agent_id: Uuid) -> Result<Vec<Task>> {
+        let now = Utc::now();
+        let mut out = Vec::new();
+        for task in self.store.tasks_to_deliver(agent_id, MAX_DELIVERY).await? {
+            if task.state == TaskState::Pending {
+                if let Some(assigned) = self
+                    .store
+                    .assign_task(task.id, agent_id, now + self.lease(), now)
+                    .await?
+                {
+                    out.push(assigned);
+                }
+            } else {
+                out.push(task);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Renews the leases of the attempts a heartbeat lists.
+    pub async fn renew_leases(&self, agent_id: Uuid, tasks: &[TaskRef]) -> Result<u64> {
+        self.gateway.seen(agent_id);
+        if tasks.is_empty() {
+            return Ok(0);
+        }
+        let now = Utc::now();
+        self.store
+            .renew_leases(agent_id, tasks, now + self.lease(), now)
+            .await
+    }
+
+    /// Stores progress and renews the lease; false when the attempt is no longer current.
+    /// Progress on a task that is not this agent's is refused with `PermissionDenied` and
+    /// audited.
+    pub async fn record_progress(
+        &self,
+        agent_id: Uuid,
+        task: &TaskRef,
+        progress: &TaskProgress,
+        source: Option<String>,
+    ) -> Result<bool> {
+        self.gateway.seen(agent_id);
+        let lease_deadline = progress.at + self.lease();
+        if self
+            .store
+            .record_progress(agent_id, task, progress, lease_deadline)
+            .await?
+        {
+            return Ok(true);
+        }
+        self.held_by(agent_id, task, "task.progress", source)
+            .await?;
+        Ok(false)
+    }
+
+    /// Applies a result, fenced by (task id, attempt, generation). A result on a task that is not
+    /// this agent's is refused with `PermissionDenied` and audited; stale and duplicate ones are
+    /// answered, logged, and change nothing.
+    pub async fn report_result(
+        &self,
+        agent: &Agent,
+        task: &TaskRef,
+        outcome: &TaskOutcome,
+        source: Option<String>,
+    ) -> Result<ResultVerdict> {
+        self.gateway.seen(agent.id);
+        if let Some(applied) = self
+            .store
+            .complete_task(agent.id, task, outcome, Utc::now())
+            .await?
+        {
+            return Ok(ResultVerdict::Applied(Box::new(applied)));
+        }
+        let current = self.held_by(agent.id, task, "task.result", source).await?;
+        let same_attempt = current.attempt == task.attempt && current.generation == task.generation;
+        if same_attempt && matches!(current.state, TaskState::Succeeded | TaskState::Failed) {
+            tracing::info!(agent = %agent.id, task = %task.task_id, "duplicate result ignored");
+            return Ok(ResultVerdict::Duplicate);
+        }
+        let why = format!(
+            "task `{}` is {} at attempt {} generation {}; this result is for attempt {} \
+             generation {}",
+            current.id,
+            current.state.as_str(),
+            current.attempt,
+            current.generation,
+            task.attempt,
+            task.generation
+        );
+        tracing::warn!(
+            agent = %agent.id,
+            task = %task.task_id,
+            "stale result refused: {why}"
+        );
+        Ok(ResultVerdict::Stale(why))
+    }
+
+    /// The task a refused report was about, if it is the agent's; otherwise the report is
+    /// audited as denied (`action`) and refused with `PermissionDenied`.
+    async fn held_by(
+        &self,
+        agent_id: Uuid,
+        task: &TaskRef,
+        action: &str,
+        source: Option<String>,
+    ) -> Result<Task> {
+        let current = match self.store.get_task(task.task_id).await {
+            Ok(current) => Some(current),
+            Err(e) if e.code == ErrorCode::NotFound => None,
+            Err(e) => return Err(e),
+        };
+        match current {
+            Some(current) if current.agent_id == Some(agent_id) => Ok(current),
+            _ => {
+                let refused: Result<Task> = Err(Error::permission_denied(format!(
+                    "task `{}` is not assigned to this agent",
+                    task.task_id
+                )));
+                tracing::warn!(
+                    agent = %agent_id,
+                    task = %task.task_id,
+                    action,
+                    "report refused: not this agent's task"
+                );
+                self.audit(
+                    &agent_actor(agent_id),
+                    source,
+                    action,
+                    format!("task:{}", task.task_id),
+                    &refused,
+                )
+                .await;
+                refused
+            }
+        }
+    }
+
+    // ---- the reaper ---------------------------------------------------------------------------
+
+    /// Gives every lease in flight a full term from now; run once when a server starts.
+    pub async fn extend_leases(&self) -> Result<u64> {
+        self.store.extend_leases(Utc::now() + self.lease()).await
+    }
+
+    /// Writes `last_seen_at` of the agents heard from since the last flush, in one statement.
+    pub async fn flush_seen(&self) -> Result<()> {
+        let seen = self.gateway.take_seen();
+        if seen.is_empty() {
+            return Ok(());
+        }
+        if let Err(e) = self.store.touch_agents(&seen, Utc::now()).await {
+            self.gateway.restore_seen(seen);
+            return Err(e);
+        }
+        Ok(())
+    }
+
+    /// One pass of the reaper: expired leases become lost attempts (their agents, if still
+    /// connected here, are told to stop), and agents silent for longer than the heartbeat TTL and
+    /// grace are marked down (their sessions, if any, closed).
+    pub async fn reap(&self) -> Result<()> {
+        let now = Utc::now();
+        for task in self.store.expire_leases(now).await? {
+            tracing::warn!(
+                task = %task.id,
+                agent = ?task.agent_id,
+                attempt = task.attempt,
+                generation = task.generation,
+                "lease expired; attempt lost"
+            );
+            self.gateway.send_cancel(&task, "the lease expired");
+        }
+        let down_after = chrono::Duration::from_std(self.gateway.settings().down_after)
+            .unwrap_or(chrono::Duration::minutes(1));
+        for agent_id in self.store.mark_agents_down(now - down_after).await? {
+            tracing::warn!(agent = %agent_id, "agent silent for too long; marked down");
+            self.gateway.close(
+                agent_id,
+                tonic::Status::deadline_exceeded("no heartbeat for too long; reconnect"),
+            );
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unvalidated_names_are_tamed_for_the_audit_log() {
+        assert_eq!(audit_label("N1\n\u{7}"), "N1");
+        assert_eq!(
+            audit_label(&"x".repeat(10_000)).len(),
+            crate::model::MAX_NAME_LEN
+        );
+    }
+
+    #[test]
+    fn ids_that_are_not_uuids_are_not_found() {
+        let err = parse_id("agent", "nope").unwrap_err();
+        assert_eq!(err.code, ErrorCode::NotFound);
+        assert!(
+            err.message.contains("agent ids are UUIDs"),
+            "{}",
+            err.message
+        );
+    }
+}
