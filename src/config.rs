@@ -3,7 +3,7 @@
 //! messages that name the bad setting.
 
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
@@ -41,6 +41,10 @@ pub struct Config {
     pub agent_lease_ms: u64,
     /// Heartbeat TTL plus grace: an agent silent this long is marked down.
     pub agent_down_after_ms: u64,
+    /// PEM certificate chain for the gRPC listener; with `tls_key`, gRPC is served over TLS.
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of `tls_cert`.
+    pub tls_key: Option<PathBuf>,
 }
 
 impl Default for Config {
@@ -58,6 +62,8 @@ impl Default for Config {
             agent_heartbeat_ms: 10_000,
             agent_lease_ms: 30_000,
             agent_down_after_ms: 60_000,
+            tls_cert: None,
+            tls_key: None,
         }
     }
 }
@@ -78,7 +84,7 @@ pub struct Overrides {
 }
 
 /// Every setting; each is also read from the environment as `FERRY_<KEY>` in upper case.
-pub const KEYS: [&str; 12] = [
+pub const KEYS: [&str; 14] = [
     "database_url",
     "http_addr",
     "grpc_addr",
@@ -91,6 +97,8 @@ pub const KEYS: [&str; 12] = [
     "agent_heartbeat_ms",
     "agent_lease_ms",
     "agent_down_after_ms",
+    "tls_cert",
+    "tls_key",
 ];
 
 /// Shortest bootstrap token accepted: it is an admin credential.
@@ -185,7 +193,55 @@ impl Config {
                  at least three times agent_heartbeat_ms"
             );
         }
+        self.tls()?;
         Ok(())
+    }
+
+    /// The certificate chain and key PEM for the gRPC listener, read and checked; `None` serves
+    /// plain text.
+    pub fn tls(&self) -> anyhow::Result<Option<(Vec<u8>, Vec<u8>)>> {
+        use rustls_pki_types::pem::PemObject;
+        use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+        let (cert, key) = match (&self.tls_cert, &self.tls_key) {
+            (None, None) => return Ok(None),
+            (Some(cert), Some(key)) => (cert, key),
+            _ => anyhow::bail!(
+                "invalid configuration: tls_cert (FERRY_TLS_CERT) and tls_key (FERRY_TLS_KEY) \
+                 must be given together"
+            ),
+        };
+        let read = |path: &Path, key: &str| {
+            std::fs::read(path).map_err(|e| {
+                anyhow::anyhow!(
+                    "invalid configuration: {key} (FERRY_{}) `{}` cannot be read: {e}",
+                    key.to_uppercase(),
+                    path.display()
+                )
+            })
+        };
+        let cert_pem = read(cert, "tls_cert")?;
+        let key_pem = read(key, "tls_key")?;
+        let certs = CertificateDer::pem_slice_iter(&cert_pem)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| {
+                anyhow::anyhow!(
+                    "invalid configuration: tls_cert (FERRY_TLS_CERT) `{}` is not PEM: {e}",
+                    cert.display()
+                )
+            })?;
+        if certs.is_empty() {
+            anyhow::bail!(
+                "invalid configuration: tls_cert (FERRY_TLS_CERT) `{}` holds no certificate",
+                cert.display()
+            );
+        }
+        if let Err(e) = PrivateKeyDer::from_pem_slice(&key_pem) {
+            anyhow::bail!(
+                "invalid configuration: tls_key (FERRY_TLS_KEY) `{}` holds no PEM private key: {e}",
+                key.display()
+            );
+        }
+        Ok(Some((cert_pem, key_pem)))
     }
 }
 
@@ -302,6 +358,35 @@ mod tests {
             assert!(err.contains("log_format"), "{err}");
             Ok(())
         });
+    }
+
+    #[test]
+    fn tls_settings_are_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        let junk = dir.path().join("junk.pem");
+        std::fs::write(&junk, "not pem").unwrap();
+        let mut c = Config {
+            tls_cert: Some(junk.clone()),
+            ..Config::default()
+        };
+        let err = c.validate().unwrap_err().to_string();
+        assert!(err.contains("FERRY_TLS_KEY"), "{err}");
+        c.tls_key = Some(dir.path().join("missing.pem"));
+        let err = c.validate().unwrap_err().to_string();
+        assert!(
+            err.contains("tls_key") && err.contains("cannot be read"),
+            "{err}"
+        );
+        c.tls_cert = Some(dir.path().join("missing.pem"));
+        let err = c.validate().unwrap_err().to_string();
+        assert!(
+            err.contains("tls_cert") && err.contains("cannot be read"),
+            "{err}"
+        );
+        c.tls_cert = Some(junk.clone());
+        c.tls_key = Some(junk);
+        let err = c.validate().unwrap_err().to_string();
+        assert!(err.contains("FERRY_TLS_CERT"), "{err}");
     }
 
     #[test]

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use ferry::agent::exec::{Builtin, DriverKind};
+use ferry::agent::exec::{Builtin, DriverKind, NodeExecutor};
 use ferry::agent::session::AgentConfig;
 use ferry::config::{Config, LogFormat, Overrides};
 use ferry::model::{NewJoinToken, NewToken, Role};
@@ -45,6 +45,60 @@ enum Command {
         #[command(subcommand)]
         command: TokenCommand,
     },
+    /// Simulated failover clusters for tests and demos.
+    Sim {
+        #[command(subcommand)]
+        command: SimCommand,
+    },
+    /// Copy the directory skeleton of SRC into DST (robocopy /e /xf * /lev:N), then verify it.
+    /// Exits 0 only when the verification passed.
+    Skeleton(SkeletonArgs),
+}
+
+#[derive(Subcommand)]
+enum SimCommand {
+    /// Generate a simulated cluster (state file and real disk folders) in DIR.
+    Create(SimCreateArgs),
+}
+
+#[derive(Args)]
+struct SimCreateArgs {
+    /// The cluster's directory; sibling directories hold other simulated clusters.
+    #[arg(long, value_name = "DIR")]
+    dir: PathBuf,
+    /// Cluster name; nodes are named CLUSTER-n1, CLUSTER-n2, ...
+    #[arg(long)]
+    cluster: String,
+    /// Windows generation: ws2003, ws2008, ws2008r2, ws2012, ...
+    #[arg(long, default_value = "ws2003")]
+    os: String,
+    #[arg(long, default_value_t = 2, value_name = "N")]
+    nodes: u32,
+    #[arg(long, default_value_t = 3, value_name = "N")]
+    groups: u32,
+    /// Shares per group.
+    #[arg(long, default_value_t = 10, value_name = "N")]
+    shares: u32,
+    /// Generator seed (default: derived from the cluster name).
+    #[arg(long, value_name = "S")]
+    seed: Option<u64>,
+    /// Replace a simulated cluster already in DIR.
+    #[arg(long)]
+    force: bool,
+}
+
+#[derive(Args)]
+struct SkeletonArgs {
+    /// Source directory.
+    src: PathBuf,
+    /// Destination directory (created if missing; existing directories are fine).
+    dst: PathBuf,
+    /// Levels to copy, the source root being level 1.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    depth: u32,
+    /// Log every directory to this file (truncated first).
+    #[arg(long, value_name = "FILE")]
+    log: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -65,8 +119,8 @@ struct ServerArgs {
 
 #[derive(Args)]
 struct AgentArgs {
-    /// gRPC address of the server, e.g. http://ferry:50051; several, comma-separated, are tried
-    /// in turn.
+    /// gRPC address of the server, e.g. https://ferry:50051 (http:// for plain text); several,
+    /// comma-separated, are tried in turn.
     #[arg(
         long,
         value_name = "URL[,URL...]",
@@ -98,9 +152,13 @@ struct AgentArgs {
     /// State directory of the simulated cluster (with --driver sim).
     #[arg(long, value_name = "DIR")]
     sim_dir: Option<PathBuf>,
-    /// CA certificate to pin for TLS to the server.
+    /// CA certificate (PEM) to pin for https:// servers; without it the public web roots are
+    /// trusted.
     #[arg(long, value_name = "FILE")]
     ca: Option<PathBuf>,
+    /// Seconds between perf batches (disk counters of this node and of the driver).
+    #[arg(long, default_value_t = 10, value_name = "SECONDS", value_parser = clap::value_parser!(u64).range(1..))]
+    perf_interval: u64,
     /// Tasks run at once; more wait their turn.
     #[arg(long, default_value_t = 4, value_name = "N")]
     max_tasks: usize,
@@ -150,6 +208,13 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
+        Err(Failure {
+            exit_code: 1,
+            error,
+        }) if error.is::<VerificationFailed>() => {
+            // The summary already said what failed; a second `error:` line adds nothing.
+            ExitCode::from(1)
+        }
         Err(failure) => {
             eprintln!("error: {:#}", failure.error);
             ExitCode::from(failure.exit_code)
@@ -251,10 +316,10 @@ fn run(cli: Cli) -> Result<(), Failure> {
             config.ca = args.ca;
             config.max_concurrent_tasks = args.max_tasks.max(1);
             config.validate().map_err(usage)?;
-            let executor = std::sync::Arc::new(Builtin {
-                driver,
-                sim_dir: args.sim_dir,
-            });
+            let executor = std::sync::Arc::new(
+                NodeExecutor::new(Builtin::new(driver, args.sim_dir))
+                    .with_perf_interval(std::time::Duration::from_secs(args.perf_interval)),
+            );
             tokio_runtime()?
                 .block_on(ferry::agent::session::run(
                     config,
@@ -263,6 +328,10 @@ fn run(cli: Cli) -> Result<(), Failure> {
                 ))
                 .map_err(runtime)
         }
+        Command::Sim {
+            command: SimCommand::Create(args),
+        } => sim_create(args),
+        Command::Skeleton(args) => skeleton(args),
         Command::Token {
             command:
                 TokenCommand::Create {
@@ -348,6 +417,128 @@ fn run(cli: Cli) -> Result<(), Failure> {
                 }
             }
         }
+    }
+}
+
+/// The skeleton copy ran but its verification failed (or some directories could not be
+/// copied); the summary on stderr has the details.
+#[derive(Debug)]
+struct VerificationFailed;
+
+impl std::fmt::Display for VerificationFailed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("skeleton verification failed")
+    }
+}
+
+impl std::error::Error for VerificationFailed {}
+
+fn sim_create(args: SimCreateArgs) -> Result<(), Failure> {
+    let os = ferry::model::OsGeneration::parse(&args.os).ok_or_else(|| {
+        usage(anyhow::anyhow!(
+            "--os must be a Windows generation such as ws2003, ws2008 or ws2008r2, got `{}`",
+            args.os
+        ))
+    })?;
+    let mut opts = ferry::sim::SimCreateOptions::new(args.dir, &args.cluster, os);
+    opts.nodes = args.nodes;
+    opts.groups = args.groups;
+    opts.shares = args.shares;
+    opts.force = args.force;
+    if let Some(seed) = args.seed {
+        opts.seed = seed;
+    }
+    let summary = ferry::sim::create_sim_cluster(&opts).map_err(runtime)?;
+    println!(
+        "simulated cluster {} ({}, seed {}) in {}: {} nodes, {} groups, {} resources, {} shares \
+         ({} permission entries), {} disks holding {} directories, {} files, {} symlinks",
+        summary.cluster,
+        summary.os,
+        summary.seed,
+        summary.dir.display(),
+        summary.nodes,
+        summary.groups,
+        summary.resources,
+        summary.shares,
+        summary.permissions,
+        summary.disks,
+        summary.directories,
+        summary.files,
+        summary.symlinks
+    );
+    Ok(())
+}
+
+/// Prints progress to stderr at most every half second, so a big tree does not flood it.
+struct StderrProgress {
+    last: std::sync::Mutex<Option<std::time::Instant>>,
+}
+
+impl ferry::agent::Progress for StderrProgress {
+    fn report(&self, done: u64, total: Option<u64>, message: &str) {
+        let now = std::time::Instant::now();
+        let mut last = self.last.lock().unwrap_or_else(|e| e.into_inner());
+        if last.is_some_and(|t| now.duration_since(t) < std::time::Duration::from_millis(500)) {
+            return;
+        }
+        *last = Some(now);
+        match total {
+            Some(total) => eprintln!("{done}/{total} {message}"),
+            None => eprintln!("{done} {message}"),
+        }
+    }
+}
+
+fn skeleton(args: SkeletonArgs) -> Result<(), Failure> {
+    let options = ferry::agent::skeleton::SkeletonOptions {
+        depth: args.depth,
+        log: args.log,
+        threads: 0,
+    };
+    let progress = StderrProgress {
+        last: std::sync::Mutex::new(None),
+    };
+    let report = ferry::agent::skeleton::copy_skeleton(&args.src, &args.dst, &options, &progress)
+        .map_err(|e| {
+        runtime(anyhow::anyhow!(
+            "skeleton {} -> {}: {e}",
+            args.src.display(),
+            args.dst.display()
+        ))
+    })?;
+    let v = &report.verification;
+    eprintln!(
+        "{} directories created, {} already there, {} links and {} files skipped, {} errors; \
+         verification: {} checked, {} missing, {} extra, {} unreadable: {} ({} ms)",
+        report.dirs_created,
+        report.dirs_existing,
+        report.skipped_links,
+        report.files_skipped,
+        report.error_count,
+        v.checked,
+        v.missing_count,
+        v.extra_count,
+        v.error_count,
+        if report.succeeded() {
+            "passed"
+        } else {
+            "FAILED"
+        },
+        report.elapsed_ms
+    );
+    for error in &report.errors {
+        eprintln!("error: {error}");
+    }
+    for missing in &v.missing {
+        eprintln!("missing: {missing}");
+    }
+    for error in &v.errors {
+        eprintln!("unverified: {error}");
+    }
+    if report.succeeded() {
+        Ok(())
+    } else {
+        Err(runtime(VerificationFailed.into()))
     }
 }
 

@@ -37,6 +37,10 @@ pub struct Metrics {
     agent_results: Family<VerdictLabels, Counter>,
     /// Agent sessions open on this server.
     pub agent_sessions: Gauge,
+    /// Perf samples received from agents (dropped until perf ingest exists).
+    pub agent_perf_samples: Counter,
+    /// Inventory reports received from agents (logged until they are imported).
+    pub agent_inventory_reports: Counter,
 }
 
 impl Default for Metrics {
@@ -72,12 +76,26 @@ impl Metrics {
             "Agent sessions open on this server",
             agent_sessions.clone(),
         );
+        let agent_perf_samples = Counter::default();
+        registry.register(
+            "agent_perf_samples",
+            "Perf samples received from agents",
+            agent_perf_samples.clone(),
+        );
+        let agent_inventory_reports = Counter::default();
+        registry.register(
+            "agent_inventory_reports",
+            "Inventory reports received from agents",
+            agent_inventory_reports.clone(),
+        );
         Self {
             registry,
             requests,
             durations,
             agent_results,
             agent_sessions,
+            agent_perf_samples,
+            agent_inventory_reports,
         }
     }
 

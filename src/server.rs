@@ -20,6 +20,8 @@ use crate::store::{self, Store};
 pub struct RunningServer {
     pub http_addr: SocketAddr,
     pub grpc_addr: SocketAddr,
+    /// Whether gRPC is served over TLS.
+    pub grpc_tls: bool,
     pub service: Service,
     shutdown: watch::Sender<bool>,
     tasks: Vec<JoinHandle<anyhow::Result<()>>>,
@@ -61,6 +63,12 @@ pub async fn start_with_store(
     config: &Config,
     store: Arc<dyn Store>,
 ) -> anyhow::Result<RunningServer> {
+    // Read before anything starts, so a bad file fails the start with the setting named.
+    let tls = config.tls()?.map(|(cert, key)| {
+        tonic::transport::ServerTlsConfig::new()
+            .identity(tonic::transport::Identity::from_pem(cert, key))
+    });
+    let tls_on = tls.is_some();
     if let Some(secret) = &config.bootstrap_token {
         service::ensure_bootstrap_token(store.as_ref(), secret)
             .await
@@ -118,23 +126,25 @@ pub async fn start_with_store(
             metrics,
             config.max_inventory_bytes,
             grpc_listener,
+            tls,
             async move {
                 let _ = stopped.wait_for(|s| *s).await;
             },
         );
         tokio::spawn(grpc)
     };
-    if !grpc_addr.ip().is_loopback() {
+    if !tls_on && !grpc_addr.ip().is_loopback() {
         tracing::warn!(
             %grpc_addr,
             "gRPC is served in plain text on a network address: agent secrets and tasks cross \
              the network unencrypted"
         );
     }
-    tracing::info!(%http_addr, %grpc_addr, "ferry server listening");
+    tracing::info!(%http_addr, %grpc_addr, tls = tls_on, "ferry server listening");
     Ok(RunningServer {
         http_addr,
         grpc_addr,
+        grpc_tls: tls_on,
         service,
         shutdown,
         tasks: vec![http_task, grpc_task, reaper_task],
@@ -145,8 +155,10 @@ pub async fn start_with_store(
 pub async fn run(config: &Config) -> anyhow::Result<()> {
     let server = start(config).await?;
     println!(
-        "ferry server: REST on http://{} (docs at /docs), gRPC on {}",
-        server.http_addr, server.grpc_addr
+        "ferry server: REST on http://{} (docs at /docs), gRPC on {}://{}",
+        server.http_addr,
+        if server.grpc_tls { "https" } else { "http" },
+        server.grpc_addr
     );
     let shutdown = server.shutdown_handle();
     tokio::spawn(async move {

@@ -275,10 +275,7 @@ impl AgentProcess {
 }
 
 fn builtin() -> Arc<dyn Executor> {
-    Arc::new(Builtin {
-        driver: DriverKind::Sim,
-        sim_dir: None,
-    })
+    Arc::new(Builtin::new(DriverKind::Sim, None))
 }
 
 /// The built-in executor, counting the actions it runs.
@@ -608,7 +605,10 @@ async fn an_agent_enrolls_once_and_keeps_a_private_identity() {
     let (_, shown) = h.get(&format!("/v1/agents/{id}")).await;
     assert_eq!(shown["node"], "N1");
     assert_eq!(shown["cluster_name"], "FS-NEW");
-    assert_eq!(shown["capabilities"], json!(["echo"]));
+    assert_eq!(
+        shown["capabilities"],
+        json!(ferry::agent::exec::BUILTIN_ACTIONS)
+    );
     assert!(shown["session_id"].is_string());
     agent.stop().await;
     h.agent_in(&id, "disconnected").await;
@@ -680,6 +680,69 @@ async fn tasks_run_end_to_end_and_wait_for_an_offline_agent() {
         let done = h.task_in(queued["id"].as_str().unwrap(), "succeeded").await;
         assert_eq!(done["result"]["text"], "later");
         again.stop().await;
+        h.stop().await;
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cluster_tasks_go_to_any_connected_agent_of_the_cluster() {
+    on_each_backend(|_, store| async move {
+        let h = Harness::start(store).await;
+        let dir = tempfile::tempdir().unwrap();
+
+        // Nobody connected yet: the task waits, unassigned, for the cluster's first agent.
+        let (status, queued) = h
+            .post(
+                "/v1/clusters/FS-NEW/tasks",
+                json!({"action": "echo", "text": "first"}),
+            )
+            .await;
+        assert_eq!(status, 201, "{queued}");
+        assert_eq!(queued["state"], "pending");
+        assert!(queued["agent_id"].is_null(), "{queued}");
+
+        let (a1, id1) = h.connected_agent(&dir, "N1", builtin()).await;
+        let done = h.task_in(queued["id"].as_str().unwrap(), "succeeded").await;
+        assert_eq!(done["agent_id"], id1.as_str());
+        assert_eq!(done["node"], "N1");
+        assert_eq!(done["result"]["text"], "first");
+
+        // With two connected, each task runs exactly once on one of them.
+        let (a2, id2) = h.connected_agent(&dir, "N2", builtin()).await;
+        let mut ran_on = std::collections::BTreeSet::new();
+        for i in 0..8 {
+            let (status, task) = h
+                .post(
+                    "/v1/clusters/FS-NEW/tasks",
+                    json!({"action": "echo", "text": format!("t{i}")}),
+                )
+                .await;
+            assert_eq!(status, 201, "{task}");
+            let done = h.task_in(task["id"].as_str().unwrap(), "succeeded").await;
+            assert_eq!(done["result"]["text"], format!("t{i}"));
+            assert_eq!(done["attempt"], 1);
+            ran_on.insert(done["agent_id"].as_str().unwrap().to_owned());
+        }
+        let both: std::collections::BTreeSet<String> = [id1.clone(), id2.clone()].into();
+        assert!(ran_on.is_subset(&both), "{ran_on:?}");
+
+        // Work on one node's disks is not a cluster task.
+        let (status, problem) = h
+            .post(
+                "/v1/clusters/FS-NEW/tasks",
+                json!({"action": "share_scan", "group": "FileServer1"}),
+            )
+            .await;
+        assert_eq!(status, 422, "{problem}");
+        assert_eq!(problem["errors"][0]["field"], "action");
+        let (status, _) = h
+            .post("/v1/clusters/NOPE/tasks", json!({"action": "echo"}))
+            .await;
+        assert_eq!(status, 404);
+
+        a1.stop().await;
+        a2.stop().await;
         h.stop().await;
     })
     .await;
@@ -1035,10 +1098,7 @@ async fn a_server_restart_mid_task_applies_the_result_once() {
     drop(dead);
 
     let counting = Arc::new(Counting {
-        inner: Builtin {
-            driver: DriverKind::Sim,
-            sim_dir: None,
-        },
+        inner: Builtin::new(DriverKind::Sim, None),
         runs: AtomicUsize::new(0),
     });
     let state = dir.path().join("agent");

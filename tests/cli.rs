@@ -271,3 +271,122 @@ fn docker_files_match_the_binary() {
     let help = ferry().args(["server", "--help"]).output().unwrap();
     assert!(help.status.success());
 }
+
+#[test]
+fn skeleton_exit_codes() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("src");
+    for d in ["a/b/c", "a/with space", "x"] {
+        std::fs::create_dir_all(src.join(d)).unwrap();
+    }
+    std::fs::write(src.join("a/file.txt"), "not copied").unwrap();
+    let dst = dir.path().join("dst");
+    let log = dir.path().join("skeleton.log");
+    let out = finish(
+        ferry()
+            .arg("skeleton")
+            .arg(&src)
+            .arg(&dst)
+            .args(["--depth", "3", "--log"])
+            .arg(&log),
+    );
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert!(err.contains("passed"), "{err}");
+    assert!(dst.join("a/b").is_dir() && dst.join("a/with space").is_dir());
+    // Level 4 is beyond --depth 3; files are never copied.
+    assert!(!dst.join("a/b/c").exists() && !dst.join("a/file.txt").exists());
+    assert!(log.exists());
+
+    // A destination under a regular file can be neither created nor verified.
+    let blocker = dir.path().join("blocker");
+    std::fs::write(&blocker, "file").unwrap();
+    let out = finish(
+        ferry()
+            .arg("skeleton")
+            .arg(&src)
+            .arg(blocker.join("dst"))
+            .args(["--depth", "2"]),
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    for bad in [
+        vec!["skeleton".to_string(), src.display().to_string()],
+        vec![
+            "skeleton".into(),
+            src.display().to_string(),
+            dst.display().to_string(),
+            "--depth".into(),
+            "0".into(),
+        ],
+        vec![
+            "skeleton".into(),
+            src.display().to_string(),
+            dst.display().to_string(),
+            "--depth".into(),
+            "x".into(),
+        ],
+    ] {
+        let out = finish(ferry().args(&bad));
+        assert_eq!(out.status.code(), Some(2), "{bad:?}");
+    }
+}
+
+#[test]
+fn sim_create_writes_a_cluster_the_sim_driver_opens() {
+    let root = tempfile::tempdir().unwrap();
+    let dir = root.path().join("FS-OLD");
+    let args = |extra: &[&str]| {
+        let mut cmd = ferry();
+        cmd.args(["sim", "create", "--dir"])
+            .arg(&dir)
+            .args([
+                "--cluster",
+                "FS-OLD",
+                "--os",
+                "ws2003",
+                "--nodes",
+                "2",
+                "--groups",
+                "3",
+            ])
+            .args(["--shares", "5", "--seed", "7"])
+            .args(extra);
+        cmd
+    };
+    let out = finish(&mut args(&[]));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        text.contains("FS-OLD") && text.contains("3 groups"),
+        "{text}"
+    );
+
+    let state = ferry::sim::load_state(&dir).unwrap();
+    assert_eq!(state.cluster, "FS-OLD");
+    assert_eq!(state.nodes.len(), 2);
+    assert_eq!(state.nodes[0].name, "FS-OLD-n1");
+    ferry::agent::driver::sim::SimDriver::open(&dir).unwrap();
+
+    // Refused without --force, replaced with it.
+    assert_eq!(finish(&mut args(&[])).status.code(), Some(1));
+    assert_eq!(finish(&mut args(&["--force"])).status.code(), Some(0));
+
+    let out = finish(ferry().args(["sim", "create", "--dir"]).arg(&dir).args([
+        "--cluster",
+        "C",
+        "--os",
+        "nt4",
+    ]));
+    assert_eq!(out.status.code(), Some(2));
+}

@@ -1,20 +1,25 @@
 //! What an agent does with each action. The session loop only knows the [`Executor`] trait, so
-//! tests can count or script executions, and each action's executor plugs into
-//! [`Builtin::execute`] as its module lands.
+//! tests can count or script executions; [`Builtin`] is the executor of `ferry agent`.
 //!
-//! For now only `echo` runs. Every other action answers `Failed { kind: "unsupported" }` (not
-//! retryable) until its executor (skeleton copy, share scan, the cluster driver calls) is wired
-//! in here.
+//! Cluster actions go through a [`ClusterDriver`] opened per task, so a simulated cluster edited
+//! by another process (faults, latency) is seen as it is now. Driver errors keep their kind
+//! (`not_found`, `conflict`, `transient`, `failed`, `timeout`, `unsupported`) so the retry policy
+//! can act on them. Cancellation aborts the task's future: a driver call is dropped where it
+//! stands, and the skeleton copy stops at its next directory.
 
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use serde::Serialize;
+use tokio::sync::mpsc;
 
 use super::Progress;
-use crate::model::{Action, TaskError};
+use super::driver::sim::SimDriver;
+use super::driver::{ClusterDriver, DriverError};
+use crate::grpc::pb;
+use crate::model::{Action, OsGeneration, TaskError};
 
 /// Runs actions for the session loop. Implementations must be idempotent per action or check
 /// before they act: a task can be delivered again after a crash.
@@ -22,6 +27,12 @@ use crate::model::{Action, TaskError};
 pub trait Executor: Send + Sync + 'static {
     /// The action kinds (`Action::kind`) this executor runs, announced in Hello.
     fn capabilities(&self) -> Vec<String>;
+
+    /// Called once by the session loop with its event queue, which reaches whatever stream is
+    /// open: executors that report unasked (perf batches, inventory) start doing so here.
+    fn attach(&self, events: mpsc::Sender<pb::AgentMessage>) {
+        let _ = events;
+    }
 
     /// Runs one action. Success is the executor's report as JSON.
     async fn execute(
@@ -52,11 +63,84 @@ impl std::str::FromStr for DriverKind {
     }
 }
 
-/// The executor of `ferry agent`.
+/// Runs every action; reports nothing unasked (see [`NodeExecutor`] for that).
 #[derive(Debug, Clone)]
 pub struct Builtin {
     pub driver: DriverKind,
     pub sim_dir: Option<PathBuf>,
+}
+
+impl Builtin {
+    pub fn new(driver: DriverKind, sim_dir: Option<PathBuf>) -> Self {
+        Builtin { driver, sim_dir }
+    }
+}
+
+/// The executor of `ferry agent`: [`Builtin`] plus what it reports unasked, perf batches on an
+/// interval and an inventory report after each share scan.
+#[derive(Debug)]
+pub struct NodeExecutor {
+    pub inner: Builtin,
+    /// How often perf batches are sampled and sent.
+    pub perf_interval: Duration,
+    events: OnceLock<mpsc::Sender<pb::AgentMessage>>,
+}
+
+impl NodeExecutor {
+    pub fn new(inner: Builtin) -> Self {
+        NodeExecutor {
+            inner,
+            perf_interval: super::reports::DEFAULT_PERF_INTERVAL,
+            events: OnceLock::new(),
+        }
+    }
+
+    pub fn with_perf_interval(mut self, interval: Duration) -> Self {
+        self.perf_interval = interval;
+        self
+    }
+}
+
+#[async_trait]
+impl Executor for NodeExecutor {
+    fn capabilities(&self) -> Vec<String> {
+        self.inner.capabilities()
+    }
+
+    fn attach(&self, events: mpsc::Sender<pb::AgentMessage>) {
+        if self.events.set(events.clone()).is_err() {
+            return;
+        }
+        // Without a driver (no --sim-dir) the node's own disk counters are still sent.
+        let driver = self.inner.open_driver().ok();
+        tokio::spawn(super::reports::perf_loop(
+            self.perf_interval,
+            driver,
+            events,
+        ));
+    }
+
+    async fn execute(
+        &self,
+        action: Action,
+        progress: Arc<dyn Progress>,
+    ) -> Result<serde_json::Value, TaskError> {
+        let scan = matches!(action, Action::ShareScan { .. });
+        let result = self.inner.execute(action, progress).await;
+        // The scan also refreshes the server's view of the cluster; best effort, the task's
+        // own result is what the caller waits for.
+        if scan
+            && result.is_ok()
+            && let Some(events) = self.events.get()
+            && let Ok(driver) = self.inner.open_driver()
+        {
+            match driver.inventory().await {
+                Ok(inventory) => super::reports::send_inventory(events, inventory),
+                Err(e) => tracing::warn!("no inventory report after the share scan: {e}"),
+            }
+        }
+        result
+    }
 }
 
 /// The report of `echo`.
@@ -89,10 +173,312 @@ pub async fn echo(
     .expect("plain data serializes"))
 }
 
+/// A driver error as a task error: same kind, retryable when the driver says so.
+pub fn driver_error(e: DriverError) -> TaskError {
+    TaskError {
+        kind: e.kind().as_str().into(),
+        message: e.message().into(),
+        retryable: e.is_retryable(),
+    }
+}
+
+fn to_json(value: impl Serialize) -> Result<serde_json::Value, TaskError> {
+    serde_json::to_value(value).map_err(|e| TaskError {
+        kind: "failed".into(),
+        message: format!("the report could not be serialized: {e}"),
+        retryable: false,
+    })
+}
+
+/// The generation handed to the PowerShell driver. The agent is not told its cluster's
+/// generation, and the FailoverClusters module (and so this driver) exists from 2008 R2 on, so
+/// the oldest generation it can drive picks the most compatible scripts.
+pub const POWERSHELL_DEFAULT_OS: OsGeneration = OsGeneration::Ws2008r2;
+
+/// Every action [`Builtin`] runs.
+pub const BUILTIN_ACTIONS: &[&str] = &[
+    "skeleton_copy",
+    "share_scan",
+    "list_groups",
+    "offline_group",
+    "online_group",
+    "migrate_group",
+    "add_disk_resource",
+    "remove_resource",
+    "set_dependency",
+    "assign_drive_letter",
+    "gather_facts",
+    "echo",
+];
+
+impl Builtin {
+    fn open_driver(&self) -> Result<Arc<dyn ClusterDriver>, TaskError> {
+        match self.driver {
+            DriverKind::Sim => {
+                let Some(dir) = &self.sim_dir else {
+                    return Err(TaskError {
+                        kind: "unsupported".into(),
+                        message: "this agent runs the sim driver without --sim-dir".into(),
+                        retryable: false,
+                    });
+                };
+                Ok(Arc::new(
+                    SimDriver::open(dir.clone()).map_err(driver_error)?,
+                ))
+            }
+            DriverKind::PowerShell => Ok(Arc::new(
+                super::driver::powershell::PowerShellDriver::local(POWERSHELL_DEFAULT_OS),
+            )),
+        }
+    }
+
+    async fn cluster_action(&self, action: Action) -> Result<serde_json::Value, TaskError> {
+        let driver = self.open_driver()?;
+        let d = driver.as_ref();
+        match action {
+            Action::ListGroups => to_json(d.list_groups().await.map_err(driver_error)?),
+            Action::OfflineGroup { group } => {
+                outcome_json(d.offline_group(&group).await.map_err(driver_error)?)
+            }
+            Action::OnlineGroup { group } => {
+                outcome_json(d.online_group(&group).await.map_err(driver_error)?)
+            }
+            // Losses are part of the report, not an error: the caller decides whether to go
+            // through an interim cluster.
+            Action::MigrateGroup {
+                source_cluster,
+                group,
+            } => to_json(
+                d.migrate_group(&source_cluster, &group)
+                    .await
+                    .map_err(driver_error)?,
+            ),
+            Action::AddDiskResource {
+                group,
+                disk,
+                drive_letter,
+            } => {
+                // Lettering first, so the resource reports the letter the task asked for.
+                d.assign_drive_letter(&disk, &drive_letter)
+                    .await
+                    .map_err(driver_error)?;
+                to_json(
+                    d.add_disk_resource(&group, &disk)
+                        .await
+                        .map_err(driver_error)?,
+                )
+            }
+            Action::RemoveResource { group, resource } => {
+                let removed = d
+                    .remove_resource(&group, &resource)
+                    .await
+                    .map_err(driver_error)?;
+                to_json(
+                    serde_json::json!({"group": group, "resource": resource, "removed": removed}),
+                )
+            }
+            Action::SetDependency {
+                group,
+                resource,
+                depends_on,
+            } => to_json(
+                d.set_dependencies(&group, &resource, &depends_on)
+                    .await
+                    .map_err(driver_error)?,
+            ),
+            Action::AssignDriveLetter { disk, drive_letter } => to_json(
+                d.assign_drive_letter(&disk, &drive_letter)
+                    .await
+                    .map_err(driver_error)?,
+            ),
+            Action::GatherFacts => to_json(d.config_facts().await.map_err(driver_error)?),
+            Action::ShareScan { group } => {
+                let group = d.group(&group).await.map_err(driver_error)?;
+                let shares = group
+                    .shares
+                    .iter()
+                    .map(|share| {
+                        let acl = self.share_dir(&share.path).and_then(|p| acl_summary(&p));
+                        ScannedShare {
+                            share: share.clone(),
+                            acl: acl.as_ref().ok().cloned(),
+                            acl_error: acl.err(),
+                        }
+                    })
+                    .collect();
+                to_json(ShareScanReport {
+                    group: group.name.clone(),
+                    shares,
+                })
+            }
+            // `execute` runs these itself; answering rather than panicking keeps a future caller
+            // safe.
+            Action::SkeletonCopy { .. } | Action::Echo { .. } => Err(TaskError {
+                kind: "unsupported".into(),
+                message: "not a cluster driver action".into(),
+                retryable: false,
+            }),
+        }
+    }
+
+    /// Where a share's folder is on this machine. For the sim, `F:\x\y` lives under the
+    /// directory of the disk lettered `F:`; real drivers run on Windows, where the path is local.
+    fn share_dir(&self, share_path: &str) -> Result<PathBuf, String> {
+        match (self.driver, &self.sim_dir) {
+            (DriverKind::Sim, Some(dir)) => {
+                let (letter, rest) = share_path
+                    .split_once(':')
+                    .ok_or_else(|| format!("share path {share_path} has no drive letter"))?;
+                let letter = format!("{}:", letter.to_ascii_uppercase());
+                let state = crate::sim::load_state(dir).map_err(|e| format!("{e:#}"))?;
+                let disk = state
+                    .disks
+                    .iter()
+                    .find(|d| {
+                        d.drive_letter
+                            .as_deref()
+                            .is_some_and(|l| l.eq_ignore_ascii_case(&letter))
+                    })
+                    .ok_or_else(|| format!("no disk of {} has drive {letter}", state.cluster))?;
+                let mut path = crate::sim::disk_dir(dir, disk);
+                path.extend(
+                    rest.split('\\')
+                        .filter(|c| !c.is_empty() && *c != "." && *c != ".."),
+                );
+                Ok(path)
+            }
+            _ => Ok(PathBuf::from(share_path)),
+        }
+    }
+}
+
+fn outcome_json(outcome: super::driver::GroupOutcome) -> Result<serde_json::Value, TaskError> {
+    // A failed resource fails the task (so `transient` is retried), the message naming each.
+    let outcome = outcome.into_result().map_err(driver_error)?;
+    to_json(outcome)
+}
+
+/// A share as the driver reports it, with the file-system ACL of its folder.
+#[derive(Debug, Clone, Serialize)]
+pub struct ScannedShare {
+    #[serde(flatten)]
+    pub share: crate::model::Share,
+    pub acl: Option<AclSummary>,
+    /// Why the folder's ACL could not be read.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub acl_error: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ShareScanReport {
+    pub group: String,
+    pub shares: Vec<ScannedShare>,
+}
+
+/// Ownership and permissions of a share's folder.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AclSummary {
+    pub path: String,
+    pub uid: u32,
+    pub gid: u32,
+    /// Permission bits, e.g. `0o755` as 493.
+    pub mode: u32,
+    /// Entries of the POSIX access ACL, when the folder has one beyond its mode bits.
+    pub posix_acl_entries: Option<u32>,
+}
+
+#[cfg(unix)]
+fn acl_summary(path: &std::path::Path) -> Result<AclSummary, String> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::metadata(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    // The xattr is a 4-byte header and 8 bytes per entry (linux/posix_acl_xattr.h).
+    let posix_acl_entries = xattr::get(path, "system.posix_acl_access")
+        .ok()
+        .flatten()
+        .filter(|v| v.len() >= 4)
+        .map(|v| ((v.len() - 4) / 8) as u32);
+    Ok(AclSummary {
+        path: path.display().to_string(),
+        uid: meta.uid(),
+        gid: meta.gid(),
+        mode: meta.mode() & 0o7777,
+        posix_acl_entries,
+    })
+}
+
+#[cfg(not(unix))]
+fn acl_summary(path: &std::path::Path) -> Result<AclSummary, String> {
+    Err(format!(
+        "{}: ACL summaries are read on Unix agents only",
+        path.display()
+    ))
+}
+
+/// Runs a skeleton copy on a blocking thread. A failed verification fails the task with kind
+/// `verification_failed`, the report in the message, so nobody mistakes it for a copy.
+async fn skeleton_copy(
+    source: String,
+    destination: String,
+    depth: u32,
+    log_path: String,
+    progress: Arc<dyn Progress>,
+) -> Result<serde_json::Value, TaskError> {
+    let cancel = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    // Set when the task's future is dropped (cancellation), so the blocking copy stops too.
+    let _guard = CancelOnDrop(cancel.clone());
+    let options = super::skeleton::SkeletonOptions {
+        depth,
+        log: (!log_path.is_empty()).then(|| PathBuf::from(log_path)),
+        threads: 0,
+    };
+    let report = tokio::task::spawn_blocking(move || {
+        super::skeleton::copy_skeleton_cancellable(
+            std::path::Path::new(&source),
+            std::path::Path::new(&destination),
+            &options,
+            progress.as_ref(),
+            &cancel,
+        )
+    })
+    .await
+    .map_err(|e| TaskError {
+        kind: "failed".into(),
+        message: format!("the skeleton copy panicked: {e}"),
+        retryable: false,
+    })?
+    .map_err(|e| TaskError {
+        kind: if e.kind() == std::io::ErrorKind::Interrupted {
+            "cancelled".into()
+        } else {
+            "io".into()
+        },
+        message: e.to_string(),
+        retryable: false,
+    })?;
+    let value = to_json(&report)?;
+    if report.succeeded() {
+        Ok(value)
+    } else {
+        Err(TaskError {
+            kind: "verification_failed".into(),
+            message: value.to_string(),
+            retryable: false,
+        })
+    }
+}
+
+struct CancelOnDrop(Arc<std::sync::atomic::AtomicBool>);
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
 #[async_trait]
 impl Executor for Builtin {
     fn capabilities(&self) -> Vec<String> {
-        vec!["echo".into()]
+        BUILTIN_ACTIONS.iter().map(|a| (*a).to_string()).collect()
     }
 
     async fn execute(
@@ -102,15 +488,13 @@ impl Executor for Builtin {
     ) -> Result<serde_json::Value, TaskError> {
         match action {
             Action::Echo { text, sleep_ms } => echo(text, sleep_ms, progress.as_ref()).await,
-            other => Err(TaskError {
-                kind: "unsupported".into(),
-                message: format!(
-                    "this agent cannot run `{}` yet: only `echo` is wired in (driver {:?})",
-                    other.kind(),
-                    self.driver
-                ),
-                retryable: false,
-            }),
+            Action::SkeletonCopy {
+                source,
+                destination,
+                depth,
+                log_path,
+            } => skeleton_copy(source, destination, depth, log_path, progress).await,
+            other => self.cluster_action(other).await,
         }
     }
 }
@@ -122,10 +506,7 @@ mod tests {
 
     #[tokio::test]
     async fn echo_answers_its_text() {
-        let builtin = Builtin {
-            driver: DriverKind::Sim,
-            sim_dir: None,
-        };
+        let builtin = Builtin::new(DriverKind::Sim, None);
         let report = builtin
             .execute(
                 Action::Echo {
@@ -137,6 +518,7 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(report, serde_json::json!({"text": "hi", "slept_ms": 5}));
+        // The sim driver needs its directory.
         let refused = builtin
             .execute(Action::ListGroups, Arc::new(NoProgress))
             .await

@@ -4,6 +4,7 @@
 pub mod driver;
 pub mod exec;
 pub mod perf;
+pub mod reports;
 pub mod session;
 pub mod skeleton;
 pub mod state;

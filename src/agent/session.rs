@@ -92,27 +92,31 @@ impl AgentConfig {
         if self.servers.is_empty() {
             anyhow::bail!("at least one server address is needed (--server)");
         }
-        // TLS (rustls, with the pinned CA) comes with the next protocol stage; until then refuse
-        // rather than silently talk plain text to a server the operator thinks is encrypted.
-        if self.ca.is_some() || self.servers.iter().any(|s| s.starts_with("https://")) {
-            anyhow::bail!(
-                "TLS to the server is not supported by this build yet; use http:// addresses"
-            );
-        }
         for server in &self.servers {
             let uri: http::Uri = server
                 .parse()
                 .with_context(|| format!("server address `{server}` is not a URL"))?;
-            if uri.scheme_str() != Some("http") || uri.host().is_none() {
-                anyhow::bail!("server address `{server}` must look like http://host:port");
+            if !matches!(uri.scheme_str(), Some("http" | "https")) || uri.host().is_none() {
+                anyhow::bail!(
+                    "server address `{server}` must look like https://host:port or http://host:port"
+                );
             }
+        }
+        if let Some(ca) = &self.ca {
+            // A pinned CA with a plain-text address would silently not be used.
+            if let Some(plain) = self.servers.iter().find(|s| s.starts_with("http://")) {
+                anyhow::bail!(
+                    "--ca pins the CA for TLS, but `{plain}` is plain text: use https://"
+                );
+            }
+            read_ca(ca)?;
         }
         Ok(())
     }
 
     /// Warns about servers reached in plain text over a network.
     fn warn_plain_text(&self) {
-        for server in &self.servers {
+        for server in self.servers.iter().filter(|s| s.starts_with("http://")) {
             let host = server
                 .parse::<http::Uri>()
                 .ok()
@@ -127,6 +131,21 @@ impl AgentConfig {
             }
         }
     }
+}
+
+/// The pinned CA, checked to hold at least one PEM certificate.
+fn read_ca(path: &std::path::Path) -> anyhow::Result<tonic::transport::Certificate> {
+    use rustls_pki_types::CertificateDer;
+    use rustls_pki_types::pem::PemObject;
+    let pem =
+        std::fs::read(path).with_context(|| format!("--ca {} cannot be read", path.display()))?;
+    let certs = CertificateDer::pem_slice_iter(&pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| anyhow::anyhow!("--ca {} is not PEM: {e}", path.display()))?;
+    if certs.is_empty() {
+        anyhow::bail!("--ca {} holds no PEM certificate", path.display());
+    }
+    Ok(tonic::transport::Certificate::from_pem(pem))
 }
 
 fn is_loopback(host: &str) -> bool {
@@ -229,9 +248,23 @@ pub async fn run(
 
 type Shutdown = Pin<Box<dyn Future<Output = ()> + Send>>;
 
-async fn channel(server: &str) -> Result<Channel, Status> {
-    Endpoint::from_shared(server.to_owned())
-        .map_err(|e| Status::invalid_argument(format!("server address `{server}`: {e}")))?
+async fn channel(server: &str, ca: Option<&std::path::Path>) -> Result<Channel, Status> {
+    let mut endpoint = Endpoint::from_shared(server.to_owned())
+        .map_err(|e| Status::invalid_argument(format!("server address `{server}`: {e}")))?;
+    if server.starts_with("https://") {
+        // The server name to verify is the URL's host (tonic's default); with --ca only that CA
+        // is trusted, otherwise the public web roots.
+        let tls = match ca {
+            Some(path) => tonic::transport::ClientTlsConfig::new().ca_certificate(
+                read_ca(path).map_err(|e| Status::failed_precondition(e.to_string()))?,
+            ),
+            None => tonic::transport::ClientTlsConfig::new().with_webpki_roots(),
+        };
+        endpoint = endpoint
+            .tls_config(tls)
+            .map_err(|e| Status::invalid_argument(format!("TLS for `{server}`: {e}")))?;
+    }
+    endpoint
         .connect_timeout(CONNECT_TIMEOUT)
         .tcp_nodelay(true)
         // A dead server behind a silent network must be noticed without waiting for TCP.
@@ -268,7 +301,7 @@ async fn enroll(
         let server = &config.servers[attempt % config.servers.len()];
         attempt += 1;
         let result = async {
-            let mut client = AgentServiceClient::new(channel(server).await?);
+            let mut client = AgentServiceClient::new(channel(server, config.ca.as_deref()).await?);
             client
                 .enroll(pb::EnrollRequest {
                     join_token: join_token.to_owned(),
@@ -409,6 +442,7 @@ struct Agent {
 impl Agent {
     fn new(config: AgentConfig, identity: Identity, executor: Arc<dyn Executor>) -> Self {
         let (events_tx, events_rx) = mpsc::channel(OUTBOUND_CAPACITY);
+        executor.attach(events_tx.clone());
         Self {
             slots: Arc::new(Semaphore::new(config.max_concurrent_tasks.max(1))),
             config,
@@ -484,7 +518,7 @@ impl Agent {
     ) -> SessionEnd {
         let (out, out_rx) = mpsc::channel(OUTBOUND_CAPACITY);
         let open = async {
-            let channel = channel(server).await?;
+            let channel = channel(server, self.config.ca.as_deref()).await?;
             out.try_send(self.hello())
                 .map_err(|_| Status::internal("a fresh channel has room"))?;
             let mut request = Request::new(ReceiverStream::new(out_rx));
@@ -813,7 +847,18 @@ mod tests {
         assert!(is_loopback("localhost"));
         assert!(!is_loopback("ferry.example.com"));
         let mut config = AgentConfig::new(vec!["https://x:1".into()], "C", "N", "/tmp/x");
-        assert!(config.validate().unwrap_err().to_string().contains("TLS"));
+        config.validate().unwrap();
+        config.ca = Some("/nonexistent/ca.pem".into());
+        assert!(config.validate().unwrap_err().to_string().contains("--ca"));
+        config.servers = vec!["http://x:1".into()];
+        assert!(
+            config
+                .validate()
+                .unwrap_err()
+                .to_string()
+                .contains("https://")
+        );
+        config.ca = None;
         config.servers = vec!["ftp://x".into()];
         assert!(config.validate().is_err());
         config.servers = vec!["http://127.0.0.1:50051".into()];

@@ -150,11 +150,35 @@ pub fn copy_skeleton(
 ) -> std::io::Result<SkeletonReport> {
     #[cfg(unix)]
     {
-        imp::copy(src, dst, options, progress)
+        imp::copy(src, dst, options, progress, None)
     }
     #[cfg(not(unix))]
     {
         let _ = (src, dst, options, progress);
+        Err(std::io::Error::new(
+            std::io::ErrorKind::Unsupported,
+            "the skeleton copy runs on Unix agents only",
+        ))
+    }
+}
+
+/// [`copy_skeleton`] that stops early once `cancel` is set: directories not yet started are left
+/// alone (a later run resumes, existing directories being fine) and the answer is an
+/// `ErrorKind::Interrupted` error instead of a report.
+pub fn copy_skeleton_cancellable(
+    src: &Path,
+    dst: &Path,
+    options: &SkeletonOptions,
+    progress: &dyn Progress,
+    cancel: &std::sync::atomic::AtomicBool,
+) -> std::io::Result<SkeletonReport> {
+    #[cfg(unix)]
+    {
+        imp::copy(src, dst, options, progress, Some(cancel))
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = (src, dst, options, progress, cancel);
         Err(std::io::Error::new(
             std::io::ErrorKind::Unsupported,
             "the skeleton copy runs on Unix agents only",
@@ -657,9 +681,14 @@ mod imp {
         log: &'a Log,
         progress: &'a dyn Progress,
         done: AtomicU64,
+        cancel: Option<&'a AtomicBool>,
     }
 
     impl Ctx<'_> {
+        fn cancelled(&self) -> bool {
+            self.cancel.is_some_and(|c| c.load(Relaxed))
+        }
+
         fn error(&self, rel: &Path, what: &str, err: impl std::fmt::Display) {
             let msg = format!("{}: {what}: {err}", render_path(rel));
             if self.errors.push(|| msg.clone()) {
@@ -711,6 +740,7 @@ mod imp {
         dst: &Path,
         options: &SkeletonOptions,
         progress: &dyn Progress,
+        cancel: Option<&AtomicBool>,
     ) -> io::Result<SkeletonReport> {
         let started = Instant::now();
         if options.depth == 0 {
@@ -729,7 +759,7 @@ mod imp {
                 chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
             ),
         );
-        match copy_inner(src, dst, options, progress, &log, started) {
+        match copy_inner(src, dst, options, progress, cancel, &log, started) {
             Ok(report) => Ok(report),
             Err(e) => {
                 log.write("FATAL", &e.to_string(), true);
@@ -743,6 +773,7 @@ mod imp {
         dst: &Path,
         options: &SkeletonOptions,
         progress: &dyn Progress,
+        cancel: Option<&AtomicBool>,
         log: &Log,
         started: Instant,
     ) -> io::Result<SkeletonReport> {
@@ -795,6 +826,7 @@ mod imp {
             log,
             progress,
             done: AtomicU64::new(0),
+            cancel,
         };
         if created {
             log.line("New Dir", ".");
@@ -811,6 +843,13 @@ mod imp {
         run_pool(threads, vec![root], |task, buf, out| {
             copy_dir(&ctx, task, buf, out);
         });
+        if ctx.cancelled() {
+            log.line("Cancelled", "");
+            return Err(io::Error::new(
+                io::ErrorKind::Interrupted,
+                "the skeleton copy was cancelled",
+            ));
+        }
         let copied_ms = started.elapsed().as_millis();
         progress.report(
             ctx.done.load(Relaxed),
@@ -885,6 +924,10 @@ mod imp {
     }
 
     fn copy_dir(ctx: &Ctx<'_>, task: Task, buf: &mut Vec<u8>, out: &mut Vec<Task>) {
+        // Dropping the task without children drains the pool quickly.
+        if ctx.cancelled() {
+            return;
+        }
         let Task {
             src,
             dst,

@@ -382,6 +382,9 @@ impl Session {
             Some(AgentBody::Log(line)) => self.log(&line),
             Some(AgentBody::Result(result)) => self.result(result).await?,
             Some(AgentBody::Perf(batch)) => {
+                self.metrics
+                    .agent_perf_samples
+                    .inc_by(batch.samples.len() as u64);
                 tracing::debug!(
                     agent = %agent_id,
                     samples = batch.samples.len(),
@@ -389,6 +392,7 @@ impl Session {
                 );
             }
             Some(AgentBody::Inventory(report)) => {
+                self.metrics.agent_inventory_reports.inc();
                 tracing::info!(
                     agent = %agent_id,
                     groups = report.inventory.as_ref().map_or(0, |i| i.groups.len()),

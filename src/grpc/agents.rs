@@ -9,6 +9,7 @@ use super::pb::{self, agent_admin_service_server::AgentAdminService};
 /// Shared with REST, so an idempotency key means the same request whichever transport retries.
 const CREATE_JOIN_TOKEN_ROUTE: &str = "POST /v1/join-tokens";
 const RUN_TASK_ROUTE: &str = "POST /v1/agents/{id}/tasks";
+const RUN_CLUSTER_TASK_ROUTE: &str = "POST /v1/clusters/{id}/tasks";
 
 #[tonic::async_trait]
 impl AgentAdminService for Api {
@@ -102,6 +103,36 @@ impl AgentAdminService for Api {
                         key.as_deref(),
                         &(&req.agent_id, &action),
                         self.service.run_task(&caller, &req.agent_id, &action),
+                    )
+                    .await?;
+                Ok(pb::RunTaskResponse {
+                    task: Some(task.into()),
+                    replayed,
+                })
+            },
+        )
+        .await
+    }
+
+    async fn run_cluster_task(
+        &self,
+        request: Request<pb::RunClusterTaskRequest>,
+    ) -> Result<Response<pb::RunTaskResponse>, Status> {
+        self.call(
+            "/ferry.v1.AgentAdminService/RunClusterTask",
+            request,
+            |caller, req| async move {
+                let action = convert::action(req.action, "action")?;
+                let key = non_empty(req.idempotency_key);
+                let (task, replayed) = self
+                    .service
+                    .idempotent(
+                        &caller,
+                        RUN_CLUSTER_TASK_ROUTE,
+                        key.as_deref(),
+                        &(&req.cluster, &action),
+                        self.service
+                            .run_cluster_task(&caller, &req.cluster, &action),
                     )
                     .await?;
                 Ok(pb::RunTaskResponse {

@@ -105,6 +105,7 @@ pub async fn serve(
     metrics: Arc<Metrics>,
     max_inventory_bytes: usize,
     listener: TcpListener,
+    tls: Option<tonic::transport::ServerTlsConfig>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let gateway = service.gateway().clone();
@@ -152,7 +153,13 @@ pub async fn serve(
         .with_nodelay(Some(true))
         .with_keepalive(Some(Duration::from_secs(60)));
 
-    tonic::transport::Server::builder()
+    let mut builder = tonic::transport::Server::builder();
+    if let Some(tls) = tls {
+        builder = builder
+            .tls_config(tls)
+            .context("configuring TLS for the gRPC listener (tls_cert, tls_key)")?;
+    }
+    builder
         // The same request spans the REST router logs, so both transports read alike in the log.
         .layer(tower_http::trace::TraceLayer::new_for_grpc())
         .add_service(health)

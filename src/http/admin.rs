@@ -3,13 +3,13 @@
 use axum::Json;
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
-use http::{HeaderMap, StatusCode, header};
+use http::{HeaderMap, header};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use super::AppState;
 use super::extract::{ApiJson, ApiPath, ApiQuery};
 use super::inventory::{PageQuery, idempotency_key};
+use super::{AppState, created_status};
 use crate::auth::Caller;
 use crate::error::Error;
 use crate::model::{AuditOutcome, AuditRecord, CreatedToken, NewToken, Page, TokenInfo};
@@ -41,11 +41,7 @@ pub async fn create_token(
             state.service.create_token(&caller, &new),
         )
         .await?;
-    let status = if replayed {
-        StatusCode::OK
-    } else {
-        StatusCode::CREATED
-    };
+    let status = created_status(replayed);
     Ok((status, [(header::CACHE_CONTROL, "no-store")], Json(token)).into_response())
 }
 

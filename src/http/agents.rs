@@ -4,13 +4,13 @@
 use axum::Json;
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
-use http::{HeaderMap, StatusCode, header};
+use http::{HeaderMap, header};
 use serde::Deserialize;
 use utoipa::IntoParams;
 
-use super::AppState;
 use super::extract::{ApiJson, ApiPath, ApiQuery};
 use super::inventory::idempotency_key;
+use super::{AppState, created_status, with_location};
 use crate::auth::Caller;
 use crate::error::Error;
 use crate::model::{Action, Agent, CreatedJoinToken, NewJoinToken, Page, Task};
@@ -55,11 +55,7 @@ pub async fn create_join_token(
             state.service.create_join_token(&caller, &new),
         )
         .await?;
-    let status = if replayed {
-        StatusCode::OK
-    } else {
-        StatusCode::CREATED
-    };
+    let status = created_status(replayed);
     Ok((status, [(header::CACHE_CONTROL, "no-store")], Json(token)).into_response())
 }
 
@@ -136,17 +132,47 @@ pub async fn run_task(
             state.service.run_task(&caller, &agent_id, &action),
         )
         .await?;
-    let status = if replayed {
-        StatusCode::OK
-    } else {
-        StatusCode::CREATED
-    };
     let location = format!("/v1/tasks/{}", task.id);
-    let mut response = (status, Json(task)).into_response();
-    if let Ok(value) = http::HeaderValue::from_str(&location) {
-        response.headers_mut().insert(header::LOCATION, value);
-    }
-    Ok(response)
+    Ok(with_location(
+        (created_status(replayed), Json(task)),
+        &location,
+    ))
+}
+
+/// Run one cluster operation on whichever agent of the cluster is connected (operator). Actions
+/// that read one node's disks (`skeleton_copy`, `share_scan`) are refused here: post them to
+/// that node's agent. With no agent connected the task waits for the first one. Honours
+/// `Idempotency-Key`.
+#[utoipa::path(post, path = "/v1/clusters/{id}/tasks", tag = "agents", request_body = Action,
+    params(("id" = String, Path, description = "Cluster id or unique name"),
+        ("Idempotency-Key" = Option<String>, Header, description = "Makes retries safe: the same key and body return the first answer")),
+    responses(
+        (status = 201, description = "Stored (and sent when an agent of the cluster is connected)", body = Task, headers(("Location" = String))),
+        (status = 200, description = "Replay of an earlier request with the same Idempotency-Key", body = Task),
+        (status = 409, description = "The Idempotency-Key is in use", body = super::problem::Problem, content_type = "application/problem+json")))]
+pub async fn run_cluster_task(
+    State(state): State<AppState>,
+    caller: Caller,
+    headers: HeaderMap,
+    ApiPath(cluster): ApiPath<String>,
+    ApiJson(action): ApiJson<Action>,
+) -> Result<Response, Error> {
+    let key = idempotency_key(&headers)?;
+    let (task, replayed) = state
+        .service
+        .idempotent(
+            &caller,
+            "POST /v1/clusters/{id}/tasks",
+            key,
+            &(&cluster, &action),
+            state.service.run_cluster_task(&caller, &cluster, &action),
+        )
+        .await?;
+    let location = format!("/v1/tasks/{}", task.id);
+    Ok(with_location(
+        (created_status(replayed), Json(task)),
+        &location,
+    ))
 }
 
 /// One task with its state, progress, and result or error.

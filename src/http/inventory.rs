@@ -7,8 +7,8 @@ use http::{HeaderMap, StatusCode, header};
 use serde::Deserialize;
 use utoipa::IntoParams;
 
-use super::AppState;
 use super::extract::{ApiJson, ApiPath, ApiQuery, header_str};
+use super::{AppState, created_status, with_location};
 use crate::auth::Caller;
 use crate::error::Error;
 use crate::model::{
@@ -105,17 +105,12 @@ pub async fn create_cluster(
             state.service.create_cluster(&caller, &new),
         )
         .await?;
-    let status = if replayed {
-        StatusCode::OK
-    } else {
-        StatusCode::CREATED
-    };
+    let status = created_status(replayed);
     let location = format!("/v1/clusters/{}", cluster.id);
-    let mut response = with_etag(&cluster.etag(), (status, Json(cluster)));
-    if let Ok(value) = http::HeaderValue::from_str(&location) {
-        response.headers_mut().insert(header::LOCATION, value);
-    }
-    Ok(response)
+    Ok(with_location(
+        with_etag(&cluster.etag(), (status, Json(cluster))),
+        &location,
+    ))
 }
 
 /// Get a cluster by id or name.

@@ -177,6 +177,7 @@ fn api_router(options: &HttpOptions) -> OpenApiRouter<AppState> {
         .routes(routes!(agents::list_agents))
         .routes(routes!(agents::get_agent, agents::revoke_agent))
         .routes(routes!(agents::run_task))
+        .routes(routes!(agents::run_cluster_task))
         .routes(routes!(agents::get_task))
         .routes(routes!(admin::healthz))
         .routes(routes!(admin::readyz))
@@ -224,6 +225,24 @@ pub fn router(state: AppState, options: &HttpOptions) -> Router {
         .layer(PropagateRequestIdLayer::new(request_id.clone()))
         .layer(TraceLayer::new_for_http())
         .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))
+}
+
+/// Status of a create run through `Service::idempotent`: 201 the first time, 200 for a replay.
+pub(crate) fn created_status(replayed: bool) -> http::StatusCode {
+    if replayed {
+        http::StatusCode::OK
+    } else {
+        http::StatusCode::CREATED
+    }
+}
+
+/// Adds a `Location` header naming the created object.
+pub(crate) fn with_location(body: impl IntoResponse, location: &str) -> Response {
+    let mut response = body.into_response();
+    if let Ok(value) = HeaderValue::from_str(location) {
+        response.headers_mut().insert(header::LOCATION, value);
+    }
+    response
 }
 
 async fn not_found() -> Error {

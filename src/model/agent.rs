@@ -102,6 +102,12 @@ impl Action {
         }
     }
 
+    /// Whether any agent of the cluster can run it. Cluster operations go through the cluster's
+    /// API, which every node reaches; skeleton copies and share scans read one node's disks.
+    pub fn runs_on_any_node(&self) -> bool {
+        !matches!(self, Action::SkeletonCopy { .. } | Action::ShareScan { .. })
+    }
+
     /// Every problem at once; field names as in the JSON body.
     pub fn validate(&self) -> Vec<FieldError> {
         let mut errors = Vec::new();

@@ -271,6 +271,97 @@ impl Service {
         Ok(self.dispatch(task).await)
     }
 
+    /// Stores a task for whichever agent of the cluster is connected (the action must not need
+    /// one node's file system) and hands it to one; with none connected it waits for the first
+    /// agent of the cluster that connects.
+    pub async fn run_cluster_task(
+        &self,
+        caller: &Caller,
+        cluster: &str,
+        action: &Action,
+    ) -> Result<Task> {
+        let task = self
+            .audited(
+                caller,
+                Role::Operator,
+                "task.run",
+                format!("cluster:{cluster}"),
+                async {
+                    let mut errors = action.validate();
+                    if !action.runs_on_any_node() {
+                        errors.push(crate::model::FieldError::new(
+                            "action",
+                            format!(
+                                "`{}` works on one node's disks: run it on that node's agent \
+                                 with POST /v1/agents/{{id}}/tasks",
+                                action.kind()
+                            ),
+                        ));
+                    }
+                    if !errors.is_empty() {
+                        return Err(Error::validation(errors));
+                    }
+                    let cluster = self.store.get_cluster(cluster).await?;
+                    self.store
+                        .create_task(&NewTask {
+                            cluster_id: cluster.id,
+                            node: "",
+                            agent_id: None,
+                            action,
+                            created_by: &caller.name,
+                        })
+                        .await
+                },
+            )
+            .await?;
+        Ok(self.dispatch_to_cluster(task).await)
+    }
+
+    /// Offers an unassigned task to the cluster's connected agents; the first assignment wins.
+    async fn dispatch_to_cluster(&self, task: Task) -> Task {
+        let agents = match self
+            .store
+            .list_agents(Some(task.cluster_id), MAX_DELIVERY, None)
+            .await
+        {
+            Ok(agents) => agents,
+            Err(e) => {
+                tracing::warn!(task = %task.id, error = %e, "could not list the cluster's agents");
+                return task;
+            }
+        };
+        let connected: Vec<&Agent> = agents
+            .iter()
+            .filter(|a| self.gateway.is_connected(a.id))
+            .collect();
+        if connected.is_empty() {
+            return task;
+        }
+        // Spread cluster tasks over the connected agents instead of always loading the first.
+        let agent = connected[task.id.as_u128() as usize % connected.len()];
+        let now = Utc::now();
+        match self
+            .store
+            .assign_task(task.id, agent.id, now + self.lease(), now)
+            .await
+        {
+            Ok(Some(assigned)) => {
+                self.gateway.send_task(&assigned);
+                assigned
+            }
+            // An agent of the cluster that connected meanwhile claimed it.
+            Ok(None) => task,
+            Err(e) => {
+                tracing::warn!(
+                    task = %task.id,
+                    error = %e,
+                    "could not assign task; it waits for the cluster's next agent connect"
+                );
+                task
+            }
+        }
+    }
+
     pub async fn get_task(&self, caller: &Caller, id: &str) -> Result<Task> {
         Self::require(caller, Role::Viewer)?;
         self.store.get_task(parse_id("task", id)?).await
@@ -385,12 +476,20 @@ impl Service {
             .await
     }
 
-    /// Everything the agent should be working on: its pending tasks, now assigned to it under a
-    /// lease, and the ones it already holds, which it may not have received (at-least-once).
+    /// Everything the agent should be working on: its pending tasks and the cluster's unassigned
+    /// ones, now assigned to it under a lease, and the ones it already holds, which it may not
+    /// have received (at-least-once).
     pub async fn tasks_to_deliver(&self, agent_id: Uuid) -> Result<Vec<Task>> {
         let now = Utc::now();
         let mut out = Vec::new();
-        for task in self.store.tasks_to_deliver(agent_id, MAX_DELIVERY).await? {
+        let cluster_id = self.store.get_agent(agent_id).await?.cluster_id;
+        let mut tasks = self.store.tasks_to_deliver(agent_id, MAX_DELIVERY).await?;
+        tasks.extend(
+            self.store
+                .unassigned_tasks(cluster_id, MAX_DELIVERY)
+                .await?,
+        );
+        for task in tasks {
             if task.state == TaskState::Pending {
                 if let Some(assigned) = self
                     .store

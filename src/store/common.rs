@@ -1892,6 +1892,29 @@ macro_rules! impl_store {
                 .collect()
             }
 
+            async fn unassigned_tasks(
+                &self,
+                cluster_id: uuid::Uuid,
+                limit: u32,
+            ) -> $crate::error::Result<Vec<$crate::model::Task>> {
+                use $crate::store::common::{db_error, task_columns, TaskRow};
+                // From the writer, like tasks_to_deliver: a task stored a moment ago counts.
+                sqlx::query_as::<_, TaskRow>(concat!(
+                    "SELECT ",
+                    task_columns!(),
+                    " FROM tasks WHERE cluster_id = $1 AND agent_id IS NULL \
+                     AND state = 'pending' ORDER BY id LIMIT $2"
+                ))
+                .bind(cluster_id.to_string())
+                .bind(i64::from(limit))
+                .fetch_all(self.writer())
+                .await
+                .map_err(db_error)?
+                .into_iter()
+                .map(TaskRow::into_model)
+                .collect()
+            }
+
             async fn assign_task(
                 &self,
                 id: uuid::Uuid,
@@ -1902,6 +1925,7 @@ macro_rules! impl_store {
                 use $crate::store::common::{db_error, task_columns, truncate, TaskRow};
                 sqlx::query_as::<_, TaskRow>(concat!(
                     "UPDATE tasks SET state = 'assigned', agent_id = $2, \
+                     node = COALESCE((SELECT node FROM agents WHERE agents.id = $2), node), \
                      generation = generation + 1, lease_deadline = $3, updated_at = $4 \
                      WHERE id = $1 AND state IN ('pending') RETURNING ",
                     task_columns!()

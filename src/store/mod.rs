@@ -268,6 +268,8 @@ pub trait Store: Send + Sync + 'static {
     async fn get_task(&self, id: Uuid) -> Result<Task>;
     /// The agent's unfinished tasks (pending, assigned, running), oldest first.
     async fn tasks_to_deliver(&self, agent_id: Uuid, limit: u32) -> Result<Vec<Task>>;
+    /// Pending tasks of the cluster that wait for any of its agents, oldest first.
+    async fn unassigned_tasks(&self, cluster_id: Uuid, limit: u32) -> Result<Vec<Task>>;
     /// Hands a pending task to an agent under a lease, bumping its generation. `None` when the
     /// task is not pending (any more): someone else assigned it.
     async fn assign_task(
