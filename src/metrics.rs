@@ -115,6 +115,20 @@ impl Metrics {
         self.requests.get_or_create(&labels).inc();
     }
 
+    /// Records one gRPC call, labelled like REST calls so both series read alike.
+    pub fn observe_grpc(&self, route: &str, code: tonic::Code, started: std::time::Instant) {
+        self.observe(
+            RequestLabels {
+                transport: "grpc",
+                // gRPC is always an HTTP/2 POST.
+                method: "POST".into(),
+                route: route.into(),
+                status: code as u16,
+            },
+            started.elapsed().as_secs_f64(),
+        );
+    }
+
     pub fn render(&self) -> String {
         let mut out = String::new();
         prometheus_client::encoding::text::encode(&mut out, &self.registry)

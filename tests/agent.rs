@@ -5,7 +5,6 @@
 
 mod common;
 
-use std::io::{Read, Write};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -102,7 +101,7 @@ impl Harness {
     }
 
     async fn rest(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
-        rest(self.server.http_addr, method, path, BOOTSTRAP, body).await
+        common::http_json(self.server.http_addr, method, path, Some(BOOTSTRAP), body).await
     }
 
     async fn get(&self, path: &str) -> (u16, Value) {
@@ -158,7 +157,8 @@ impl Harness {
     }
 
     async fn metric(&self, verdict: &str) -> u64 {
-        let (status, text) = raw_http(self.server.http_addr, "GET", "/metrics", None, None).await;
+        let (status, text) =
+            common::http(self.server.http_addr, "GET", "/metrics", None, None).await;
         assert_eq!(status, 200);
         let prefix = format!("ferry_agent_results_total{{verdict=\"RESULT_VERDICT_{verdict}\"}} ");
         text.lines()
@@ -317,57 +317,6 @@ where
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-}
-
-async fn rest(
-    addr: SocketAddr,
-    method: &str,
-    path: &str,
-    token: &str,
-    body: Option<Value>,
-) -> (u16, Value) {
-    let (status, text) = raw_http(addr, method, path, Some(token), body).await;
-    let value = if text.is_empty() {
-        Value::Null
-    } else {
-        serde_json::from_str(&text).unwrap_or(Value::String(text))
-    };
-    (status, value)
-}
-
-/// One HTTP/1.1 exchange over a plain socket: (status, body).
-async fn raw_http(
-    addr: SocketAddr,
-    method: &str,
-    path: &str,
-    token: Option<&str>,
-    body: Option<Value>,
-) -> (u16, String) {
-    let mut request = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
-    if let Some(token) = token {
-        request.push_str(&format!("Authorization: Bearer {token}\r\n"));
-    }
-    let body = body.map(|b| b.to_string()).unwrap_or_default();
-    if !body.is_empty() {
-        request.push_str(&format!(
-            "Content-Type: application/json\r\nContent-Length: {}\r\n",
-            body.len()
-        ));
-    }
-    request.push_str("\r\n");
-    request.push_str(&body);
-    // Blocking std I/O keeps the test free of HTTP client crates.
-    tokio::task::spawn_blocking(move || {
-        let mut stream = std::net::TcpStream::connect(addr).unwrap();
-        stream.write_all(request.as_bytes()).unwrap();
-        let mut response = String::new();
-        stream.read_to_string(&mut response).unwrap();
-        let (head, body) = response.split_once("\r\n\r\n").unwrap();
-        let status = head.split(' ').nth(1).unwrap().parse().unwrap();
-        (status, body.to_string())
-    })
-    .await
-    .unwrap()
 }
 
 // ---- hand-driven protocol -----------------------------------------------------------------------
@@ -560,11 +509,11 @@ async fn enrollment_refuses_unknown_used_expired_and_foreign_join_tokens() {
         .unwrap()
         .token
         .unwrap();
-        let (status, _) = rest(
+        let (status, _) = common::http_json(
             h.server.http_addr,
             "POST",
             "/v1/join-tokens",
-            &operator,
+            Some(&operator),
             Some(json!({"cluster": "FS-NEW"})),
         )
         .await;

@@ -5,7 +5,6 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::io::{Read, Write};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -197,38 +196,6 @@ where
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-}
-
-/// One HTTP/1.1 exchange over a plain socket, JSON in and out.
-async fn rest(addr: SocketAddr, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
-    let mut request = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nAuthorization: Bearer {BOOTSTRAP}\r\n"
-    );
-    let body = body.map(|b| b.to_string()).unwrap_or_default();
-    if !body.is_empty() {
-        request.push_str(&format!(
-            "Content-Type: application/json\r\nContent-Length: {}\r\n",
-            body.len()
-        ));
-    }
-    request.push_str("\r\n");
-    request.push_str(&body);
-    tokio::task::spawn_blocking(move || {
-        let mut stream = std::net::TcpStream::connect(addr).unwrap();
-        stream.write_all(request.as_bytes()).unwrap();
-        let mut response = String::new();
-        stream.read_to_string(&mut response).unwrap();
-        let (head, body) = response.split_once("\r\n\r\n").unwrap();
-        let status = head.split(' ').nth(1).unwrap().parse().unwrap();
-        let value = if body.is_empty() {
-            Value::Null
-        } else {
-            serde_json::from_str(body).unwrap_or(Value::String(body.to_string()))
-        };
-        (status, value)
-    })
-    .await
-    .unwrap()
 }
 
 fn first_disk_dir(dir: &Path) -> PathBuf {
@@ -511,4 +478,9 @@ fn a_cancelled_skeleton_copy_stops_before_the_next_directory() {
     .unwrap_err();
     assert_eq!(err.kind(), std::io::ErrorKind::Interrupted);
     assert!(!dst.join("a").exists());
+}
+
+/// One HTTP/1.1 exchange as the bootstrap admin: (status, JSON body).
+async fn rest(addr: SocketAddr, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
+    common::http_json(addr, method, path, Some(BOOTSTRAP), body).await
 }

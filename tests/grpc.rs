@@ -3,8 +3,6 @@
 
 mod common;
 
-use std::io::{Read, Write};
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 use tonic::transport::Channel;
@@ -128,7 +126,7 @@ impl Harness {
     /// A raw HTTP/1.1 exchange with the REST port: (status, body). The REST side of the same
     /// server, to show both transports give the same answers.
     async fn rest_get(&self, path: &str, token: Option<&str>) -> (u16, String) {
-        http_get(self.server.http_addr, path, token).await
+        common::http(self.server.http_addr, "GET", path, token, None).await
     }
 
     async fn stop(self) {
@@ -154,32 +152,6 @@ fn assert_code<T: std::fmt::Debug>(result: Result<T, Status>, code: Code) -> Sta
             status
         }
     }
-}
-
-async fn http_get(addr: SocketAddr, path: &str, token: Option<&str>) -> (u16, String) {
-    let mut request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
-    if let Some(token) = token {
-        request.push_str(&format!("Authorization: Bearer {token}\r\n"));
-    }
-    request.push_str("\r\n");
-    // Blocking std I/O keeps the test free of extra tokio features and HTTP client crates.
-    tokio::task::spawn_blocking(move || {
-        let mut stream = std::net::TcpStream::connect(addr).unwrap();
-        stream.write_all(request.as_bytes()).unwrap();
-        let mut response = String::new();
-        stream.read_to_string(&mut response).unwrap();
-        let (head, body) = response.split_once("\r\n\r\n").unwrap();
-        assert!(
-            !head
-                .to_ascii_lowercase()
-                .contains("transfer-encoding: chunked"),
-            "{head}"
-        );
-        let status = head.split(' ').nth(1).unwrap().parse().unwrap();
-        (status, body.to_string())
-    })
-    .await
-    .unwrap()
 }
 
 // ---- domain -> protobuf, independently of the server's conversion -------------------------------

@@ -20,7 +20,7 @@ use crate::grpc::pb::{
     self, agent_message::Body as AgentBody, agent_service_server::AgentService,
     server_message::Body as ServerBody,
 };
-use crate::metrics::{Metrics, RequestLabels};
+use crate::metrics::Metrics;
 use crate::model::Agent;
 use crate::service::{ResultVerdict, Service};
 
@@ -43,15 +43,7 @@ impl AgentGateway {
     }
 
     fn observe(&self, route: &str, code: tonic::Code, started: Instant) {
-        self.metrics.observe(
-            RequestLabels {
-                transport: "grpc",
-                method: "POST".into(),
-                route: route.into(),
-                status: code as u16,
-            },
-            started.elapsed().as_secs_f64(),
-        );
+        self.metrics.observe_grpc(route, code, started);
     }
 
     /// The highest version both sides speak.

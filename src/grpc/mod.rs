@@ -22,7 +22,7 @@ use tonic::{Request, Response, Status};
 
 use crate::auth::{Caller, parse_bearer};
 use crate::error::{Error, Result};
-use crate::metrics::{Metrics, RequestLabels};
+use crate::metrics::Metrics;
 use crate::service::Service;
 
 /// The code generated from the proto: messages, clients and server traits.
@@ -69,16 +69,7 @@ impl Api {
             Ok(_) => tonic::Code::Ok,
             Err(e) => e.code.grpc_code(),
         };
-        self.metrics.observe(
-            RequestLabels {
-                transport: "grpc",
-                // gRPC is always an HTTP/2 POST; the label keeps the REST and gRPC series alike.
-                method: "POST".into(),
-                route: route.into(),
-                status: code as u16,
-            },
-            started.elapsed().as_secs_f64(),
-        );
+        self.metrics.observe_grpc(route, code, started);
         result.map(Response::new).map_err(Status::from)
     }
 

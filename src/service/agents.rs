@@ -339,27 +339,7 @@ impl Service {
         }
         // Spread cluster tasks over the connected agents instead of always loading the first.
         let agent = connected[task.id.as_u128() as usize % connected.len()];
-        let now = Utc::now();
-        match self
-            .store
-            .assign_task(task.id, agent.id, now + self.lease(), now)
-            .await
-        {
-            Ok(Some(assigned)) => {
-                self.gateway.send_task(&assigned);
-                assigned
-            }
-            // An agent of the cluster that connected meanwhile claimed it.
-            Ok(None) => task,
-            Err(e) => {
-                tracing::warn!(
-                    task = %task.id,
-                    error = %e,
-                    "could not assign task; it waits for the cluster's next agent connect"
-                );
-                task
-            }
-        }
+        self.assign_and_send(task, agent.id).await
     }
 
     pub async fn get_task(&self, caller: &Caller, id: &str) -> Result<Task> {
@@ -376,6 +356,13 @@ impl Service {
         if !self.gateway.is_connected(agent_id) {
             return task;
         }
+        self.assign_and_send(task, agent_id).await
+    }
+
+    /// Assigns a pending task to a connected agent under a lease and pushes it. When the store
+    /// says no (an agent's connect claimed it meanwhile) or fails, the stored task is returned as
+    /// it was: connects deliver it.
+    async fn assign_and_send(&self, task: Task, agent_id: Uuid) -> Task {
         let now = Utc::now();
         match self
             .store
@@ -386,13 +373,12 @@ impl Service {
                 self.gateway.send_task(&assigned);
                 assigned
             }
-            // The agent's connect delivered it meanwhile.
             Ok(None) => task,
             Err(e) => {
                 tracing::warn!(
                     task = %task.id,
                     error = %e,
-                    "could not assign task; it waits for the agent's next connect"
+                    "could not assign task; it goes out on the next connect"
                 );
                 task
             }
