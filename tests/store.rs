@@ -1383,6 +1383,35 @@ fn echo() -> Action {
     }
 }
 
+/// Cluster FS-NEW with a join token `t` good for `uses` enrollments, and an agent per node.
+async fn enrolled<const N: usize>(
+    store: &dyn Store,
+    nodes: [&str; N],
+    uses: u32,
+) -> (Cluster, [ferry::model::Agent; N]) {
+    let cluster = store.create_cluster(&new_cluster("FS-NEW")).await.unwrap();
+    store
+        .insert_join_token(&join_token(
+            &cluster,
+            "t",
+            uses,
+            chrono::TimeDelta::hours(1),
+        ))
+        .await
+        .unwrap();
+    let mut agents = Vec::new();
+    for node in nodes {
+        agents.push(
+            store
+                .enroll_agent(&enrollment(&cluster, "t", node))
+                .await
+                .unwrap()
+                .agent,
+        );
+    }
+    (cluster, agents.try_into().unwrap())
+}
+
 async fn task_for(store: &dyn Store, agent: &ferry::model::Agent) -> ferry::model::Task {
     store
         .create_task(&NewTask {
@@ -1544,16 +1573,7 @@ async fn the_last_use_of_a_join_token_is_won_once() {
 #[tokio::test]
 async fn re_enrolling_a_node_replaces_its_agent() {
     on_each_backend(|_, store| async move {
-        let cluster = store.create_cluster(&new_cluster("FS-NEW")).await.unwrap();
-        store
-            .insert_join_token(&join_token(&cluster, "t", 2, chrono::TimeDelta::hours(1)))
-            .await
-            .unwrap();
-        let old = store
-            .enroll_agent(&enrollment(&cluster, "t", "N1"))
-            .await
-            .unwrap()
-            .agent;
+        let (cluster, [old]) = enrolled(&*store, ["N1"], 2).await;
         let pending = task_for(&*store, &old).await;
         let in_flight = task_for(&*store, &old).await;
         store
@@ -1689,16 +1709,7 @@ async fn agent_sessions_are_recorded_and_silent_agents_go_down() {
 #[tokio::test]
 async fn revoking_an_agent_settles_its_tasks() {
     on_each_backend(|_, store| async move {
-        let cluster = store.create_cluster(&new_cluster("FS-NEW")).await.unwrap();
-        store
-            .insert_join_token(&join_token(&cluster, "t", 1, chrono::TimeDelta::hours(1)))
-            .await
-            .unwrap();
-        let agent = store
-            .enroll_agent(&enrollment(&cluster, "t", "N1"))
-            .await
-            .unwrap()
-            .agent;
+        let (_, [agent]) = enrolled(&*store, ["N1"], 1).await;
         let pending = task_for(&*store, &agent).await;
         let in_flight = task_for(&*store, &agent).await;
         store
@@ -1744,21 +1755,7 @@ async fn revoking_an_agent_settles_its_tasks() {
 #[tokio::test]
 async fn tasks_are_assigned_once_per_generation_and_fenced() {
     on_each_backend(|_, store| async move {
-        let cluster = store.create_cluster(&new_cluster("FS-NEW")).await.unwrap();
-        store
-            .insert_join_token(&join_token(&cluster, "t", 2, chrono::TimeDelta::hours(1)))
-            .await
-            .unwrap();
-        let agent = store
-            .enroll_agent(&enrollment(&cluster, "t", "N1"))
-            .await
-            .unwrap()
-            .agent;
-        let other = store
-            .enroll_agent(&enrollment(&cluster, "t", "N2"))
-            .await
-            .unwrap()
-            .agent;
+        let (_, [agent, other]) = enrolled(&*store, ["N1", "N2"], 2).await;
 
         let task = task_for(&*store, &agent).await;
         assert_eq!(
@@ -1937,16 +1934,7 @@ async fn tasks_are_assigned_once_per_generation_and_fenced() {
 #[tokio::test]
 async fn expired_leases_become_lost_attempts() {
     on_each_backend(|_, store| async move {
-        let cluster = store.create_cluster(&new_cluster("FS-NEW")).await.unwrap();
-        store
-            .insert_join_token(&join_token(&cluster, "t", 1, chrono::TimeDelta::hours(1)))
-            .await
-            .unwrap();
-        let agent = store
-            .enroll_agent(&enrollment(&cluster, "t", "N1"))
-            .await
-            .unwrap()
-            .agent;
+        let (_, [agent]) = enrolled(&*store, ["N1"], 1).await;
         let short = task_for(&*store, &agent).await;
         let long = task_for(&*store, &agent).await;
         let pending = task_for(&*store, &agent).await;
