@@ -1,5 +1,5 @@
-//! Compiles the gRPC API (public calls and the agent protocol) from `proto/` and writes its
-//! descriptor set for server reflection.
+//! Compiles the gRPC API (public calls, migration jobs and the agent protocol) from `proto/` and
+//! writes its descriptor set for server reflection.
 
 use std::error::Error;
 use std::path::PathBuf;
@@ -34,6 +34,7 @@ fn main() -> Result<(), Box<dyn Error>> {
             &[
                 PathBuf::from("proto/ferry/v1/inventory.proto"),
                 PathBuf::from("proto/ferry/v1/agent.proto"),
+                PathBuf::from("proto/ferry/v1/jobs.proto"),
             ],
             &[PathBuf::from("proto"), well_known],
         )?;

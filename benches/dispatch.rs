@@ -299,7 +299,10 @@ async fn connect_agent(url: &str, join: &str, n: usize, seen: Arc<Mutex<Seen>>) 
                     let result = pb::TaskResult {
                         task: Some(task),
                         outcome: Some(pb::task_result::Outcome::Succeeded(pb::Succeeded {
-                            result_json: json!({"text": text, "slept_ms": 0}).to_string(),
+                            report: Some(pb::succeeded::Report::Echo(pb::EchoReport {
+                                text,
+                                slept_ms: 0,
+                            })),
                         })),
                     };
                     if out.send(message(AgentBody::Result(result))).await.is_err() {

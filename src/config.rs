@@ -45,6 +45,9 @@ pub struct Config {
     pub tls_cert: Option<PathBuf>,
     /// PEM private key of `tls_cert`.
     pub tls_key: Option<PathBuf>,
+    /// Rows that replace (same `from` and `to`) or extend the built-in hop table, e.g. when a
+    /// field report contradicts a row. In TOML: `[[hop_overrides]]` tables.
+    pub hop_overrides: Vec<crate::plan::HopRule>,
 }
 
 impl Default for Config {
@@ -64,6 +67,7 @@ impl Default for Config {
             agent_down_after_ms: 60_000,
             tls_cert: None,
             tls_key: None,
+            hop_overrides: Vec::new(),
         }
     }
 }
@@ -84,7 +88,7 @@ pub struct Overrides {
 }
 
 /// Every setting; each is also read from the environment as `FERRY_<KEY>` in upper case.
-pub const KEYS: [&str; 14] = [
+pub const KEYS: [&str; 15] = [
     "database_url",
     "http_addr",
     "grpc_addr",
@@ -99,6 +103,7 @@ pub const KEYS: [&str; 14] = [
     "agent_down_after_ms",
     "tls_cert",
     "tls_key",
+    "hop_overrides",
 ];
 
 /// Shortest bootstrap token accepted: it is an admin credential.
@@ -195,6 +200,11 @@ impl Config {
         }
         self.tls()?;
         Ok(())
+    }
+
+    /// The hop table routes are planned with: the built-in rows under `hop_overrides`.
+    pub fn hop_table(&self) -> crate::plan::HopTable {
+        crate::plan::HopTable::builtin().with_overrides(self.hop_overrides.clone())
     }
 
     /// The certificate chain and key PEM for the gRPC listener, read and checked; `None` serves

@@ -53,6 +53,98 @@ enum Command {
     /// Copy the directory skeleton of SRC into DST (robocopy /e /xf * /lev:N), then verify it.
     /// Exits 0 only when the verification passed.
     Skeleton(SkeletonArgs),
+    /// Plan, run and follow migration jobs on a running server. Exit codes: 0 the job (or
+    /// call) succeeded, 1 the job failed or was cancelled, 2 bad arguments or a refused
+    /// request, 3 the server could not be reached.
+    Job {
+        #[command(flatten)]
+        server: ServerConnection,
+        #[command(subcommand)]
+        command: JobCommand,
+    },
+    /// Ferry's main job on this machine: a server on a temporary SQLite database, three
+    /// simulated clusters (ws2003 source, ws2008 interim, ws2008r2 target) with their agents,
+    /// the plan, the migration of three file server groups, and the proof that every share
+    /// came back with its permissions.
+    Demo(DemoArgs),
+}
+
+#[derive(Args)]
+struct ServerConnection {
+    /// The server's REST address.
+    #[arg(
+        long,
+        env = "FERRY_SERVER",
+        default_value = "http://127.0.0.1:8080",
+        global = true
+    )]
+    server: String,
+    /// An API token (operator role to change jobs, viewer to read them).
+    #[arg(long, env = "FERRY_TOKEN", hide_env_values = true, global = true)]
+    token: Option<String>,
+}
+
+#[derive(Subcommand)]
+enum JobCommand {
+    /// Show what a job from this request would do, without running anything.
+    Plan {
+        /// The request: TOML (or JSON ending in .json) with source, target, groups, options.
+        #[arg(short = 'f', long = "file", value_name = "FILE")]
+        file: PathBuf,
+    },
+    /// Start a job; with --wait, follow it and exit 0 only if it succeeded.
+    Submit {
+        #[arg(short = 'f', long = "file", value_name = "FILE")]
+        file: PathBuf,
+        #[arg(long)]
+        wait: bool,
+    },
+    /// Print a job's progress live until it finishes; exit 0 only if it succeeded.
+    Watch {
+        id: String,
+    },
+    /// Approve the cutover of every group of a job, or of one group.
+    Approve {
+        id: String,
+        #[arg(long)]
+        group: Option<String>,
+    },
+    Pause {
+        id: String,
+    },
+    Resume {
+        id: String,
+    },
+    /// Cancel a job: groups in their cutover roll back to the source.
+    Cancel {
+        id: String,
+    },
+    /// Resume a failed or rolled-back group from where it stopped.
+    Retry {
+        id: String,
+        group: String,
+    },
+}
+
+#[derive(Args)]
+struct DemoArgs {
+    /// Exit when the migration is done (0 only when every group succeeded and verified)
+    /// instead of leaving the server running until Ctrl-C.
+    #[arg(long)]
+    exit: bool,
+    /// Keep the demo's database, simulated clusters and logs here (default: a new temporary
+    /// directory).
+    #[arg(long, value_name = "DIR")]
+    dir: Option<PathBuf>,
+    /// Shares per file server group.
+    #[arg(long, default_value_t = 300, value_name = "N")]
+    shares: u32,
+    /// REST listen address.
+    #[arg(long, default_value = "127.0.0.1:8080", value_name = "ADDR")]
+    http_addr: String,
+    /// gRPC listen address (the agents dial it).
+    #[arg(long, default_value = "127.0.0.1:50051", value_name = "ADDR")]
+    grpc_addr: String,
 }
 
 #[derive(Subcommand)]
@@ -332,6 +424,25 @@ fn run(cli: Cli) -> Result<(), Failure> {
             command: SimCommand::Create(args),
         } => sim_create(args),
         Command::Skeleton(args) => skeleton(args),
+        Command::Job { server, command } => job(server, command),
+        Command::Demo(args) => {
+            init_logging(
+                LogFormat::Text,
+                tracing_subscriber::EnvFilter::new("warn,ferry=warn"),
+            );
+            let options = ferry::demo::DemoOptions {
+                dir: args.dir,
+                shares: args.shares,
+                http_addr: args.http_addr,
+                grpc_addr: args.grpc_addr,
+                exit: args.exit,
+            };
+            match tokio_runtime()?.block_on(ferry::demo::run(options)) {
+                Ok(true) => Ok(()),
+                Ok(false) => Err(runtime(VerificationFailed.into())),
+                Err(e) => Err(runtime(e)),
+            }
+        }
         Command::Token {
             command:
                 TokenCommand::Create {
@@ -539,6 +650,115 @@ fn skeleton(args: SkeletonArgs) -> Result<(), Failure> {
         Ok(())
     } else {
         Err(runtime(VerificationFailed.into()))
+    }
+}
+
+fn job(connection: ServerConnection, command: JobCommand) -> Result<(), Failure> {
+    use ferry::cli_jobs::{failure_message, read_request, render_plan, render_summary, watch};
+    use ferry::client::ApiClient;
+    use ferry::model::{ApproveRequest, JobDetail, Plan};
+
+    fn finished(detail: &JobDetail) -> Result<(), Failure> {
+        print!("{}", render_summary(detail));
+        match failure_message(detail) {
+            None => Ok(()),
+            Some(message) => Err(runtime(anyhow::anyhow!(message))),
+        }
+    }
+    let client = ApiClient::new(&connection.server, connection.token).map_err(call_failed)?;
+    let job_id = |id: &str| {
+        uuid::Uuid::parse_str(id).map_err(|_| {
+            usage(anyhow::anyhow!(
+                "`{id}` is not a job id (job ids are UUIDs)"
+            ))
+        })
+    };
+    tokio_runtime()?.block_on(async move {
+        match command {
+            JobCommand::Plan { file } => {
+                let request = read_request(&file).map_err(usage)?;
+                let plan: Plan = client
+                    .post("/v1/plans", &request)
+                    .await
+                    .map_err(call_failed)?;
+                print!("{}", render_plan(&plan));
+                if plan.runnable {
+                    Ok(())
+                } else {
+                    Err(runtime(anyhow::anyhow!("the plan has failing checks")))
+                }
+            }
+            JobCommand::Submit { file, wait } => {
+                let request = read_request(&file).map_err(usage)?;
+                let detail: JobDetail = client
+                    .post("/v1/jobs", &request)
+                    .await
+                    .map_err(call_failed)?;
+                println!("job {} created", detail.job.id);
+                if !wait {
+                    return Ok(());
+                }
+                let detail = watch(&client, detail.job.id, false)
+                    .await
+                    .map_err(call_failed)?;
+                finished(&detail)
+            }
+            JobCommand::Watch { id } => {
+                let detail = watch(&client, job_id(&id)?, false)
+                    .await
+                    .map_err(call_failed)?;
+                finished(&detail)
+            }
+            JobCommand::Approve { id, group } => {
+                let id = job_id(&id)?;
+                let detail: JobDetail = client
+                    .post(&format!("/v1/jobs/{id}/approve"), &ApproveRequest { group })
+                    .await
+                    .map_err(call_failed)?;
+                println!("job {id}: approved ({})", detail.job.state.as_str());
+                Ok(())
+            }
+            JobCommand::Pause { id } => job_verb(&client, job_id(&id)?, "pause").await,
+            JobCommand::Resume { id } => job_verb(&client, job_id(&id)?, "resume").await,
+            JobCommand::Cancel { id } => job_verb(&client, job_id(&id)?, "cancel").await,
+            JobCommand::Retry { id, group } => {
+                let id = job_id(&id)?;
+                let path = format!("/v1/jobs/{id}/groups/{group}/retry");
+                let detail: JobDetail = client
+                    .post(&path, &serde_json::json!({}))
+                    .await
+                    .map_err(call_failed)?;
+                println!(
+                    "job {id}: group {group} retried ({})",
+                    detail.job.state.as_str()
+                );
+                Ok(())
+            }
+        }
+    })
+}
+
+async fn job_verb(
+    client: &ferry::client::ApiClient,
+    id: uuid::Uuid,
+    verb: &str,
+) -> Result<(), Failure> {
+    let detail: ferry::model::JobDetail = client
+        .post(&format!("/v1/jobs/{id}/{verb}"), &serde_json::json!({}))
+        .await
+        .map_err(call_failed)?;
+    println!("job {id}: {}", detail.job.state.as_str());
+    Ok(())
+}
+
+/// A refused request exits 2; an unreachable server 3.
+fn call_failed(e: ferry::client::ClientError) -> Failure {
+    match e {
+        ferry::client::ClientError::Api { .. } => usage(anyhow::anyhow!("{e}")),
+        ferry::client::ClientError::Transport(_) => Failure {
+            error: anyhow::anyhow!("{e}"),
+            exit_code: 3,
+        },
     }
 }
 

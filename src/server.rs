@@ -75,7 +75,7 @@ pub async fn start_with_store(
             .context("creating the bootstrap token")?;
     }
     let gateway = Arc::new(Gateway::new(GatewaySettings::from_config(config)));
-    let service = Service::with_gateway(store, gateway);
+    let service = Service::with_gateway(store, gateway).with_hop_table(config.hop_table());
     let metrics = Arc::new(Metrics::new());
     let (shutdown, stopped) = watch::channel(false);
     // Before the listeners: leases are extended before any agent can report, and a failure
@@ -83,6 +83,10 @@ pub async fn start_with_store(
     let reaper_task = crate::gateway::start_reaper(service.clone(), stopped.clone())
         .await
         .context("preparing the agent gateway")?;
+    let scheduler_task = crate::scheduler::start(service.clone(), stopped.clone())
+        .await
+        .context("starting the scheduler")?;
+    let webhook_task = crate::webhooks::start(service.clone(), stopped.clone());
 
     let http_listener = TcpListener::bind(config.http_addr)
         .await
@@ -147,7 +151,13 @@ pub async fn start_with_store(
         grpc_tls: tls_on,
         service,
         shutdown,
-        tasks: vec![http_task, grpc_task, reaper_task],
+        tasks: vec![
+            http_task,
+            grpc_task,
+            reaper_task,
+            scheduler_task,
+            webhook_task,
+        ],
     })
 }
 

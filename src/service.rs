@@ -6,8 +6,11 @@
 //! while agents are connected) is in `service/agents.rs`.
 
 mod agents;
+mod jobs;
+mod webhooks;
 
 pub use agents::ResultVerdict;
+pub use jobs::JobVerb;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -88,6 +91,12 @@ impl Replayable for CreatedJoinToken {
     }
 }
 
+impl Replayable for crate::model::JobDetail {
+    fn for_replay(&self) -> Self {
+        self.clone()
+    }
+}
+
 impl Replayable for Task {
     fn for_replay(&self) -> Self {
         self.clone()
@@ -100,6 +109,11 @@ pub struct Service {
     /// The agent sessions of this server: operations that change an agent or its tasks reach a
     /// connected agent through it.
     gateway: Arc<Gateway>,
+    /// The hop table routes are planned with: the built-in rows and the operator's overrides.
+    hops: Arc<crate::plan::HopTable>,
+    /// Wakes this server's scheduler: a job changed, or a task finished.
+    scheduler_wake: Arc<tokio::sync::Notify>,
+    scheduler_totals: Arc<crate::scheduler::SchedulerTotals>,
 }
 
 impl Service {
@@ -110,7 +124,29 @@ impl Service {
     }
 
     pub fn with_gateway(store: Arc<dyn Store>, gateway: Arc<Gateway>) -> Self {
-        Self { store, gateway }
+        Self {
+            store,
+            gateway,
+            hops: Arc::new(crate::plan::HopTable::builtin()),
+            scheduler_wake: Arc::new(tokio::sync::Notify::new()),
+            scheduler_totals: Arc::default(),
+        }
+    }
+
+    /// Plans routes with `hops` instead of the built-in table.
+    pub fn with_hop_table(mut self, hops: crate::plan::HopTable) -> Self {
+        self.hops = Arc::new(hops);
+        self
+    }
+
+    /// What this server's scheduler has done so far.
+    pub fn scheduler_totals(&self) -> &Arc<crate::scheduler::SchedulerTotals> {
+        &self.scheduler_totals
+    }
+
+    /// What the scheduler waits on between passes.
+    pub fn scheduler_wake(&self) -> &Arc<tokio::sync::Notify> {
+        &self.scheduler_wake
     }
 
     pub fn store(&self) -> &Arc<dyn Store> {

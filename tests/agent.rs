@@ -411,12 +411,15 @@ impl RawSession {
         self.out.send(message(body)).await.unwrap();
     }
 
-    /// Sends a result and returns the server's acknowledgement.
-    async fn report(&mut self, task: pb::TaskRef, result_json: &str) -> pb::ResultAck {
+    /// Sends an echo report and returns the server's acknowledgement.
+    async fn report(&mut self, task: pb::TaskRef, text: &str) -> pb::ResultAck {
         self.send(AgentBody::Result(pb::TaskResult {
             task: Some(task),
             outcome: Some(pb::task_result::Outcome::Succeeded(pb::Succeeded {
-                result_json: result_json.into(),
+                report: Some(pb::succeeded::Report::Echo(pb::EchoReport {
+                    text: text.into(),
+                    slept_ms: 0,
+                })),
             })),
         }))
         .await;
@@ -867,29 +870,27 @@ async fn duplicate_and_stale_results_are_refused() {
             generation: 7,
             ..current.clone()
         };
-        let ack = session
-            .report(stale_generation, r#"{"text": "stale"}"#)
-            .await;
+        let ack = session.report(stale_generation, "stale").await;
         assert_eq!(verdict(&ack), pb::ResultVerdict::Stale, "{ack:?}");
         let stale_attempt = pb::TaskRef {
             attempt: 2,
             ..current.clone()
         };
-        let ack = session.report(stale_attempt, r#"{"text": "stale"}"#).await;
+        let ack = session.report(stale_attempt, "stale").await;
         assert_eq!(verdict(&ack), pb::ResultVerdict::Stale, "{ack:?}");
 
-        let ack = session
-            .report(current.clone(), r#"{"text": "first"}"#)
-            .await;
+        let ack = session.report(current.clone(), "first").await;
         assert_eq!(verdict(&ack), pb::ResultVerdict::Applied, "{ack:?}");
-        let ack = session
-            .report(current.clone(), r#"{"text": "second"}"#)
-            .await;
+        let ack = session.report(current.clone(), "second").await;
         assert_eq!(verdict(&ack), pb::ResultVerdict::Duplicate, "{ack:?}");
 
         let done = h.task(task["id"].as_str().unwrap()).await;
         assert_eq!(done["state"], "succeeded");
-        assert_eq!(done["result"], json!({"text": "first"}), "applied once");
+        assert_eq!(
+            done["result"],
+            json!({"text": "first", "slept_ms": 0}),
+            "applied once"
+        );
         assert_eq!(h.metric("APPLIED").await, 1);
         assert_eq!(h.metric("DUPLICATE").await, 1);
         assert_eq!(h.metric("STALE").await, 2);
@@ -912,7 +913,7 @@ async fn a_report_on_another_agents_task_is_refused_and_audited() {
         let assignment = owner_session.next_task().await.task.unwrap();
 
         let ack = intruder_session
-            .report(assignment.clone(), r#"{"text": "mine now"}"#)
+            .report(assignment.clone(), "mine now")
             .await;
         assert_eq!(verdict(&ack), pb::ResultVerdict::Refused, "{ack:?}");
         assert!(
@@ -923,7 +924,7 @@ async fn a_report_on_another_agents_task_is_refused_and_audited() {
             task_id: uuid::Uuid::now_v7().to_string(),
             ..assignment.clone()
         };
-        let ack = intruder_session.report(invented, "{}").await;
+        let ack = intruder_session.report(invented, "").await;
         assert_eq!(verdict(&ack), pb::ResultVerdict::Refused, "{ack:?}");
 
         // Progress is fire-and-forget, so its refusal shows only in the audit log.
@@ -959,7 +960,7 @@ async fn a_report_on_another_agents_task_is_refused_and_audited() {
         assert_eq!(record["source"], "127.0.0.1");
 
         // The owner's lease is untouched and its result still counts.
-        let ack = owner_session.report(assignment, r#"{"text": "ok"}"#).await;
+        let ack = owner_session.report(assignment, "ok").await;
         assert_eq!(verdict(&ack), pb::ResultVerdict::Applied, "{ack:?}");
         h.stop().await;
     })

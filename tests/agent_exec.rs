@@ -21,7 +21,9 @@ use ferry::agent::state::StateDir;
 use ferry::config::Config;
 use ferry::model::OsGeneration;
 use ferry::server::{RunningServer, start_with_store};
-use ferry::sim::{FaultSpec, SimCreateOptions, SimOp, create_sim_cluster, disk_dir, load_state};
+use ferry::sim::{
+    FaultSpec, SimCreateOptions, SimOp, create_sim_cluster, disk_dir, load_state, present_disk,
+};
 use ferry::store::Store;
 
 const BOOTSTRAP: &str = "test-bootstrap-secret-0123456789";
@@ -454,6 +456,211 @@ async fn migrations_report_losses_and_kerberos_retries() {
         .ok(&interim, json!({"action": "online_group", "group": "FS02"}))
         .await;
     assert_eq!(second["state"], "online");
+    h.stop().await;
+}
+
+/// The shares of a scan as the scheduler compares them: without the folder ACLs, which are this
+/// machine's view of a folder, keyed by name.
+fn scanned_shares(scan: &Value) -> BTreeMap<String, Value> {
+    scan["shares"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            let mut share = s.clone();
+            let fields = share.as_object_mut().unwrap();
+            fields.remove("acl");
+            fields.remove("acl_error");
+            (s["name"].as_str().unwrap().to_owned(), share)
+        })
+        .collect()
+}
+
+fn network_name_online(scan: &Value) -> bool {
+    let names: Vec<&Value> = scan["resources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["kind"] == "network_name")
+        .collect();
+    !names.is_empty() && names.iter().all(|r| r["state"] == "online")
+}
+
+/// The two-hop runbook of the scheduler, step by step as tasks through real agents: OLD (2003)
+/// to MID (2008, a spare disk prepared and filled by a skeleton copy) to NEW (2008 R2, OLD's data
+/// disk presented), then the interim cleaned up. NEW ends with OLD's shares, identical.
+#[tokio::test]
+async fn two_hop_runbook_moves_every_share_through_an_interim() {
+    let mut h = Harness::start().await;
+    let (old, old_dir) = h.cluster("OLD", OsGeneration::Ws2003, 1, 20).await;
+    let (mid, mid_dir) = h.cluster("MID", OsGeneration::Ws2008, 0, 0).await;
+    let (new, new_dir) = h.cluster("NEW", OsGeneration::Ws2008r2, 0, 0).await;
+    let group = load_state(&old_dir).unwrap().groups[0].name.clone();
+
+    // Preflight on the source: the baseline, the drive letter and the disk resource.
+    let baseline = h
+        .ok(&old, json!({"action": "share_scan", "group": group}))
+        .await;
+    let shares = scanned_shares(&baseline);
+    assert_eq!(shares.len(), 20);
+    let letter = {
+        let path = shares.values().next().unwrap()["path"].as_str().unwrap();
+        format!("{}:", path.split_once(':').unwrap().0)
+    };
+    assert!(
+        shares
+            .values()
+            .all(|s| s["path"].as_str().unwrap().starts_with(&letter))
+    );
+    let source_disk = baseline["resources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["kind"] == "physical_disk")
+        .expect("the scan lists the group's disk resource")["name"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(network_name_online(&baseline), "{baseline:#}");
+    // The data LUN is zoned to NEW as well.
+    let old_state = load_state(&old_dir).unwrap();
+    let data_disk = old_state.groups[0]
+        .resources
+        .iter()
+        .find(|r| r.name == source_disk)
+        .and_then(|r| r.properties.get("disk"))
+        .and_then(Value::as_str)
+        .unwrap()
+        .to_owned();
+    let presented = present_disk(&new_dir, &old_dir, &data_disk).unwrap();
+
+    // Preflight on the interim, then its disk gets the source's letter (twice: a retry).
+    let inventory = h.ok(&mid, json!({"action": "read_inventory"})).await;
+    assert!(inventory["groups"].as_array().unwrap().is_empty());
+    assert!(!inventory["disks"].as_array().unwrap().is_empty());
+    let prepare = json!({"action": "prepare_disk", "drive_letter": letter});
+    let prepared = h.ok(&mid, prepare.clone()).await;
+    assert_eq!(prepared["drive_letter"], letter.as_str(), "{prepared:#}");
+    assert_eq!(h.ok(&mid, prepare).await, prepared);
+    let interim_disk = prepared["resource"].as_str().unwrap().to_owned();
+    // The source's letter is its group's: not free there.
+    let taken = h
+        .failed(
+            &old,
+            json!({"action": "prepare_disk", "drive_letter": letter}),
+        )
+        .await;
+    assert_eq!(taken["kind"], "conflict", "{taken}");
+
+    // The skeleton copy reads OLD's disk over its administrative share, as on Windows.
+    let drive = letter.trim_end_matches(':');
+    let depth = shares
+        .values()
+        .map(|s| s["path"].as_str().unwrap().split('\\').count() as u32 + 1)
+        .max()
+        .unwrap();
+    let copy = h
+        .ok(
+            &mid,
+            json!({"action": "skeleton_copy", "source": format!("\\\\OLD\\{drive}$\\"),
+                   "destination": format!("{letter}\\"), "depth": depth,
+                   "log_path": format!("skeleton-{group}.log")}),
+        )
+        .await;
+    assert_eq!(copy["verification"]["passed"], true, "{copy:#}");
+    assert!(
+        mid_dir
+            .join("logs")
+            .join(format!("skeleton-{group}.log"))
+            .is_file()
+    );
+
+    // OLD -> MID keeps the shares (2003 -> 2008); the disk resource is swapped, twice.
+    let hop = h
+        .ok(
+            &mid,
+            json!({"action": "migrate_group", "source_cluster": "OLD", "group": group}),
+        )
+        .await;
+    assert_eq!(hop["shares_migrated"].as_array().unwrap().len(), 20);
+    let swap = json!({"action": "replace_disk_resource", "group": group, "disk": interim_disk,
+                      "drive_letter": letter});
+    let swapped = h.ok(&mid, swap.clone()).await;
+    assert_eq!(swapped["resource"], interim_disk.as_str());
+    assert_eq!(
+        swapped["removed"].as_array().unwrap().len(),
+        1,
+        "{swapped:#}"
+    );
+    assert!(!swapped["repointed"].as_array().unwrap().is_empty());
+    let again = h.ok(&mid, swap).await;
+    assert_eq!(
+        again,
+        json!({"resource": interim_disk, "removed": [], "repointed": []})
+    );
+
+    // Cut over to the interim: the network name's first online fails on Kerberos, then works.
+    h.ok(&old, json!({"action": "offline_group", "group": group}))
+        .await;
+    let first = h
+        .failed(&mid, json!({"action": "online_group", "group": group}))
+        .await;
+    assert_eq!(first["kind"], "transient", "{first}");
+    let online = h
+        .ok(&mid, json!({"action": "online_group", "group": group}))
+        .await;
+    assert_eq!(online["state"], "online");
+    let on_mid = h
+        .ok(&mid, json!({"action": "share_scan", "group": group}))
+        .await;
+    assert_eq!(scanned_shares(&on_mid), shares);
+    assert!(network_name_online(&on_mid));
+
+    // MID -> NEW, then the presented data disk replaces the interim's.
+    let hop = h
+        .ok(
+            &new,
+            json!({"action": "migrate_group", "source_cluster": "MID", "group": group}),
+        )
+        .await;
+    assert!(hop["shares_lost"].as_array().unwrap().is_empty(), "{hop:#}");
+    h.ok(&mid, json!({"action": "offline_group", "group": group}))
+        .await;
+    let swapped = h
+        .ok(
+            &new,
+            json!({"action": "replace_disk_resource", "group": group, "disk": presented,
+                   "drive_letter": letter}),
+        )
+        .await;
+    assert_eq!(swapped["resource"], presented.as_str());
+    let first = h
+        .failed(&new, json!({"action": "online_group", "group": group}))
+        .await;
+    assert_eq!(first["kind"], "transient", "{first}");
+    h.ok(&new, json!({"action": "online_group", "group": group}))
+        .await;
+
+    // Verification on the target: the same shares, names, paths, permissions and flags.
+    let on_new = h
+        .ok(&new, json!({"action": "share_scan", "group": group}))
+        .await;
+    assert_eq!(scanned_shares(&on_new), shares);
+    assert!(network_name_online(&on_new), "{on_new:#}");
+    // The target serves OLD's own folders.
+    assert!(
+        on_new["shares"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|s| s["acl"].is_object())
+    );
+
+    // Cleanup of the interim; a retry finds nothing to do.
+    let cleanup = json!({"action": "remove_group", "group": group});
+    assert_eq!(h.ok(&mid, cleanup.clone()).await, json!({"removed": true}));
+    assert_eq!(h.ok(&mid, cleanup).await, json!({"removed": false}));
+    assert!(load_state(&mid_dir).unwrap().groups.is_empty());
     h.stop().await;
 }
 

@@ -553,6 +553,202 @@ if ($path -ne $letter) {
     assert!(shell.scripts().is_empty());
 }
 
+// ---- runbook disk and group operations -----------------------------------------------------------
+
+const WMI_LETTER: &str = r#"$path = [string]$part.Path
+if ($path -ne $letter) {
+  $node = [string](Get-ClusterResource -Name $diskName).OwnerNode
+  $volumes = @(Get-WmiObject -Class Win32_Volume -ComputerName $node)
+  $taken = @($volumes | Where-Object { $_.DriveLetter -eq $letter })
+  if ($taken.Count -gt 0) { Write-Error -Message ('Drive letter ' + $letter + ' is already used on ' + $node) -Category ResourceExists }
+  $volume = $volumes | Where-Object { $_.DeviceID -eq ('\\?\Volume' + [string]$part.VolumeGuid + '\') }
+  if ($null -eq $volume) { Write-Error -Message ('No volume found for disk ' + $diskName) -Category ObjectNotFound }
+  $volume.DriveLetter = $letter
+  $null = $volume.Put()
+  $path = $letter
+}
+"#;
+
+const PARTITION_LETTER: &str = r#"$path = [string]$part.Path
+if ($path -ne $letter) {
+  $node = [string](Get-ClusterResource -Name $diskName).OwnerNode
+  if ($null -ne (Get-Partition -CimSession $node -DriveLetter $letter.Substring(0, 1) -ErrorAction SilentlyContinue)) { Write-Error -Message ('Drive letter ' + $letter + ' is already used on ' + $node) -Category ResourceExists }
+  $partition = @(Get-Partition -CimSession $node | Where-Object { $_.AccessPaths -contains ('\\?\Volume' + [string]$part.VolumeGuid + '\') })[0]
+  if ($null -eq $partition) { Write-Error -Message ('No partition found for disk ' + $diskName) -Category ObjectNotFound }
+  $partition | Set-Partition -NewDriveLetter $letter.Substring(0, 1)
+  $path = $letter
+}
+"#;
+
+fn prepare_disk_body(set_letter: &str) -> String {
+    format!(
+        r#"$letter = 'F:'
+$disks = @(Get-WmiObject -Namespace 'root\MSCluster' -Class MSCluster_Resource | Where-Object {{ $_.Type -eq 'Physical Disk' }} | ForEach-Object {{ $w = $_; $w.GetRelated('MSCluster_Disk') | ForEach-Object {{ $_.GetRelated('MSCluster_DiskPartition') }} | ForEach-Object {{ [pscustomobject]@{{ Resource = [string]$w.Name; Group = [string](Get-ClusterResource -Name $w.Name).OwnerGroup.Name; Path = [string]$_.Path; Part = $_ }} }} }})
+$disk = @($disks | Where-Object {{ $_.Path -eq $letter }})[0]
+if ($null -ne $disk -and $disk.Group -ne 'Available Storage') {{ Write-Error -Message ('Drive letter ' + $letter + ' is taken by disk ' + $disk.Resource + ' of group ' + $disk.Group) -Category ResourceExists }}
+if ($null -eq $disk) {{
+  $free = @($disks | Where-Object {{ $_.Group -eq 'Available Storage' }})
+  $disk = @($free | Where-Object {{ $_.Path -notmatch '^[A-Za-z]:$' }})[0]
+  if ($null -eq $disk) {{ $disk = $free[0] }}
+  if ($null -eq $disk) {{ Write-Error -Message 'No disk is in Available Storage: present a spare LUN to the cluster and add it to its storage' -Category ObjectNotFound }}
+}}
+$diskName = $disk.Resource
+$part = $disk.Part
+{set_letter}[pscustomobject]@{{ Resource = $diskName; Path = $path; TotalMB = [int64]$part.TotalSize; FreeMB = [int64]$part.FreeSpace }} | ConvertTo-Json -Compress
+"#
+    )
+}
+
+#[tokio::test]
+async fn prepare_disk_sends_the_exact_script_per_generation() {
+    let recorded = r#"{"Resource":"Cluster Disk 4","Path":"F:","TotalMB":50,"FreeMB":40}"#;
+    // 2008 has no Storage module: the letter goes through Win32_Volume.
+    let (d, shell) = driver(OsGeneration::Ws2008, vec![ok(recorded)]);
+    let disk = d.prepare_disk("f").await.unwrap();
+    assert_eq!(
+        shell.scripts(),
+        vec![wrapped(&prepare_disk_body(WMI_LETTER))]
+    );
+    assert_eq!(disk.resource, "Cluster Disk 4");
+    assert_eq!(disk.drive_letter.as_deref(), Some("F:"));
+    assert_eq!(disk.size_bytes, 50 << 20);
+    // 2012 and later: Set-Partition.
+    let (d, shell) = driver(OsGeneration::Ws2019, vec![ok(recorded)]);
+    d.prepare_disk("F:").await.unwrap();
+    assert_eq!(
+        shell.scripts(),
+        vec![wrapped(&prepare_disk_body(PARTITION_LETTER))]
+    );
+    // The script's refusals keep their kind.
+    let (d, _) = driver(
+        OsGeneration::Ws2008,
+        vec![failure(&record(
+            "ResourceExists",
+            "Microsoft.PowerShell.Commands.WriteErrorException",
+            "Drive letter F: is taken by disk Cluster Disk 1 of group FS02",
+        ))],
+    );
+    let err = d.prepare_disk("F:").await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Conflict);
+    assert!(err.message().contains("FS02"), "{err}");
+    let (d, shell) = driver(OsGeneration::Ws2008, vec![]);
+    assert_eq!(
+        d.prepare_disk("FF").await.unwrap_err().kind(),
+        ErrorKind::Failed
+    );
+    assert!(shell.scripts().is_empty());
+}
+
+#[tokio::test]
+async fn replace_disk_resource_sends_the_exact_script_and_parses_the_lists() {
+    // One removed resource prints as a bare string, no repointed ones as an empty array.
+    let (d, shell) = driver(
+        OsGeneration::Ws2008r2,
+        vec![
+            ok(
+                r#"{"Resource":"Cluster Disk 3","Removed":"Cluster Disk 1 (1)","Repointed":["FS01 File Server","FS01 Share01"]}"#,
+            ),
+            ok(r#"{"Resource":"Cluster Disk 3","Removed":[],"Repointed":null}"#),
+        ],
+    );
+    let swap = d
+        .replace_disk_resource("FS01", "Cluster Disk 3", "f:")
+        .await
+        .unwrap();
+    assert_eq!(swap.resource, "Cluster Disk 3");
+    assert_eq!(swap.removed, ["Cluster Disk 1 (1)"]);
+    assert_eq!(swap.repointed, ["FS01 File Server", "FS01 Share01"]);
+    let again = d
+        .replace_disk_resource("FS01", "Cluster Disk 3", "F:")
+        .await
+        .unwrap();
+    assert!(again.removed.is_empty() && again.repointed.is_empty());
+    let expected = wrapped(&format!(
+        r#"$groupName = 'FS01'
+$diskName = 'Cluster Disk 3'
+$letter = 'F:'
+$null = Get-ClusterGroup -Name $groupName
+$r = Get-ClusterResource | Where-Object {{ $_.Name -eq $diskName }}
+if ($null -eq $r) {{ $r = Get-ClusterAvailableDisk | Where-Object {{ $_.Name -eq $diskName }} | Add-ClusterDisk }}
+if ($null -eq $r) {{ Write-Error -Message ('No cluster disk or available disk is named ' + $diskName) -Category ObjectNotFound }}
+if ([string]$r.ResourceType -ne 'Physical Disk') {{ Write-Error -Message ($diskName + ' is not a physical disk') -Category InvalidType }}
+$owner = [string]$r.OwnerGroup.Name
+if ($owner -ne $groupName -and $owner -ne 'Available Storage') {{ Write-Error -Message ('Disk ' + $diskName + ' belongs to group ' + $owner + ', not ' + $groupName) -Category ResourceExists }}
+$others = @(Get-ClusterGroup -Name $groupName | Get-ClusterResource | Where-Object {{ [string]$_.ResourceType -eq 'Physical Disk' -and $_.Name -ne $diskName }})
+foreach ($o in $others) {{ if ([string]$o.State -ne 'Offline' -and [string]$o.State -ne 'Failed') {{ Write-Error -Message ('Disk resource ' + [string]$o.Name + ' of group ' + $groupName + ' is ' + [string]$o.State + ': take the group offline first') -Category ResourceBusy }} }}
+if ($owner -ne $groupName) {{ $null = Move-ClusterResource -Name $diskName -Group $groupName }}
+$part = @((Get-WmiObject -Namespace 'root\MSCluster' -Class MSCluster_Resource | Where-Object {{ $_.Name -eq $diskName }}).GetRelated('MSCluster_Disk') | ForEach-Object {{ $_.GetRelated('MSCluster_DiskPartition') }})[0]
+if ($null -eq $part) {{ Write-Error -Message ('Disk ' + $diskName + ' has no partition') -Category ObjectNotFound }}
+{WMI_LETTER}$removed = @($others | ForEach-Object {{ [string]$_.Name }})
+$repointed = @()
+foreach ($d in @(Get-ClusterGroup -Name $groupName | Get-ClusterResource | Where-Object {{ $_.Name -ne $diskName }})) {{
+  $expression = [string]($d | Get-ClusterResourceDependency).DependencyExpression
+  $changed = $false
+  foreach ($n in $removed) {{ $token = '[' + $n + ']'; if ($expression.Contains($token)) {{ $expression = $expression.Replace($token, '[' + $diskName + ']'); $changed = $true }} }}
+  if ($changed) {{ $null = Set-ClusterResourceDependency -Resource $d.Name -Dependency $expression; $repointed += [string]$d.Name }}
+}}
+foreach ($n in $removed) {{ $null = Remove-ClusterResource -Name $n -Force }}
+[pscustomobject]@{{ Resource = $diskName; Removed = $removed; Repointed = $repointed }} | ConvertTo-Json -Compress
+"#
+    ));
+    assert_eq!(shell.scripts(), vec![expected.clone(), expected]);
+
+    // A bracket cannot be written in the rewritten dependency expressions.
+    let (d, shell) = driver(OsGeneration::Ws2008r2, vec![]);
+    let err = d
+        .replace_disk_resource("FS01", "Disk [3]", "F:")
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Unsupported);
+    assert!(shell.scripts().is_empty());
+}
+
+#[tokio::test]
+async fn remove_group_sends_the_exact_script_and_refuses_core_groups() {
+    let (d, shell) = driver(
+        OsGeneration::Ws2008,
+        vec![
+            ok(r#"{"Removed":true}"#),
+            ok(r#"{"Removed":false}"#),
+            failure(&record(
+                "ResourceBusy",
+                "Microsoft.PowerShell.Commands.WriteErrorException",
+                "Group FS01 is online (resource FS01 Network Name is Online): take it offline first",
+            )),
+        ],
+    );
+    assert!(d.remove_group("FS01").await.unwrap());
+    assert!(!d.remove_group("FS01").await.unwrap());
+    let err = d.remove_group("FS01").await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Conflict);
+    let expected = wrapped(
+        r#"$groupName = 'FS01'
+$g = Get-ClusterGroup | Where-Object { $_.Name -eq $groupName }
+$removed = $false
+if ($null -ne $g) {
+  $online = @($g | Get-ClusterResource | Where-Object { [string]$_.State -ne 'Offline' -and [string]$_.State -ne 'Failed' })
+  if ($online.Count -gt 0) { Write-Error -Message ('Group ' + $groupName + ' is online (resource ' + [string]$online[0].Name + ' is ' + [string]$online[0].State + '): take it offline first') -Category ResourceBusy }
+  $null = Remove-ClusterGroup -Name $groupName -RemoveResources -Force
+  $removed = $true
+}
+[pscustomobject]@{ Removed = $removed } | ConvertTo-Json -Compress
+"#,
+    );
+    assert_eq!(
+        shell.scripts(),
+        vec![expected.clone(), expected.clone(), expected]
+    );
+
+    let (d, shell) = driver(OsGeneration::Ws2008, vec![]);
+    for core in ["Cluster Group", "available storage"] {
+        assert_eq!(
+            d.remove_group(core).await.unwrap_err().kind(),
+            ErrorKind::Conflict
+        );
+    }
+    assert!(shell.scripts().is_empty());
+}
+
 // ---- configuration facts ------------------------------------------------------------------------
 
 fn facts_body(switches: &str, bindings: &str, csv: &str) -> String {
@@ -756,6 +952,8 @@ async fn hostile_names_stay_inside_their_literals_in_every_script() {
                 ok(r#"{"Removed":false}"#),
                 ok(recorded_resource),
                 ok(r#"{"Resource":"x","Path":"G:","TotalMB":1,"FreeMB":1}"#),
+                ok(r#"{"Removed":false}"#),
+                ok(r#"{"Resource":"x","Removed":[],"Repointed":[]}"#),
             ],
         );
         d.offline_group(name).await.unwrap();
@@ -766,6 +964,10 @@ async fn hostile_names_stay_inside_their_literals_in_every_script() {
             .await
             .unwrap();
         d.assign_drive_letter(name, "G:").await.unwrap();
+        d.remove_group(name).await.unwrap();
+        d.replace_disk_resource(name, "Cluster Disk 3", "G:")
+            .await
+            .unwrap();
         let quoted = ps_quote(name);
         for script in shell.scripts() {
             assert!(script.is_ascii());

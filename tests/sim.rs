@@ -623,6 +623,194 @@ async fn two_hop_route_keeps_every_share_and_permission() {
     );
 }
 
+/// The runbook's own steps: `prepare_disk`, `replace_disk_resource` and `remove_group` do what
+/// the hand-made swap above does, and each can run twice.
+#[tokio::test]
+async fn two_hop_route_with_the_runbook_operations() {
+    let r = route(20);
+    let old = driver(&r.old);
+    let interim = driver(&r.interim);
+    let new = driver(&r.new);
+    let source = old.group("FS01").await.unwrap();
+
+    // The interim's spare disk takes the source's letter; a retry answers the same disk.
+    let prepared = interim.prepare_disk("f").await.unwrap();
+    assert_eq!(prepared.drive_letter.as_deref(), Some("F:"));
+    assert_eq!(interim.prepare_disk("F:").await.unwrap(), prepared);
+    let spare_dir = disk_dir(
+        &r.interim,
+        load_state(&r.interim)
+            .unwrap()
+            .disk(&prepared.resource)
+            .unwrap(),
+    );
+    copy_share_folders(&r.old, &spare_dir, "FS01");
+
+    let first = interim.migrate_group("OLD", "FS01").await.unwrap();
+    assert!(first.complete());
+    let migrated_disk = first
+        .migrated()
+        .find(|m| m.kind == ResourceKind::PhysicalDisk)
+        .and_then(|m| m.target_name.clone())
+        .unwrap();
+    let swap = interim
+        .replace_disk_resource("FS01", &prepared.resource, "F:")
+        .await
+        .unwrap();
+    assert_eq!(swap.resource, prepared.resource);
+    assert_eq!(swap.removed, std::slice::from_ref(&migrated_disk));
+    assert!(
+        swap.repointed.contains(&"FS01 File Server".to_string()),
+        "{swap:?}"
+    );
+    let g = interim.group("FS01").await.unwrap();
+    let disks: Vec<&str> = g
+        .resources
+        .iter()
+        .filter(|r| r.kind == ResourceKind::PhysicalDisk)
+        .map(|r| r.name.as_str())
+        .collect();
+    assert_eq!(disks, [prepared.resource.as_str()]);
+    assert!(
+        g.resources
+            .iter()
+            .all(|r| !r.depends_on.contains(&migrated_disk))
+    );
+    // Again: nothing left to swap, nothing changes.
+    let again = interim
+        .replace_disk_resource("FS01", &prepared.resource, "F:")
+        .await
+        .unwrap();
+    assert_eq!(again.resource, prepared.resource);
+    assert!(again.removed.is_empty() && again.repointed.is_empty());
+    assert_eq!(interim.group("FS01").await.unwrap(), g);
+    // A retried migration still finds everything, the swapped disk included.
+    let retried = interim.migrate_group("OLD", "FS01").await.unwrap();
+    assert!(retried.already_present);
+    assert!(
+        retried.complete(),
+        "{:?}",
+        retried.lost().collect::<Vec<_>>()
+    );
+
+    old.offline_group("FS01").await.unwrap();
+    let first_online = interim.online_group("FS01").await.unwrap();
+    assert_eq!(
+        first_online.into_result().unwrap_err().kind(),
+        ErrorKind::Transient
+    );
+    interim
+        .online_group("FS01")
+        .await
+        .unwrap()
+        .into_result()
+        .unwrap();
+    // Prepared disk now belongs to the group: its letter is no longer free.
+    let taken = interim.prepare_disk("F:").await.unwrap_err();
+    assert_eq!(taken.kind(), ErrorKind::Conflict);
+    assert!(taken.message().contains("FS01"), "{taken}");
+
+    let second = new.migrate_group("INTERIM", "FS01").await.unwrap();
+    assert!(second.complete());
+    // An online group is not deleted.
+    let busy = interim.remove_group("FS01").await.unwrap_err();
+    assert_eq!(busy.kind(), ErrorKind::Conflict);
+    assert!(busy.message().contains("offline first"), "{busy}");
+    interim.offline_group("FS01").await.unwrap();
+
+    let data = present_disk(&r.new, &r.old, "Cluster Disk 1").unwrap();
+    let swap = new
+        .replace_disk_resource("FS01", &data, "F:")
+        .await
+        .unwrap();
+    assert_eq!(swap.resource, data);
+    assert_eq!(swap.removed.len(), 1);
+    let first_online = new.online_group("FS01").await.unwrap();
+    assert_eq!(
+        first_online.into_result().unwrap_err().kind(),
+        ErrorKind::Transient
+    );
+    new.online_group("FS01")
+        .await
+        .unwrap()
+        .into_result()
+        .unwrap();
+    assert_eq!(new.group("FS01").await.unwrap().shares, source.shares);
+
+    // Cleanup of the interim releases its disk; a second cleanup finds nothing to do.
+    assert!(interim.remove_group("FS01").await.unwrap());
+    assert!(!interim.remove_group("FS01").await.unwrap());
+    assert!(interim.list_groups().await.unwrap().is_empty());
+    assert_eq!(interim.prepare_disk("F:").await.unwrap(), prepared);
+}
+
+#[tokio::test]
+async fn prepare_disk_refuses_a_taken_letter_and_a_cluster_without_free_disks() {
+    let tmp = TempDir::new().unwrap();
+    let mut o = opts(tmp.path(), "FULL", OsGeneration::Ws2008, 1, 2);
+    o.spare_disks = 0;
+    create_sim_cluster(&o).unwrap();
+    let d = driver(&o.dir);
+    let state = load_state(&o.dir).unwrap();
+    let letter = state.disks[0].drive_letter.clone().unwrap();
+    let err = d.prepare_disk(&letter).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Conflict);
+    assert!(err.message().contains("FS01"), "{err}");
+    let err = d.prepare_disk("Y:").await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::NotFound);
+    assert!(
+        err.message().contains("no disk in available storage"),
+        "{err}"
+    );
+    // A disk of another group cannot be swapped in.
+    let err = d
+        .replace_disk_resource("NOPE", &state.disks[0].name, "Y:")
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::NotFound);
+    // An online group's disk resource is not swapped out.
+    let tmp2 = TempDir::new().unwrap();
+    let mut o2 = opts(tmp2.path(), "TWO", OsGeneration::Ws2008, 2, 2);
+    o2.spare_disks = 1;
+    create_sim_cluster(&o2).unwrap();
+    let two = driver(&o2.dir);
+    let spare = load_state(&o2.dir)
+        .unwrap()
+        .disks
+        .last()
+        .unwrap()
+        .name
+        .clone();
+    let err = two
+        .replace_disk_resource("FS01", &spare, "Y:")
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Conflict);
+    assert!(err.message().contains("offline first"), "{err}");
+    // A letter another group's disk holds is refused before anything changes.
+    two.offline_group("FS01").await.unwrap();
+    let held = load_state(&o2.dir).unwrap().disks[1]
+        .drive_letter
+        .clone()
+        .unwrap();
+    let err = two
+        .replace_disk_resource("FS01", &spare, &held)
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Conflict);
+    assert!(err.message().contains("FS02"), "{err}");
+    // ...and the refusals changed nothing, not even the spare's letter.
+    assert_eq!(
+        load_state(&o2.dir)
+            .unwrap()
+            .disks
+            .last()
+            .unwrap()
+            .drive_letter,
+        None
+    );
+}
+
 #[tokio::test]
 async fn the_interim_must_have_onlined_the_shares_before_they_move_on() {
     let r = route(5);

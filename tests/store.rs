@@ -1420,6 +1420,8 @@ async fn task_for(store: &dyn Store, agent: &ferry::model::Agent) -> ferry::mode
             agent_id: Some(agent.id),
             action: &echo(),
             created_by: "test",
+            id: None,
+            lease_deadline: None,
         })
         .await
         .unwrap()
@@ -1747,6 +1749,94 @@ async fn revoking_an_agent_settles_its_tasks() {
                 .unwrap_err()
                 .code,
             ErrorCode::NotFound
+        );
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_task_for_a_connected_agent_is_stored_assigned_and_the_sweep_sees_only_pending_ones() {
+    on_each_backend(|_, store| async move {
+        let (cluster, [agent, other]) = enrolled(&*store, ["N1", "N2"], 2).await;
+        let pending = task_for(&*store, &other).await;
+        let lease = later(30);
+        let assigned = store
+            .create_task(&NewTask {
+                cluster_id: agent.cluster_id,
+                node: &agent.node,
+                agent_id: Some(agent.id),
+                action: &echo(),
+                created_by: "test",
+                id: None,
+                lease_deadline: Some(lease),
+            })
+            .await
+            .unwrap();
+        assert_eq!(
+            (assigned.state, assigned.attempt, assigned.generation),
+            (TaskState::Assigned, 1, 1)
+        );
+        assert!(assigned.lease_deadline.is_some());
+        assert_eq!(store.get_task(assigned.id).await.unwrap(), assigned);
+        // A lease without an agent makes no sense: such a task waits, pending.
+        let cluster_task = store
+            .create_task(&NewTask {
+                cluster_id: cluster.id,
+                node: "",
+                agent_id: None,
+                action: &echo(),
+                created_by: "test",
+                id: None,
+                lease_deadline: Some(lease),
+            })
+            .await
+            .unwrap();
+        assert_eq!(
+            (cluster_task.state, cluster_task.generation),
+            (TaskState::Pending, 0)
+        );
+        let ids: Vec<Uuid> = store
+            .pending_tasks(10)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|t| t.id)
+            .collect();
+        assert_eq!(ids, vec![pending.id, cluster_task.id]);
+        // An assigned task's result is fenced by generation 1, like any other assignment.
+        let done = store
+            .complete_task(
+                agent.id,
+                &assigned.task_ref(),
+                &TaskOutcome::Succeeded(serde_json::json!({"ok": true})),
+                Utc::now(),
+            )
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(done.state, TaskState::Succeeded);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn revocations_are_listed_after_a_point_in_time() {
+    on_each_backend(|_, store| async move {
+        let (_, [first, second]) = enrolled(&*store, ["N1", "N2"], 2).await;
+        let before = Utc::now() - chrono::TimeDelta::seconds(1);
+        assert!(store.revoked_agents_since(before).await.unwrap().is_empty());
+        store.revoke_agent(first.id, Utc::now()).await.unwrap();
+        let at = Utc::now() + chrono::TimeDelta::milliseconds(5);
+        store.revoke_agent(second.id, at).await.unwrap();
+        let revoked = store.revoked_agents_since(before).await.unwrap();
+        assert_eq!(
+            revoked.iter().map(|(id, _)| *id).collect::<Vec<_>>(),
+            vec![first.id, second.id]
+        );
+        let after_first = store.revoked_agents_since(revoked[0].1).await.unwrap();
+        assert_eq!(
+            after_first.iter().map(|(id, _)| *id).collect::<Vec<_>>(),
+            vec![second.id]
         );
     })
     .await;

@@ -6,20 +6,26 @@
 //! (`not_found`, `conflict`, `transient`, `failed`, `timeout`, `unsupported`) so the retry policy
 //! can act on them. Cancellation aborts the task's future: a driver call is dropped where it
 //! stands, and the skeleton copy stops at its next directory.
+//!
+//! Paths of a skeleton copy are Windows paths (`F:\`, `\\CLUSTER\F$\`). The PowerShell driver
+//! runs on Windows and uses them as given. For the sim driver, `X:\rest` is the folder of the disk
+//! lettered `X:` of this agent's cluster and `\\CLUSTER\X$\rest` the one of the sibling simulated
+//! cluster `CLUSTER` (see [`crate::sim`] for the layout); a relative log path goes under the sim
+//! directory's `logs/` (under the process's working directory for other drivers).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
 use super::Progress;
 use super::driver::sim::SimDriver;
 use super::driver::{ClusterDriver, DriverError};
 use crate::grpc::pb;
-use crate::model::{Action, OsGeneration, TaskError};
+use crate::model::{Action, OsGeneration, ResourceKind, ResourceState, TaskError};
 
 /// Runs actions for the session loop. Implementations must be idempotent per action or check
 /// before they act: a task can be delivered again after a crash.
@@ -34,7 +40,8 @@ pub trait Executor: Send + Sync + 'static {
         let _ = events;
     }
 
-    /// Runs one action. Success is the executor's report as JSON.
+    /// Runs one action. Success is the executor's report as JSON, which must be the report of the
+    /// action's kind: the session types it for the wire by that kind (`TaskReport::from_json`).
     async fn execute(
         &self,
         action: Action,
@@ -144,7 +151,7 @@ impl Executor for NodeExecutor {
 }
 
 /// The report of `echo`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EchoReport {
     pub text: String,
     pub slept_ms: u64,
@@ -209,6 +216,10 @@ pub const BUILTIN_ACTIONS: &[&str] = &[
     "assign_drive_letter",
     "gather_facts",
     "echo",
+    "read_inventory",
+    "prepare_disk",
+    "replace_disk_resource",
+    "remove_group",
 ];
 
 impl Builtin {
@@ -273,9 +284,11 @@ impl Builtin {
                     .remove_resource(&group, &resource)
                     .await
                     .map_err(driver_error)?;
-                to_json(
-                    serde_json::json!({"group": group, "resource": resource, "removed": removed}),
-                )
+                to_json(RemovedReport {
+                    group,
+                    resource,
+                    removed,
+                })
             }
             Action::SetDependency {
                 group,
@@ -292,6 +305,23 @@ impl Builtin {
                     .map_err(driver_error)?,
             ),
             Action::GatherFacts => to_json(d.config_facts().await.map_err(driver_error)?),
+            Action::ReadInventory => to_json(d.inventory().await.map_err(driver_error)?),
+            Action::PrepareDisk { drive_letter } => {
+                to_json(d.prepare_disk(&drive_letter).await.map_err(driver_error)?)
+            }
+            Action::ReplaceDiskResource {
+                group,
+                disk,
+                drive_letter,
+            } => to_json(
+                d.replace_disk_resource(&group, &disk, &drive_letter)
+                    .await
+                    .map_err(driver_error)?,
+            ),
+            Action::RemoveGroup { group } => {
+                let removed = d.remove_group(&group).await.map_err(driver_error)?;
+                to_json(GroupRemovedReport { removed })
+            }
             Action::ShareScan { group } => {
                 let group = d.group(&group).await.map_err(driver_error)?;
                 let shares = group
@@ -306,9 +336,19 @@ impl Builtin {
                         }
                     })
                     .collect();
+                let resources = group
+                    .resources
+                    .iter()
+                    .map(|r| ScannedResource {
+                        name: r.name.clone(),
+                        kind: r.kind,
+                        state: r.state,
+                    })
+                    .collect();
                 to_json(ShareScanReport {
                     group: group.name.clone(),
                     shares,
+                    resources,
                 })
             }
             // `execute` runs these itself; answering rather than panicking keeps a future caller
@@ -329,27 +369,128 @@ impl Builtin {
                 let (letter, rest) = share_path
                     .split_once(':')
                     .ok_or_else(|| format!("share path {share_path} has no drive letter"))?;
-                let letter = format!("{}:", letter.to_ascii_uppercase());
-                let state = crate::sim::load_state(dir).map_err(|e| format!("{e:#}"))?;
-                let disk = state
-                    .disks
-                    .iter()
-                    .find(|d| {
-                        d.drive_letter
-                            .as_deref()
-                            .is_some_and(|l| l.eq_ignore_ascii_case(&letter))
-                    })
-                    .ok_or_else(|| format!("no disk of {} has drive {letter}", state.cluster))?;
-                let mut path = crate::sim::disk_dir(dir, disk);
-                path.extend(
-                    rest.split('\\')
-                        .filter(|c| !c.is_empty() && *c != "." && *c != ".."),
-                );
-                Ok(path)
+                sim_disk_path(dir, letter, rest)
             }
             _ => Ok(PathBuf::from(share_path)),
         }
     }
+
+    /// Where a skeleton copy's source or destination is on this machine (see the module
+    /// documentation): drive and UNC paths map onto simulated disks for the sim, a local path
+    /// (a test's temporary directory) stays as it is, and Windows resolves everything itself.
+    fn copy_path(&self, path: &str) -> Result<PathBuf, String> {
+        let (DriverKind::Sim, Some(dir)) = (self.driver, &self.sim_dir) else {
+            return Ok(PathBuf::from(path));
+        };
+        if let Some(unc) = path.strip_prefix("\\\\") {
+            let mut parts = unc.splitn(3, '\\');
+            let host = parts.next().unwrap_or_default();
+            let share = parts.next().unwrap_or_default();
+            let rest = parts.next().unwrap_or_default();
+            let letter = share
+                .strip_suffix('$')
+                .filter(|l| l.len() == 1 && l.chars().all(|c| c.is_ascii_alphabetic()))
+                .ok_or_else(|| {
+                    format!(
+                        "{path}: the simulated cluster only serves administrative drive shares \
+                         such as \\\\{host}\\F$"
+                    )
+                })?;
+            let cluster_dir = sim_cluster_dir(dir, host)?;
+            return sim_disk_path(&cluster_dir, letter, rest);
+        }
+        match drive_path(path) {
+            Some((letter, rest)) => sim_disk_path(dir, letter, rest),
+            None => Ok(PathBuf::from(path)),
+        }
+    }
+
+    /// Where a skeleton copy writes its log: a relative path goes under the sim directory's
+    /// `logs/` (created), so the logs of a simulated cluster stay next to its state; for other
+    /// drivers it stays relative to the agent's working directory.
+    fn log_path(&self, log_path: &str) -> Result<PathBuf, String> {
+        if log_path.is_empty() {
+            return Ok(PathBuf::new());
+        }
+        let (DriverKind::Sim, Some(dir)) = (self.driver, &self.sim_dir) else {
+            return Ok(PathBuf::from(log_path));
+        };
+        if log_path.starts_with("\\\\") || drive_path(log_path).is_some() {
+            return self.copy_path(log_path);
+        }
+        let path = Path::new(log_path);
+        if path.is_absolute() {
+            return Ok(path.to_path_buf());
+        }
+        let logs = dir.join(SIM_LOG_DIR);
+        std::fs::create_dir_all(&logs).map_err(|e| format!("{}: {e}", logs.display()))?;
+        Ok(logs.join(path))
+    }
+}
+
+/// Folder under a simulated cluster's directory holding the logs of relative `log_path`s.
+pub const SIM_LOG_DIR: &str = "logs";
+
+/// `F:\rest` as (`F`, `rest`).
+fn drive_path(path: &str) -> Option<(&str, &str)> {
+    let (letter, rest) = path.split_once(':')?;
+    (letter.len() == 1 && letter.chars().all(|c| c.is_ascii_alphabetic())).then_some((letter, rest))
+}
+
+/// `rest` under the folder of the disk lettered `letter` of the simulated cluster in `dir`.
+fn sim_disk_path(dir: &Path, letter: &str, rest: &str) -> Result<PathBuf, String> {
+    let letter = format!("{}:", letter.to_ascii_uppercase());
+    let state = crate::sim::load_state(dir).map_err(|e| format!("{e:#}"))?;
+    let disk = state
+        .disks
+        .iter()
+        .find(|d| {
+            d.drive_letter
+                .as_deref()
+                .is_some_and(|l| l.eq_ignore_ascii_case(&letter))
+        })
+        .ok_or_else(|| format!("no disk of {} has drive {letter}", state.cluster))?;
+    let mut path = crate::sim::disk_dir(dir, disk);
+    path.extend(
+        rest.split(['\\', '/'])
+            .filter(|c| !c.is_empty() && *c != "." && *c != ".."),
+    );
+    Ok(path)
+}
+
+/// The directory of the simulated cluster named `host` (or having a node of that name): this
+/// agent's own, else a sibling under the same sim root, as a migration finds its source.
+fn sim_cluster_dir(own: &Path, host: &str) -> Result<PathBuf, String> {
+    let serves = |dir: &Path| {
+        crate::sim::load_state(dir).is_ok_and(|s| {
+            s.cluster.eq_ignore_ascii_case(host)
+                || s.nodes.iter().any(|n| n.name.eq_ignore_ascii_case(host))
+        })
+    };
+    if serves(own) {
+        return Ok(own.to_path_buf());
+    }
+    let own = own.canonicalize().unwrap_or_else(|_| own.to_path_buf());
+    let parent = own
+        .parent()
+        .ok_or_else(|| format!("{} has no sim root above it", own.display()))?;
+    let is_cluster = |dir: &Path| dir.join(crate::sim::STATE_FILE).is_file();
+    let named = parent.join(host);
+    if is_cluster(&named) && serves(&named) {
+        return Ok(named);
+    }
+    let mut siblings: Vec<PathBuf> = std::fs::read_dir(parent)
+        .map_err(|e| format!("{}: {e}", parent.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| *p != own && is_cluster(p))
+        .collect();
+    siblings.sort();
+    siblings.into_iter().find(|p| serves(p)).ok_or_else(|| {
+        format!(
+            "no simulated cluster or node named {host} under {}",
+            parent.display()
+        )
+    })
 }
 
 fn outcome_json(outcome: super::driver::GroupOutcome) -> Result<serde_json::Value, TaskError> {
@@ -358,8 +499,17 @@ fn outcome_json(outcome: super::driver::GroupOutcome) -> Result<serde_json::Valu
     to_json(outcome)
 }
 
+/// The report of `remove_resource`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RemovedReport {
+    pub group: String,
+    pub resource: String,
+    /// False when the resource was already gone.
+    pub removed: bool,
+}
+
 /// A share as the driver reports it, with the file-system ACL of its folder.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ScannedShare {
     #[serde(flatten)]
     pub share: crate::model::Share,
@@ -369,14 +519,33 @@ pub struct ScannedShare {
     pub acl_error: Option<String>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ShareScanReport {
     pub group: String,
     pub shares: Vec<ScannedShare>,
+    /// The group's resources: verification checks the network name is online and finds the
+    /// disk resource here. Absent in reports of older agents.
+    #[serde(default)]
+    pub resources: Vec<ScannedResource>,
+}
+
+/// A resource of a scanned group, as far as verification needs it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ScannedResource {
+    pub name: String,
+    pub kind: ResourceKind,
+    pub state: ResourceState,
+}
+
+/// The report of `remove_group`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GroupRemovedReport {
+    /// False when the group did not exist.
+    pub removed: bool,
 }
 
 /// Ownership and permissions of a share's folder.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AclSummary {
     pub path: String,
     pub uid: u32,
@@ -417,10 +586,10 @@ fn acl_summary(path: &std::path::Path) -> Result<AclSummary, String> {
 /// Runs a skeleton copy on a blocking thread. A failed verification fails the task with kind
 /// `verification_failed`, the report in the message, so nobody mistakes it for a copy.
 async fn skeleton_copy(
-    source: String,
-    destination: String,
+    source: PathBuf,
+    destination: PathBuf,
     depth: u32,
-    log_path: String,
+    log_path: PathBuf,
     progress: Arc<dyn Progress>,
 ) -> Result<serde_json::Value, TaskError> {
     let cancel = Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -428,13 +597,13 @@ async fn skeleton_copy(
     let _guard = CancelOnDrop(cancel.clone());
     let options = super::skeleton::SkeletonOptions {
         depth,
-        log: (!log_path.is_empty()).then(|| PathBuf::from(log_path)),
+        log: (!log_path.as_os_str().is_empty()).then_some(log_path),
         threads: 0,
     };
     let report = tokio::task::spawn_blocking(move || {
         super::skeleton::copy_skeleton_cancellable(
-            std::path::Path::new(&source),
-            std::path::Path::new(&destination),
+            &source,
+            &destination,
             &options,
             progress.as_ref(),
             &cancel,
@@ -493,7 +662,19 @@ impl Executor for Builtin {
                 destination,
                 depth,
                 log_path,
-            } => skeleton_copy(source, destination, depth, log_path, progress).await,
+            } => {
+                let resolve = |what: &str, path: Result<PathBuf, String>| {
+                    path.map_err(|e| TaskError {
+                        kind: "not_found".into(),
+                        message: format!("the {what} of the skeleton copy: {e}"),
+                        retryable: false,
+                    })
+                };
+                let source = resolve("source", self.copy_path(&source))?;
+                let destination = resolve("destination", self.copy_path(&destination))?;
+                let log_path = resolve("log", self.log_path(&log_path))?;
+                skeleton_copy(source, destination, depth, log_path, progress).await
+            }
             other => self.cluster_action(other).await,
         }
     }
@@ -531,5 +712,69 @@ mod tests {
     fn drivers_parse() {
         assert_eq!("sim".parse::<DriverKind>(), Ok(DriverKind::Sim));
         assert!("bash".parse::<DriverKind>().is_err());
+    }
+
+    #[test]
+    fn skeleton_paths_map_onto_simulated_disks() {
+        let root = tempfile::tempdir().unwrap();
+        let create = |name: &str, os: OsGeneration, groups: u32| {
+            let mut o = crate::sim::SimCreateOptions::new(root.path().join(name), name, os);
+            o.groups = groups;
+            o.shares = 2;
+            o.latency_ms = 0;
+            crate::sim::create_sim_cluster(&o).unwrap();
+            o.dir
+        };
+        let old = create("OLD", OsGeneration::Ws2003, 1);
+        let mid = create("MID", OsGeneration::Ws2008, 0);
+        let old_state = crate::sim::load_state(&old).unwrap();
+        let lettered = old_state
+            .disks
+            .iter()
+            .find(|d| d.drive_letter.is_some())
+            .unwrap();
+        let letter = lettered.drive_letter.clone().unwrap();
+        let drive = letter.trim_end_matches(':');
+        let old_disk = crate::sim::disk_dir(&old, lettered);
+        let b = Builtin::new(DriverKind::Sim, Some(mid.clone()));
+
+        // A sibling cluster by name or by node, over its administrative share.
+        for host in ["OLD", "old", "OLD-n1"] {
+            assert_eq!(
+                b.copy_path(&format!("\\\\{host}\\{drive}$\\")).unwrap(),
+                old_disk
+            );
+        }
+        assert_eq!(
+            b.copy_path(&format!("\\\\OLD\\{drive}$\\Shares\\..\\x"))
+                .unwrap(),
+            old_disk.join("Shares").join("x")
+        );
+        assert!(b.copy_path("\\\\NOPE\\F$\\").unwrap_err().contains("NOPE"));
+        assert!(b.copy_path("\\\\OLD\\Data\\").is_err());
+        // This cluster's drive: MID has no lettered disk yet.
+        assert!(b.copy_path("F:\\").unwrap_err().contains("no disk of MID"));
+        // A plain local path (tests, benchmarks) stays as it is.
+        assert_eq!(b.copy_path("/tmp/x").unwrap(), PathBuf::from("/tmp/x"));
+
+        // A relative log goes under the sim directory's logs/, an absolute one stays.
+        assert_eq!(
+            b.log_path("skeleton-FS01.log").unwrap(),
+            mid.join(SIM_LOG_DIR).join("skeleton-FS01.log")
+        );
+        assert!(mid.join(SIM_LOG_DIR).is_dir());
+        assert_eq!(
+            b.log_path("/var/log/s.log").unwrap(),
+            PathBuf::from("/var/log/s.log")
+        );
+        assert_eq!(b.log_path("").unwrap(), PathBuf::new());
+
+        // Windows resolves its own paths.
+        let ps = Builtin::new(DriverKind::PowerShell, None);
+        assert_eq!(
+            ps.copy_path("\\\\OLD\\F$\\").unwrap(),
+            PathBuf::from("\\\\OLD\\F$\\")
+        );
+        assert_eq!(ps.log_path("s.log").unwrap(), PathBuf::from("s.log"));
     }
 }

@@ -32,7 +32,7 @@ use crate::gateway::stream::AGENT_ID_METADATA;
 use crate::grpc::convert;
 use crate::grpc::pb::{
     self, agent_message::Body as AgentBody, agent_service_client::AgentServiceClient,
-    server_message::Body as ServerBody,
+    server_message::Body as ServerBody, succeeded::Report,
 };
 use crate::model::{Action, TaskError, TaskRef};
 
@@ -433,7 +433,7 @@ struct Agent {
     slots: Arc<Semaphore>,
     running: HashMap<TaskKey, Running>,
     kept: KeptResults,
-    jobs: JoinSet<(TaskKey, Result<serde_json::Value, TaskError>)>,
+    jobs: JoinSet<(TaskKey, Result<Report, TaskError>)>,
     /// Progress from executors, forwarded to the open stream.
     events_tx: mpsc::Sender<pb::AgentMessage>,
     events_rx: mpsc::Receiver<pb::AgentMessage>,
@@ -744,6 +744,9 @@ impl Agent {
                 );
             };
             progress.report(0, None, "started");
+            // The report is typed here, inside the job, so a report that does not fit its action
+            // fails this task like any executor error.
+            let reported = action.clone();
             let run = std::panic::AssertUnwindSafe(executor.execute(action, progress));
             let outcome = run.catch_unwind().await.unwrap_or_else(|_| {
                 Err(TaskError {
@@ -752,7 +755,10 @@ impl Agent {
                     retryable: false,
                 })
             });
-            (key, outcome)
+            (
+                key,
+                outcome.and_then(|value| convert::report_to_pb(&reported, value)),
+            )
         })
     }
 
@@ -770,7 +776,7 @@ impl Agent {
     /// Records a finished job; returns its result to send.
     fn finished(
         &mut self,
-        done: Result<(TaskKey, Result<serde_json::Value, TaskError>), tokio::task::JoinError>,
+        done: Result<(TaskKey, Result<Report, TaskError>), tokio::task::JoinError>,
     ) -> Option<pb::AgentMessage> {
         // Aborted jobs were cancelled: the server expects nothing from them.
         let (key, result) = done.ok()?;
@@ -792,10 +798,10 @@ impl Agent {
     }
 }
 
-fn outcome(result: Result<serde_json::Value, TaskError>) -> pb::task_result::Outcome {
+fn outcome(result: Result<Report, TaskError>) -> pb::task_result::Outcome {
     match result {
-        Ok(value) => pb::task_result::Outcome::Succeeded(pb::Succeeded {
-            result_json: value.to_string(),
+        Ok(report) => pb::task_result::Outcome::Succeeded(pb::Succeeded {
+            report: Some(report),
         }),
         Err(e) => pb::task_result::Outcome::Failed(pb::Failed {
             kind: e.kind,

@@ -8,9 +8,11 @@
 //! few seconds.
 //!
 //! With several replicas (Postgres), each holds the sessions of the agents connected to it; the
-//! store's state and fenced updates keep them consistent, but closing a session (revocation) and
-//! pushing a new task only reach agents connected to the replica that took the call. The others
-//! learn on their agents' next connect.
+//! store's state and fenced updates keep them consistent. A task stored by one replica for an
+//! agent connected to another, and a revocation of such an agent, reach it through the sweep
+//! (`Service::sweep`): every replica runs it on the reaper's tick and at once when another
+//! replica announces a change (Postgres `LISTEN`/`NOTIFY`). Assignment is one conditional update,
+//! so when two replicas offer the same task only one hands it out.
 
 pub mod stream;
 
@@ -29,6 +31,7 @@ use crate::config::Config;
 use crate::grpc::{convert, pb};
 use crate::model::Task;
 use crate::service::Service;
+use crate::store::Change;
 
 /// Protocol versions this server speaks.
 pub const PROTOCOL_VERSIONS: RangeInclusive<u32> = 1..=1;
@@ -80,6 +83,7 @@ pub(crate) const OUTBOUND_CAPACITY: usize = 64;
 
 struct Session {
     id: Uuid,
+    cluster_id: Uuid,
     tx: Outbound,
     /// Tells the session's task to end the stream with this status.
     close: oneshot::Sender<Status>,
@@ -114,6 +118,7 @@ impl Gateway {
     pub(crate) fn register(
         &self,
         agent_id: Uuid,
+        cluster_id: Uuid,
         session_id: Uuid,
         tx: Outbound,
         close: oneshot::Sender<Status>,
@@ -127,6 +132,7 @@ impl Gateway {
             agent_id,
             Session {
                 id: session_id,
+                cluster_id,
                 tx,
                 close,
             },
@@ -153,8 +159,30 @@ impl Gateway {
         }
     }
 
+    /// True once the server began shutting down; long-lived streams end when they see it.
+    pub fn is_closing(&self) -> bool {
+        self.closing.load(Ordering::SeqCst)
+    }
+
     pub fn is_connected(&self, agent_id: Uuid) -> bool {
         self.lock().contains_key(&agent_id)
+    }
+
+    /// One of the cluster's agents connected here, chosen by `spread` so that a cluster's tasks
+    /// do not all load the same agent.
+    pub fn connected_agent_of(&self, cluster_id: Uuid, spread: u128) -> Option<Uuid> {
+        let sessions = self.lock();
+        let mut agents: Vec<Uuid> = sessions
+            .iter()
+            .filter(|(_, s)| s.cluster_id == cluster_id)
+            .map(|(id, _)| *id)
+            .collect();
+        if agents.is_empty() {
+            return None;
+        }
+        // Map iteration order is arbitrary; sorting makes the spread depend on `spread` only.
+        agents.sort_unstable();
+        Some(agents[(spread % agents.len() as u128) as usize])
     }
 
     /// Number of open sessions.
@@ -262,9 +290,21 @@ impl Gateway {
     }
 }
 
+/// How far back each sweep reads revocations before the newest one it has seen.
+const REVOCATION_LOOKBACK: chrono::TimeDelta = chrono::TimeDelta::seconds(30);
+
+/// The next announcement of another replica; pends forever where there are none.
+async fn next_change(changes: &mut Option<mpsc::Receiver<Change>>) -> Option<Change> {
+    match changes {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
 /// Gives leases in flight a full term, then runs the reaper until `stopped` turns true: expired
-/// leases become lost attempts, silent agents are marked down, and `last_seen_at` is written for
-/// the agents heard from.
+/// leases become lost attempts, silent agents are marked down, `last_seen_at` is written for the
+/// agents heard from, and the sweep (on every tick, and at once when another replica announces a
+/// change) delivers tasks and revocations that were stored elsewhere.
 pub async fn start_reaper(
     service: Service,
     mut stopped: watch::Receiver<bool>,
@@ -276,15 +316,27 @@ pub async fn start_reaper(
             "gave the leases of tasks in flight a full term while their agents reconnect"
         );
     }
+    let mut changes = service.store().subscribe().await?;
     Ok(tokio::spawn(async move {
         let settings = *service.gateway().settings();
         let mut tick = tokio::time::interval(settings.reap_every());
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut last_flush = tokio::time::Instant::now();
+        // Revocations are read again for a while after the newest one seen: one committed late
+        // with an earlier time is still caught; closing a closed session changes nothing.
+        let mut revoked_seen = chrono::Utc::now();
         loop {
-            tokio::select! {
-                _ = tick.tick() => {}
+            let woken = tokio::select! {
+                _ = tick.tick() => false,
+                Some(_) = next_change(&mut changes) => true,
                 _ = stopped.wait_for(|s| *s) => break,
+            };
+            match service.sweep(revoked_seen - REVOCATION_LOOKBACK).await {
+                Ok(newest) => revoked_seen = revoked_seen.max(newest),
+                Err(e) => tracing::warn!(error = %e, "dispatch sweep failed; retrying"),
+            }
+            if woken {
+                continue;
             }
             if last_flush.elapsed() >= settings.last_seen_every() {
                 last_flush = tokio::time::Instant::now();
@@ -329,8 +381,12 @@ mod tests {
         let (tx1, _rx1, close1, mut closed1) = session();
         let (tx2, _rx2, close2, mut closed2) = session();
         let (first, second) = (Uuid::now_v7(), Uuid::now_v7());
-        gateway.register(agent, first, tx1, close1).unwrap();
-        gateway.register(agent, second, tx2, close2).unwrap();
+        gateway
+            .register(agent, Uuid::nil(), first, tx1, close1)
+            .unwrap();
+        gateway
+            .register(agent, Uuid::nil(), second, tx2, close2)
+            .unwrap();
         assert_eq!(closed1.try_recv().unwrap().code(), tonic::Code::Aborted);
         // The old session's cleanup must not remove the new one.
         gateway.deregister(agent, first);
@@ -348,7 +404,9 @@ mod tests {
         let gateway = Gateway::new(GatewaySettings::default());
         let agent = Uuid::now_v7();
         let (tx, _rx, close, mut closed) = session();
-        gateway.register(agent, Uuid::now_v7(), tx, close).unwrap();
+        gateway
+            .register(agent, Uuid::nil(), Uuid::now_v7(), tx, close)
+            .unwrap();
         for _ in 0..OUTBOUND_CAPACITY {
             assert!(gateway.send(agent, pb::ServerMessage::default()));
         }
@@ -365,13 +423,13 @@ mod tests {
         let gateway = Gateway::new(GatewaySettings::default());
         let (tx, _rx, close, mut closed) = session();
         gateway
-            .register(Uuid::now_v7(), Uuid::now_v7(), tx, close)
+            .register(Uuid::now_v7(), Uuid::nil(), Uuid::now_v7(), tx, close)
             .unwrap();
         gateway.close_all(Status::unavailable("bye"));
         assert_eq!(closed.try_recv().unwrap().code(), tonic::Code::Unavailable);
         let (tx, _rx, close, _closed) = session();
         let refused = gateway
-            .register(Uuid::now_v7(), Uuid::now_v7(), tx, close)
+            .register(Uuid::now_v7(), Uuid::nil(), Uuid::now_v7(), tx, close)
             .unwrap_err();
         assert_eq!(refused.code(), tonic::Code::Unavailable);
         assert_eq!(gateway.session_count(), 0);

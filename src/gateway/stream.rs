@@ -136,9 +136,13 @@ impl AgentGateway {
             .map_err(|_| Status::internal("a fresh session channel has room"))?;
         // Registered before the store records the connection: a revocation in between then
         // either fails `agent_connected` or finds the session to close.
-        self.service
-            .gateway()
-            .register(agent.id, session_id, tx.clone(), close_tx)?;
+        self.service.gateway().register(
+            agent.id,
+            agent.cluster_id,
+            session_id,
+            tx.clone(),
+            close_tx,
+        )?;
         let agent = match self
             .service
             .agent_connected(

@@ -155,6 +155,11 @@ fn parse_caching(value: i32) -> Result<CachingMode, Bad> {
     }
 }
 
+// Declared after `enum_pair!`: a macro is only in scope in modules declared after it.
+mod report;
+pub(crate) use report::report_to_pb;
+pub(crate) mod jobs;
+
 // ---- field paths --------------------------------------------------------------------------------
 
 /// A conversion failure deep inside a message. The path is collected on the way out, innermost
@@ -847,6 +852,20 @@ impl From<Action> for pb::Action {
             }
             Action::GatherFacts => Kind::GatherFacts(pb::GatherFacts {}),
             Action::Echo { text, sleep_ms } => Kind::Echo(pb::Echo { text, sleep_ms }),
+            Action::ReadInventory => Kind::ReadInventory(pb::ReadInventory {}),
+            Action::PrepareDisk { drive_letter } => {
+                Kind::PrepareDisk(pb::PrepareDisk { drive_letter })
+            }
+            Action::ReplaceDiskResource {
+                group,
+                disk,
+                drive_letter,
+            } => Kind::ReplaceDiskResource(pb::ReplaceDiskResource {
+                group,
+                disk,
+                drive_letter,
+            }),
+            Action::RemoveGroup { group } => Kind::RemoveGroup(pb::RemoveGroup { group }),
         };
         pb::Action { kind: Some(kind) }
     }
@@ -897,6 +916,16 @@ pub(crate) fn action(action: Option<pb::Action>, field: &'static str) -> Result<
             text: a.text,
             sleep_ms: a.sleep_ms,
         },
+        Kind::ReadInventory(_) => Action::ReadInventory,
+        Kind::PrepareDisk(a) => Action::PrepareDisk {
+            drive_letter: a.drive_letter,
+        },
+        Kind::ReplaceDiskResource(a) => Action::ReplaceDiskResource {
+            group: a.group,
+            disk: a.disk,
+            drive_letter: a.drive_letter,
+        },
+        Kind::RemoveGroup(a) => Action::RemoveGroup { group: a.group },
     })
 }
 
@@ -931,21 +960,20 @@ pub(crate) fn task_assignment(task: &Task) -> pb::TaskAssignment {
     }
 }
 
-/// An agent's result: its fencing token and outcome. A success whose report is not JSON becomes
-/// a failure, so the task ends instead of waiting for a lease to run out.
+/// An agent's result: its fencing token and outcome. A success whose report this server cannot
+/// read (an unknown or empty report, a required enum unset) becomes a `bad_result` failure, so
+/// the task ends instead of waiting for a lease to run out: a retry would bring the same report.
 pub(crate) fn task_result(result: pb::TaskResult) -> Result<(TaskRef, TaskOutcome)> {
     let task = task_ref(result.task, "task")?;
     let outcome = match result.outcome {
-        Some(pb::task_result::Outcome::Succeeded(s)) => {
-            match serde_json::from_str::<serde_json::Value>(&s.result_json) {
-                Ok(value) => TaskOutcome::Succeeded(value),
-                Err(e) => TaskOutcome::Failed(TaskError {
-                    kind: "bad_result".into(),
-                    message: format!("the agent reported a result that is not JSON: {e}"),
-                    retryable: false,
-                }),
-            }
-        }
+        Some(pb::task_result::Outcome::Succeeded(s)) => match report::report_json(s) {
+            Ok(value) => TaskOutcome::Succeeded(value),
+            Err(why) => TaskOutcome::Failed(TaskError {
+                kind: "bad_result".into(),
+                message: format!("the agent reported a result this server cannot read: {why}"),
+                retryable: false,
+            }),
+        },
         Some(pb::task_result::Outcome::Failed(f)) => TaskOutcome::Failed(TaskError {
             kind: f.kind,
             message: f.message,
@@ -1211,6 +1239,16 @@ mod tests {
                 text: name("hi"),
                 sleep_ms: 5,
             },
+            Action::ReadInventory,
+            Action::PrepareDisk {
+                drive_letter: name("F:"),
+            },
+            Action::ReplaceDiskResource {
+                group: name("FS1"),
+                disk: name("Cluster Disk 3"),
+                drive_letter: name("F:"),
+            },
+            Action::RemoveGroup { group: name("FS1") },
         ];
         for a in actions {
             assert_eq!(action(Some(a.clone().into()), "action").unwrap(), a);
@@ -1234,19 +1272,28 @@ mod tests {
         };
         let (parsed, outcome) = task_result(result(Some(pb::task_result::Outcome::Succeeded(
             pb::Succeeded {
-                result_json: "{\"a\": 1}".into(),
+                report: Some(pb::succeeded::Report::Echo(pb::EchoReport {
+                    text: "a".into(),
+                    slept_ms: 1,
+                })),
             },
         ))))
         .unwrap();
         assert_eq!((parsed.attempt, parsed.generation), (1, 2));
-        assert_eq!(outcome, TaskOutcome::Succeeded(serde_json::json!({"a": 1})));
+        assert_eq!(
+            outcome,
+            TaskOutcome::Succeeded(serde_json::json!({"text": "a", "slept_ms": 1}))
+        );
+        // A report kind from a newer agent decodes as an empty oneof.
         let (_, outcome) = task_result(result(Some(pb::task_result::Outcome::Succeeded(
-            pb::Succeeded {
-                result_json: "not json".into(),
-            },
+            pb::Succeeded { report: None },
         ))))
         .unwrap();
-        assert!(matches!(outcome, TaskOutcome::Failed(e) if e.kind == "bad_result"));
+        assert!(
+            matches!(&outcome, TaskOutcome::Failed(e) if e.kind == "bad_result"
+                && !e.retryable && e.message.contains("report: must be a report")),
+            "{outcome:?}"
+        );
         assert_eq!(
             task_result(result(None)).unwrap_err().fields[0].field,
             "outcome"

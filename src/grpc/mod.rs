@@ -1,6 +1,6 @@
-//! The gRPC API (`proto/ferry/v1/`): InventoryService, AdminService and AgentAdminService, the
-//! agents' AgentService (implemented by the gateway, `crate::gateway::stream`), the standard
-//! health service and server reflection, on one port.
+//! The gRPC API (`proto/ferry/v1/`): InventoryService, AdminService, JobService and
+//! AgentAdminService, the agents' AgentService (implemented by the gateway,
+//! `crate::gateway::stream`), the standard health service and server reflection, on one port.
 //!
 //! Like the REST handlers, every method is request -> caller -> one [`Service`] call -> answer.
 //! [`Api::call`] is the single place that authenticates and records metrics, so no method can
@@ -10,6 +10,7 @@ mod admin;
 mod agents;
 pub(crate) mod convert;
 mod inventory;
+mod jobs;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -38,6 +39,7 @@ use pb::admin_service_server::AdminServiceServer;
 use pb::agent_admin_service_server::AgentAdminServiceServer;
 use pb::agent_service_server::AgentServiceServer;
 use pb::inventory_service_server::InventoryServiceServer;
+use pb::job_service_server::JobServiceServer;
 
 use crate::gateway::stream::AgentGateway;
 
@@ -46,6 +48,9 @@ use crate::gateway::stream::AgentGateway;
 pub(crate) struct Api {
     service: Service,
     metrics: Arc<Metrics>,
+    /// Turns true when the server begins to shut down: `Watch` streams never end on their own,
+    /// and the graceful shutdown would wait for them forever.
+    closing: tokio::sync::watch::Receiver<bool>,
 }
 
 impl Api {
@@ -101,11 +106,17 @@ pub async fn serve(
 ) -> anyhow::Result<()> {
     let gateway = service.gateway().clone();
     let agents = AgentGateway::new(service.clone(), metrics.clone());
-    let api = Api { service, metrics };
-    // Agent streams never end on their own; without closing them the graceful shutdown would
-    // wait for them forever.
+    let (close_watches, closing) = tokio::sync::watch::channel(false);
+    let api = Api {
+        service,
+        metrics,
+        closing,
+    };
+    // Agent streams and job watches never end on their own; without closing them the graceful
+    // shutdown would wait for them forever.
     let shutdown = async move {
         shutdown.await;
+        close_watches.send_replace(true);
         gateway.close_all(Status::unavailable(
             "the server is shutting down; reconnect",
         ));
@@ -118,6 +129,7 @@ pub async fn serve(
     health_reporter
         .set_serving::<AdminServiceServer<Api>>()
         .await;
+    health_reporter.set_serving::<JobServiceServer<Api>>().await;
     health_reporter
         .set_serving::<AgentAdminServiceServer<Api>>()
         .await;
@@ -160,6 +172,7 @@ pub async fn serve(
             InventoryServiceServer::new(api.clone()).max_decoding_message_size(max_inventory_bytes),
         )
         .add_service(AdminServiceServer::new(api.clone()))
+        .add_service(JobServiceServer::new(api.clone()))
         .add_service(AgentAdminServiceServer::new(api))
         .add_service(AgentServiceServer::new(agents))
         .serve_with_incoming_shutdown(incoming, shutdown)

@@ -5,7 +5,9 @@ pub mod admin;
 pub mod agents;
 pub mod extract;
 pub mod inventory;
+pub mod jobs;
 pub mod problem;
+pub mod webhooks;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -69,6 +71,8 @@ impl Default for HttpOptions {
         (name = "inventory", description = "Inventory snapshots, groups and shares"),
         (name = "tokens", description = "API tokens (admin)"),
         (name = "agents", description = "Node agents, their join tokens, and tasks run by hand"),
+        (name = "jobs", description = "Migration plans and jobs, and the event stream that follows them"),
+        (name = "webhooks", description = "Signed, retried POSTs of job events to receivers (admin)"),
         (name = "audit", description = "Who changed what"),
         (name = "operations", description = "Health and metrics, no token needed")
     )
@@ -179,6 +183,18 @@ fn api_router(options: &HttpOptions) -> OpenApiRouter<AppState> {
         .routes(routes!(agents::run_task))
         .routes(routes!(agents::run_cluster_task))
         .routes(routes!(agents::get_task))
+        .routes(routes!(jobs::create_plan))
+        .routes(routes!(jobs::list_jobs, jobs::create_job))
+        .routes(routes!(jobs::get_job))
+        .routes(routes!(jobs::job_logs))
+        .routes(routes!(jobs::approve_job))
+        .routes(routes!(jobs::pause_job))
+        .routes(routes!(jobs::resume_job))
+        .routes(routes!(jobs::cancel_job))
+        .routes(routes!(jobs::retry_group))
+        .routes(routes!(jobs::events))
+        .routes(routes!(webhooks::list_webhooks, webhooks::create_webhook))
+        .routes(routes!(webhooks::delete_webhook))
         .routes(routes!(admin::healthz))
         .routes(routes!(admin::readyz))
         .routes(routes!(admin::metrics))

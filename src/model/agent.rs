@@ -74,6 +74,23 @@ pub enum Action {
     },
     /// Report the node's facts (OS, processor, NICs).
     GatherFacts,
+    /// Report the cluster's whole inventory: nodes, networks, disks, groups with their shares.
+    ReadInventory,
+    /// Give a disk that belongs to no group `drive_letter`, for a migrated group to land on.
+    PrepareDisk {
+        drive_letter: String,
+    },
+    /// Make `disk` the group's only physical disk resource: add it, re-point the dependents of
+    /// the group's other disk resources to it, remove those.
+    ReplaceDiskResource {
+        group: String,
+        disk: String,
+        drive_letter: String,
+    },
+    /// Delete an offline group and its resources; an absent group is success.
+    RemoveGroup {
+        group: String,
+    },
     /// Harmless diagnostics: answers `text` after `sleep_ms`, holding the lease meanwhile.
     Echo {
         #[serde(default)]
@@ -98,6 +115,10 @@ impl Action {
             Action::SetDependency { .. } => "set_dependency",
             Action::AssignDriveLetter { .. } => "assign_drive_letter",
             Action::GatherFacts => "gather_facts",
+            Action::ReadInventory => "read_inventory",
+            Action::PrepareDisk { .. } => "prepare_disk",
+            Action::ReplaceDiskResource { .. } => "replace_disk_resource",
+            Action::RemoveGroup { .. } => "remove_group",
             Action::Echo { .. } => "echo",
         }
     }
@@ -146,7 +167,18 @@ impl Action {
             }
             Action::ShareScan { group }
             | Action::OfflineGroup { group }
-            | Action::OnlineGroup { group } => check_name(e, "group", group),
+            | Action::OnlineGroup { group }
+            | Action::RemoveGroup { group } => check_name(e, "group", group),
+            Action::PrepareDisk { drive_letter } => drive(e, drive_letter),
+            Action::ReplaceDiskResource {
+                group,
+                disk,
+                drive_letter,
+            } => {
+                check_name(e, "group", group);
+                check_name(e, "disk", disk);
+                drive(e, drive_letter);
+            }
             Action::MigrateGroup {
                 source_cluster,
                 group,
@@ -182,7 +214,7 @@ impl Action {
                 check_name(e, "disk", disk);
                 drive(e, drive_letter);
             }
-            Action::ListGroups | Action::GatherFacts => {}
+            Action::ListGroups | Action::GatherFacts | Action::ReadInventory => {}
             Action::Echo { text, sleep_ms } => {
                 check_text(e, "text", text, MAX_TEXT_LEN);
                 if *sleep_ms > MAX_ECHO_SLEEP_MS {
@@ -527,6 +559,16 @@ mod tests {
             },
             Action::ListGroups,
             Action::GatherFacts,
+            Action::ReadInventory,
+            Action::PrepareDisk {
+                drive_letter: "F:".into(),
+            },
+            Action::ReplaceDiskResource {
+                group: "g".into(),
+                disk: "d".into(),
+                drive_letter: "F:".into(),
+            },
+            Action::RemoveGroup { group: "g".into() },
             Action::SetDependency {
                 group: "g".into(),
                 resource: "r".into(),
@@ -540,7 +582,11 @@ mod tests {
         for action in actions {
             let json = serde_json::to_value(&action).unwrap();
             assert_eq!(json["action"], action.kind());
+            assert_eq!(serde_json::from_value::<Action>(json).unwrap(), action);
         }
+        // Cluster-wide steps of the scheduler go to any agent of the cluster.
+        assert!(Action::ReadInventory.runs_on_any_node());
+        assert!(Action::RemoveGroup { group: "g".into() }.runs_on_any_node());
     }
 
     #[test]
@@ -562,6 +608,21 @@ mod tests {
         .validate();
         let fields: Vec<&str> = errors.iter().map(|e| e.field.as_str()).collect();
         assert_eq!(fields, ["destination", "depth"]);
+        let errors = Action::ReplaceDiskResource {
+            group: "FS1".into(),
+            disk: String::new(),
+            drive_letter: "F".into(),
+        }
+        .validate();
+        let fields: Vec<&str> = errors.iter().map(|e| e.field.as_str()).collect();
+        assert_eq!(fields, ["disk", "drive_letter"]);
+        assert_eq!(
+            Action::PrepareDisk {
+                drive_letter: "F:".into()
+            }
+            .validate(),
+            []
+        );
         assert!(
             Action::Echo {
                 text: "x".into(),

@@ -7,6 +7,8 @@
 pub mod agent;
 pub mod diff;
 pub mod inventory;
+pub mod job;
+pub mod webhook;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -15,6 +17,8 @@ use uuid::Uuid;
 
 pub use agent::*;
 pub use inventory::*;
+pub use job::*;
+pub use webhook::*;
 
 /// Windows Server generation of a failover cluster. Ordered oldest first, so `<` means "older".
 #[derive(

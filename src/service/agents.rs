@@ -14,7 +14,7 @@ use crate::model::{
     TaskState, check_capabilities, check_text,
 };
 use crate::service::PageParams;
-use crate::store::{AgentEnrollment, JoinTokenRecord, NewTask};
+use crate::store::{AgentEnrollment, Change, JoinTokenRecord, NewTask};
 
 /// Prefix of join tokens, so a leaked one is recognisable (API tokens use `fy_`).
 pub const JOIN_TOKEN_PREFIX: &str = "fyj_";
@@ -226,49 +226,60 @@ impl Service {
                 },
             )
             .await?;
-        self.gateway.close(
-            agent.id,
-            tonic::Status::permission_denied("this agent was revoked"),
-        );
+        let revoked = tonic::Status::permission_denied("this agent was revoked");
+        if !self.gateway.close(agent.id, revoked) {
+            // Its stream, if it has one, is held by another replica.
+            self.announce(Change::Agents).await;
+        }
         Ok(agent)
     }
 
     // ---- tasks ------------------------------------------------------------------------------
 
-    /// Stores a task for the agent, then sends it if the agent is connected here; otherwise it
-    /// goes out when the agent next connects.
+    /// Stores a task for the agent and sends it. An agent connected here gets it stored already
+    /// assigned (one write, then the push); otherwise it waits pending for the replica holding
+    /// the agent's stream, or for the agent's next connect.
     pub async fn run_task(&self, caller: &Caller, agent_id: &str, action: &Action) -> Result<Task> {
-        let task = self
-            .audited(
-                caller,
-                Role::Operator,
-                "task.run",
-                format!("agent:{agent_id}"),
-                async {
-                    let errors = action.validate();
-                    if !errors.is_empty() {
-                        return Err(Error::validation(errors));
-                    }
-                    let agent = self.store.get_agent(parse_id("agent", agent_id)?).await?;
-                    if agent.state == AgentState::Revoked {
-                        return Err(Error::conflict(format!(
-                            "agent `{}` is revoked; run the task on the node's current agent",
-                            agent.id
-                        )));
-                    }
-                    self.store
-                        .create_task(&NewTask {
-                            cluster_id: agent.cluster_id,
-                            node: &agent.node,
-                            agent_id: Some(agent.id),
-                            action,
-                            created_by: &caller.name,
-                        })
-                        .await
-                },
-            )
-            .await?;
-        Ok(self.dispatch(task).await)
+        self.audited(
+            caller,
+            Role::Operator,
+            "task.run",
+            format!("agent:{agent_id}"),
+            async {
+                let errors = action.validate();
+                if !errors.is_empty() {
+                    return Err(Error::validation(errors));
+                }
+                let agent = self.store.get_agent(parse_id("agent", agent_id)?).await?;
+                if agent.state == AgentState::Revoked {
+                    return Err(Error::conflict(format!(
+                        "agent `{}` is revoked; run the task on the node's current agent",
+                        agent.id
+                    )));
+                }
+                let connected_here = self.gateway.is_connected(agent.id);
+                let task = self
+                    .store
+                    .create_task(&NewTask {
+                        cluster_id: agent.cluster_id,
+                        node: &agent.node,
+                        agent_id: Some(agent.id),
+                        action,
+                        created_by: &caller.name,
+                        id: None,
+                        lease_deadline: connected_here.then(|| Utc::now() + self.lease()),
+                    })
+                    .await?;
+                // Pushed before the audit record is written: the agent need not wait for it.
+                if task.state == TaskState::Assigned {
+                    self.gateway.send_task(&task);
+                } else {
+                    self.announce(Change::Tasks).await;
+                }
+                Ok(task)
+            },
+        )
+        .await
     }
 
     /// Stores a task for whichever agent of the cluster is connected (the action must not need
@@ -309,37 +320,20 @@ impl Service {
                             agent_id: None,
                             action,
                             created_by: &caller.name,
+                            id: None,
+                            lease_deadline: None,
                         })
                         .await
                 },
             )
             .await?;
-        Ok(self.dispatch_to_cluster(task).await)
-    }
-
-    /// Offers an unassigned task to the cluster's connected agents; the first assignment wins.
-    async fn dispatch_to_cluster(&self, task: Task) -> Task {
-        let agents = match self
-            .store
-            .list_agents(Some(task.cluster_id), MAX_DELIVERY, None)
-            .await
-        {
-            Ok(agents) => agents,
-            Err(e) => {
-                tracing::warn!(task = %task.id, error = %e, "could not list the cluster's agents");
-                return task;
+        match self.offer(&task).await {
+            Some(assigned) => Ok(assigned),
+            None => {
+                self.announce(Change::Tasks).await;
+                Ok(task)
             }
-        };
-        let connected: Vec<&Agent> = agents
-            .iter()
-            .filter(|a| self.gateway.is_connected(a.id))
-            .collect();
-        if connected.is_empty() {
-            return task;
         }
-        // Spread cluster tasks over the connected agents instead of always loading the first.
-        let agent = connected[task.id.as_u128() as usize % connected.len()];
-        self.assign_and_send(task, agent.id).await
     }
 
     pub async fn get_task(&self, caller: &Caller, id: &str) -> Result<Task> {
@@ -347,22 +341,18 @@ impl Service {
         self.store.get_task(parse_id("task", id)?).await
     }
 
-    /// Hands a pending task to its agent when that agent is connected here. Failures are only
-    /// logged: the task is stored, and goes out on the agent's next connect.
-    async fn dispatch(&self, task: Task) -> Task {
-        let Some(agent_id) = task.agent_id else {
-            return task;
+    /// Offers a pending task to an agent connected here: its own agent, or for a cluster task
+    /// one of the cluster's. `Some` with the task as assigned and pushed; `None` when no such
+    /// agent is connected here, or another replica or a connect assigned it first.
+    async fn offer(&self, task: &Task) -> Option<Task> {
+        let agent_id = match task.agent_id {
+            Some(agent_id) if self.gateway.is_connected(agent_id) => agent_id,
+            Some(_) => return None,
+            // Spread cluster tasks over the connected agents instead of always loading the first.
+            None => self
+                .gateway
+                .connected_agent_of(task.cluster_id, task.id.as_u128())?,
         };
-        if !self.gateway.is_connected(agent_id) {
-            return task;
-        }
-        self.assign_and_send(task, agent_id).await
-    }
-
-    /// Assigns a pending task to a connected agent under a lease and pushes it. When the store
-    /// says no (an agent's connect claimed it meanwhile) or fails, the stored task is returned as
-    /// it was: connects deliver it.
-    async fn assign_and_send(&self, task: Task, agent_id: Uuid) -> Task {
         let now = Utc::now();
         match self
             .store
@@ -371,18 +361,58 @@ impl Service {
         {
             Ok(Some(assigned)) => {
                 self.gateway.send_task(&assigned);
-                assigned
+                Some(assigned)
             }
-            Ok(None) => task,
+            Ok(None) => None,
             Err(e) => {
                 tracing::warn!(
                     task = %task.id,
                     error = %e,
-                    "could not assign task; it goes out on the next connect"
+                    "could not assign task; the next sweep or connect delivers it"
                 );
-                task
+                None
             }
         }
+    }
+
+    /// Pushes a stored pending task to its agent if it is connected here; otherwise tells the
+    /// other replicas to look.
+    pub(crate) async fn deliver(&self, task: &Task) {
+        if task.state == TaskState::Pending && self.offer(task).await.is_none() {
+            self.announce(Change::Tasks).await;
+        }
+    }
+
+    /// Wakes every replica's sweep. A failure only delays delivery until the next tick.
+    async fn announce(&self, change: Change) {
+        if let Err(e) = self.store.announce(change).await {
+            tracing::warn!(change = change.as_str(), error = %e, "could not announce a change");
+        }
+    }
+
+    /// One pass of the sweep: pending tasks whose agent (or, for cluster tasks, some agent of
+    /// whose cluster) is connected here are assigned and pushed, and the streams of agents
+    /// revoked since `revoked_since` are closed. Returns the newest revocation seen, where the
+    /// next pass starts. With one server this only catches what a failed push left behind; with
+    /// replicas it is how work and revocations cross between them.
+    pub async fn sweep(
+        &self,
+        revoked_since: chrono::DateTime<Utc>,
+    ) -> Result<chrono::DateTime<Utc>> {
+        if self.gateway.session_count() > 0 {
+            for task in self.store.pending_tasks(MAX_DELIVERY).await? {
+                self.offer(&task).await;
+            }
+        }
+        let mut newest = revoked_since;
+        for (agent_id, revoked_at) in self.store.revoked_agents_since(revoked_since).await? {
+            self.gateway.close(
+                agent_id,
+                tonic::Status::permission_denied("this agent was revoked"),
+            );
+            newest = newest.max(revoked_at);
+        }
+        Ok(newest)
     }
 
     fn lease(&self) -> chrono::Duration {
@@ -543,6 +573,9 @@ impl Service {
             .complete_task(agent.id, task, outcome, Utc::now())
             .await?
         {
+            if applied.created_by == crate::scheduler::SCHEDULER_ACTOR {
+                self.wake_scheduler().await;
+            }
             return Ok(ResultVerdict::Applied(Box::new(applied)));
         }
         let current = self.held_by(agent.id, task, "task.result", source).await?;
@@ -643,6 +676,9 @@ impl Service {
                 "lease expired; attempt lost"
             );
             self.gateway.send_cancel(&task, "the lease expired");
+            if task.created_by == crate::scheduler::SCHEDULER_ACTOR {
+                self.scheduler_wake.notify_one();
+            }
         }
         let down_after = chrono::Duration::from_std(self.gateway.settings().down_after)
             .unwrap_or(chrono::Duration::minutes(1));

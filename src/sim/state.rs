@@ -111,10 +111,13 @@ pub enum SimOp {
     AssignDriveLetter,
     ConfigFacts,
     PerfCounters,
+    PrepareDisk,
+    ReplaceDiskResource,
+    RemoveGroup,
 }
 
 impl SimOp {
-    pub const ALL: [SimOp; 11] = [
+    pub const ALL: [SimOp; 14] = [
         SimOp::ListGroups,
         SimOp::Inventory,
         SimOp::OfflineGroup,
@@ -126,6 +129,9 @@ impl SimOp {
         SimOp::AssignDriveLetter,
         SimOp::ConfigFacts,
         SimOp::PerfCounters,
+        SimOp::PrepareDisk,
+        SimOp::ReplaceDiskResource,
+        SimOp::RemoveGroup,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -141,6 +147,9 @@ impl SimOp {
             SimOp::AssignDriveLetter => "assign_drive_letter",
             SimOp::ConfigFacts => "config_facts",
             SimOp::PerfCounters => "perf_counters",
+            SimOp::PrepareDisk => "prepare_disk",
+            SimOp::ReplaceDiskResource => "replace_disk_resource",
+            SimOp::RemoveGroup => "remove_group",
         }
     }
 

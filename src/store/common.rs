@@ -91,7 +91,7 @@ pub(crate) fn parse_uuid(value: &str) -> Result<Uuid> {
     Uuid::parse_str(value).map_err(|_| corrupt("id", value))
 }
 
-fn parse_json<T: serde::de::DeserializeOwned>(what: &str, value: &str) -> Result<T> {
+pub(crate) fn parse_json<T: serde::de::DeserializeOwned>(what: &str, value: &str) -> Result<T> {
     serde_json::from_str(value)
         .map_err(|e| Error::internal(format!("database holds invalid {what} JSON: {e}")))
 }
@@ -567,6 +567,102 @@ impl TaskRow {
     }
 }
 
+#[derive(sqlx::FromRow)]
+pub(crate) struct JobRow {
+    id: String,
+    name: String,
+    state: String,
+    request: String,
+    approval: Option<String>,
+    created_by: String,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+    version: i64,
+}
+
+impl JobRow {
+    pub(crate) fn into_model(
+        self,
+        summary: std::collections::BTreeMap<String, u32>,
+    ) -> Result<crate::model::Job> {
+        Ok(crate::model::Job {
+            id: parse_uuid(&self.id)?,
+            name: self.name,
+            state: crate::model::JobState::parse(&self.state)
+                .ok_or_else(|| corrupt("job state", &self.state))?,
+            request: parse_json("job request", &self.request)?,
+            approval: self
+                .approval
+                .as_deref()
+                .map(|a| parse_json("job approval", a))
+                .transpose()?,
+            created_by: self.created_by,
+            created_at: self.created_at,
+            updated_at: self.updated_at,
+            summary,
+            version: self.version,
+        })
+    }
+}
+
+#[derive(sqlx::FromRow)]
+pub(crate) struct JobEventRow {
+    seq: i64,
+    at: DateTime<Utc>,
+    job_id: String,
+    kind: String,
+    grp: Option<String>,
+    step: Option<i64>,
+    state: String,
+    message: Option<String>,
+}
+
+impl JobEventRow {
+    pub(crate) fn into_model(self) -> Result<crate::model::JobEvent> {
+        Ok(crate::model::JobEvent {
+            seq: self.seq,
+            at: self.at,
+            job_id: parse_uuid(&self.job_id)?,
+            kind: self.kind,
+            group: self.grp,
+            step: self.step.and_then(|s| u32::try_from(s).ok()),
+            state: self.state,
+            message: self.message,
+        })
+    }
+}
+
+#[derive(sqlx::FromRow)]
+pub(crate) struct WebhookRow {
+    id: String,
+    url: String,
+    secret: String,
+    job_id: Option<String>,
+    delivered: i64,
+    failures: i64,
+    next_attempt: Option<DateTime<Utc>>,
+    last_error: Option<String>,
+    created_by: String,
+    created_at: DateTime<Utc>,
+}
+
+impl WebhookRow {
+    pub(crate) fn into_model(self) -> Result<super::Webhook> {
+        Ok(super::Webhook {
+            id: parse_uuid(&self.id)?,
+            url: self.url,
+            secret: self.secret,
+            job_id: self.job_id.as_deref().map(parse_uuid).transpose()?,
+            delivered: self.delivered,
+            failures: u32::try_from(self.failures).unwrap_or(u32::MAX),
+            next_attempt: self.next_attempt,
+            last_error: self.last_error,
+            created_by: self.created_by,
+            created_at: self.created_at,
+        })
+    }
+}
+
 /// The error a lost attempt carries.
 pub(crate) fn lost_error(message: &str) -> String {
     to_json(&TaskError {
@@ -765,6 +861,8 @@ pub(crate) fn has_duplicate_group(document: &InventoryDocument) -> bool {
 ///   writers can race).
 /// - `principal`: SQL around the bound lowercased principal, true when `s.principals` (a JSON
 ///   array of strings) contains it.
+/// - `event_lock`: run before inserting job events, so their sequence numbers commit in order
+///   (an advisory lock where several writers can race).
 /// - `max_binds`: the most bind parameters one statement may carry.
 macro_rules! impl_store {
     (
@@ -773,6 +871,7 @@ macro_rules! impl_store {
         backend = $backend:expr,
         lock = $lock:literal,
         principal = ($principal_open:literal, $principal_close:literal),
+        event_lock = $event_lock:literal,
         max_binds = $max_binds:expr $(,)?
     ) => {
         impl $ty {
@@ -841,6 +940,137 @@ macro_rules! impl_store {
                     qb.build().execute(&mut *conn).await?;
                 }
                 Ok(())
+            }
+
+            async fn insert_task(
+                conn: &mut <$db as sqlx::Database>::Connection,
+                new: &$crate::store::NewTask<'_>,
+            ) -> $crate::error::Result<$crate::model::Task> {
+                use $crate::store::common::{db_error, now, to_json, truncate};
+                let id = new.id.unwrap_or_else(uuid::Uuid::now_v7);
+                let at = now();
+                let lease_deadline = new
+                    .lease_deadline
+                    .filter(|_| new.agent_id.is_some())
+                    .map(truncate);
+                let (state, generation) = match lease_deadline {
+                    Some(_) => ($crate::model::TaskState::Assigned, 1),
+                    None => ($crate::model::TaskState::Pending, 0),
+                };
+                sqlx::query(
+                    "INSERT INTO tasks (id, cluster_id, node, agent_id, action, state, attempt, \
+                     generation, lease_deadline, result, error, progress, created_at, updated_at, \
+                     created_by) \
+                     VALUES ($1, $2, $3, $4, $5, $6, 1, $7, $8, NULL, NULL, NULL, $9, $9, $10)",
+                )
+                .bind(id.to_string())
+                .bind(new.cluster_id.to_string())
+                .bind(new.node)
+                .bind(new.agent_id.map(|a| a.to_string()))
+                .bind(to_json(new.action))
+                .bind(state.as_str())
+                .bind(generation)
+                .bind(lease_deadline)
+                .bind(at)
+                .bind(new.created_by)
+                .execute(&mut *conn)
+                .await
+                .map_err(db_error)?;
+                Ok($crate::model::Task {
+                    id,
+                    cluster_id: new.cluster_id,
+                    node: new.node.to_owned(),
+                    agent_id: new.agent_id,
+                    action: new.action.clone(),
+                    state,
+                    attempt: 1,
+                    generation,
+                    lease_deadline,
+                    result: None,
+                    error: None,
+                    progress: None,
+                    created_at: at,
+                    updated_at: at,
+                    created_by: new.created_by.to_owned(),
+                })
+            }
+
+            async fn insert_events(
+                conn: &mut <$db as sqlx::Database>::Connection,
+                job_id: &str,
+                events: &[$crate::model::NewJobEvent],
+                at: chrono::DateTime<chrono::Utc>,
+            ) -> sqlx::Result<()> {
+                if events.is_empty() {
+                    return Ok(());
+                }
+                sqlx::query($event_lock).execute(&mut *conn).await?;
+                for chunk in events.chunks(Self::MAX_BINDS / 7) {
+                    let mut qb = sqlx::QueryBuilder::<$db>::new(
+                        "INSERT INTO job_events (at, job_id, kind, grp, step, state, message) ",
+                    );
+                    qb.push_values(chunk, |mut b, e| {
+                        b.push_bind(at)
+                            .push_bind(job_id)
+                            .push_bind(e.kind)
+                            .push_bind(e.group.as_deref())
+                            .push_bind(e.step.map(i64::from))
+                            .push_bind(e.state.as_str())
+                            .push_bind(e.message.as_deref());
+                    });
+                    qb.build().execute(&mut *conn).await?;
+                }
+                Ok(())
+            }
+
+            async fn job_summary(
+                conn: &mut <$db as sqlx::Database>::Connection,
+                job_id: &str,
+            ) -> sqlx::Result<std::collections::BTreeMap<String, u32>> {
+                let rows: Vec<(String, i64)> = sqlx::query_as(
+                    "SELECT state, COUNT(*) FROM job_groups WHERE job_id = $1 GROUP BY state",
+                )
+                .bind(job_id)
+                .fetch_all(&mut *conn)
+                .await?;
+                Ok(rows
+                    .into_iter()
+                    .map(|(state, n)| (state, u32::try_from(n).unwrap_or(u32::MAX)))
+                    .collect())
+            }
+
+            /// The jobs of `ids`, in that order; a job deleted meanwhile is skipped.
+            async fn load_jobs(
+                conn: &mut <$db as sqlx::Database>::Connection,
+                ids: Vec<(String,)>,
+            ) -> $crate::error::Result<Vec<$crate::model::Job>> {
+                let mut jobs = Vec::with_capacity(ids.len());
+                for (id,) in ids {
+                    if let Some(job) = Self::load_job(conn, &id).await? {
+                        jobs.push(job);
+                    }
+                }
+                Ok(jobs)
+            }
+
+            async fn load_job(
+                conn: &mut <$db as sqlx::Database>::Connection,
+                id: &str,
+            ) -> $crate::error::Result<Option<$crate::model::Job>> {
+                use $crate::store::common::{db_error, JobRow};
+                let Some(row) = sqlx::query_as::<_, JobRow>(
+                    "SELECT id, name, state, request, approval, created_by, created_at, \
+                     updated_at, version FROM jobs WHERE id = $1",
+                )
+                .bind(id)
+                .fetch_optional(&mut *conn)
+                .await
+                .map_err(db_error)?
+                else {
+                    return Ok(None);
+                };
+                let summary = Self::job_summary(conn, id).await.map_err(db_error)?;
+                row.into_model(summary).map(Some)
             }
 
             async fn insert_resources(
@@ -1812,42 +2042,64 @@ macro_rules! impl_store {
                 &self,
                 new: &$crate::store::NewTask<'_>,
             ) -> $crate::error::Result<$crate::model::Task> {
-                use $crate::store::common::{db_error, now, to_json};
-                let id = uuid::Uuid::now_v7();
-                let at = now();
-                sqlx::query(
-                    "INSERT INTO tasks (id, cluster_id, node, agent_id, action, state, attempt, \
-                     generation, lease_deadline, result, error, progress, created_at, updated_at, \
-                     created_by) \
-                     VALUES ($1, $2, $3, $4, $5, 'pending', 1, 0, NULL, NULL, NULL, NULL, $6, $6, $7)",
+                let mut conn = self
+                    .writer()
+                    .acquire()
+                    .await
+                    .map_err($crate::store::common::db_error)?;
+                Self::insert_task(&mut conn, new).await
+            }
+
+            async fn pending_tasks(
+                &self,
+                limit: u32,
+            ) -> $crate::error::Result<Vec<$crate::model::Task>> {
+                use $crate::store::common::{db_error, task_columns, TaskRow};
+                sqlx::query_as::<_, TaskRow>(concat!(
+                    "SELECT ",
+                    task_columns!(),
+                    " FROM tasks WHERE state = 'pending' ORDER BY id LIMIT $1"
+                ))
+                .bind(i64::from(limit))
+                .fetch_all(self.reader())
+                .await
+                .map_err(db_error)?
+                .into_iter()
+                .map(TaskRow::into_model)
+                .collect()
+            }
+
+            async fn revoked_agents_since(
+                &self,
+                since: chrono::DateTime<chrono::Utc>,
+            ) -> $crate::error::Result<Vec<(uuid::Uuid, chrono::DateTime<chrono::Utc>)>> {
+                use $crate::store::common::{db_error, parse_uuid, truncate};
+                let rows: Vec<(String, chrono::DateTime<chrono::Utc>)> = sqlx::query_as(
+                    "SELECT id, revoked_at FROM agents WHERE revoked_at > $1 \
+                     ORDER BY revoked_at, id",
                 )
-                .bind(id.to_string())
-                .bind(new.cluster_id.to_string())
-                .bind(new.node)
-                .bind(new.agent_id.map(|a| a.to_string()))
-                .bind(to_json(new.action))
-                .bind(at)
-                .bind(new.created_by)
-                .execute(self.writer())
+                .bind(truncate(since))
+                .fetch_all(self.reader())
                 .await
                 .map_err(db_error)?;
-                Ok($crate::model::Task {
-                    id,
-                    cluster_id: new.cluster_id,
-                    node: new.node.to_owned(),
-                    agent_id: new.agent_id,
-                    action: new.action.clone(),
-                    state: $crate::model::TaskState::Pending,
-                    attempt: 1,
-                    generation: 0,
-                    lease_deadline: None,
-                    result: None,
-                    error: None,
-                    progress: None,
-                    created_at: at,
-                    updated_at: at,
-                    created_by: new.created_by.to_owned(),
-                })
+                rows.into_iter()
+                    .map(|(id, at)| Ok((parse_uuid(&id)?, at)))
+                    .collect()
+            }
+
+            async fn announce(
+                &self,
+                change: $crate::store::Change,
+            ) -> $crate::error::Result<()> {
+                self.announce_change(change).await
+            }
+
+            async fn subscribe(
+                &self,
+            ) -> $crate::error::Result<
+                Option<tokio::sync::mpsc::Receiver<$crate::store::Change>>,
+            > {
+                self.subscribe_changes().await
             }
 
             async fn get_task(
@@ -2082,6 +2334,411 @@ macro_rules! impl_store {
             }
 
             // ---- audit --------------------------------------------------------------------
+
+            async fn create_job(
+                &self,
+                job: &$crate::store::NewJob<'_>,
+            ) -> $crate::error::Result<$crate::model::Job> {
+                use $crate::store::common::{db_error, to_json, truncate};
+                let id = job.id.to_string();
+                let at = truncate(job.at);
+                let mut tx = self.writer().begin().await.map_err(db_error)?;
+                for key in job.holds {
+                    let holder: Option<(String,)> =
+                        sqlx::query_as("SELECT job_id FROM job_holds WHERE key = $1")
+                            .bind(key)
+                            .fetch_optional(&mut *tx)
+                            .await
+                            .map_err(db_error)?;
+                    if let Some((holder,)) = holder {
+                        let what = key.split(':').next().unwrap_or("group");
+                        let name = key.rsplit(':').next().unwrap_or(key);
+                        return Err($crate::error::Error::conflict(format!(
+                            "{what} `{name}` belongs to job {holder}, which has not finished \
+                             (a failed job keeps its groups until retried or cancelled); wait \
+                             for it or cancel it"
+                        )));
+                    }
+                }
+                sqlx::query(
+                    "INSERT INTO jobs (id, name, state, request, approval, created_by, \
+                     created_at, updated_at, version) VALUES ($1, $2, 'running', $3, NULL, $4, \
+                     $5, $5, 1)",
+                )
+                .bind(&id)
+                .bind(job.name)
+                .bind(to_json(job.request))
+                .bind(job.created_by)
+                .bind(at)
+                .execute(&mut *tx)
+                .await
+                .map_err(db_error)?;
+                for (position, group) in job.groups.iter().enumerate() {
+                    sqlx::query(
+                        "INSERT INTO job_groups (job_id, name, position, state, doc, version) \
+                         VALUES ($1, $2, $3, $4, $5, $6)",
+                    )
+                    .bind(&id)
+                    .bind(&group.name)
+                    .bind(position as i64)
+                    .bind(group.state.as_str())
+                    .bind(to_json(group))
+                    .bind(group.version)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db_error)?;
+                }
+                for key in job.holds {
+                    sqlx::query("INSERT INTO job_holds (key, job_id) VALUES ($1, $2)")
+                        .bind(key)
+                        .bind(&id)
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(|e| $crate::store::common::unique_or(e, || {
+                            $crate::error::Error::conflict(format!(
+                                "`{key}` was taken by another job a moment ago; plan again"
+                            ))
+                        }))?;
+                }
+                let created = [$crate::model::NewJobEvent {
+                    kind: "job",
+                    group: None,
+                    step: None,
+                    state: $crate::model::JobState::Running.as_str().to_owned(),
+                    message: Some(format!("created with {} groups", job.groups.len())),
+                }];
+                Self::insert_events(&mut tx, &id, &created, at)
+                    .await
+                    .map_err(db_error)?;
+                let stored = Self::load_job(&mut tx, &id).await?;
+                tx.commit().await.map_err(db_error)?;
+                stored.ok_or_else(|| $crate::error::Error::internal("the job vanished"))
+            }
+
+            async fn get_job(
+                &self,
+                id: uuid::Uuid,
+            ) -> $crate::error::Result<$crate::model::Job> {
+                use $crate::store::common::db_error;
+                let mut conn = self.reader().acquire().await.map_err(db_error)?;
+                Self::load_job(&mut conn, &id.to_string())
+                    .await?
+                    .ok_or_else(|| $crate::error::Error::not_found(format!("no job `{id}`")))
+            }
+
+            async fn list_jobs(
+                &self,
+                limit: u32,
+                after: Option<uuid::Uuid>,
+            ) -> $crate::error::Result<Vec<$crate::model::Job>> {
+                use $crate::store::common::db_error;
+                let mut conn = self.reader().acquire().await.map_err(db_error)?;
+                let ids: Vec<(String,)> = sqlx::query_as(
+                    "SELECT id FROM jobs WHERE id > $1 ORDER BY id LIMIT $2",
+                )
+                .bind(after.map(|a| a.to_string()).unwrap_or_default())
+                .bind(i64::from(limit))
+                .fetch_all(&mut *conn)
+                .await
+                .map_err(db_error)?;
+                Self::load_jobs(&mut conn, ids).await
+            }
+
+            async fn active_jobs(&self) -> $crate::error::Result<Vec<$crate::model::Job>> {
+                use $crate::store::common::db_error;
+                let mut conn = self.reader().acquire().await.map_err(db_error)?;
+                let ids: Vec<(String,)> = sqlx::query_as(
+                    "SELECT id FROM jobs WHERE state IN ('running', 'paused', 'cancelling', \
+                     'failed') ORDER BY id",
+                )
+                .fetch_all(&mut *conn)
+                .await
+                .map_err(db_error)?;
+                Self::load_jobs(&mut conn, ids).await
+            }
+
+            async fn job_groups(
+                &self,
+                job_id: uuid::Uuid,
+            ) -> $crate::error::Result<Vec<$crate::model::JobGroup>> {
+                use $crate::store::common::{db_error, parse_json};
+                let rows: Vec<(String, i64)> = sqlx::query_as(
+                    "SELECT doc, version FROM job_groups WHERE job_id = $1 ORDER BY position",
+                )
+                .bind(job_id.to_string())
+                .fetch_all(self.reader())
+                .await
+                .map_err(db_error)?;
+                rows.into_iter()
+                    .map(|(doc, version)| {
+                        let mut group: $crate::model::JobGroup = parse_json("job group", &doc)?;
+                        group.version = version;
+                        Ok(group)
+                    })
+                    .collect()
+            }
+
+            async fn job_baseline(
+                &self,
+                job_id: uuid::Uuid,
+                group: &str,
+            ) -> $crate::error::Result<Option<Vec<$crate::model::Share>>> {
+                use $crate::store::common::{db_error, parse_json};
+                let row: Option<(String,)> = sqlx::query_as(
+                    "SELECT shares FROM job_baselines WHERE job_id = $1 AND name = $2",
+                )
+                .bind(job_id.to_string())
+                .bind(group)
+                .fetch_optional(self.reader())
+                .await
+                .map_err(db_error)?;
+                row.map(|(shares,)| parse_json("job baseline", &shares))
+                    .transpose()
+            }
+
+            async fn save_group(
+                &self,
+                job_id: uuid::Uuid,
+                update: &$crate::store::GroupUpdate<'_>,
+            ) -> $crate::error::Result<Option<$crate::store::SavedGroup>> {
+                use $crate::store::common::{db_error, to_json, truncate};
+                let id = job_id.to_string();
+                let at = truncate(update.at);
+                let read = update.group.version;
+                let mut stored = update.group.clone();
+                stored.version = read + 1;
+                let mut tx = self.writer().begin().await.map_err(db_error)?;
+                let changed = sqlx::query(
+                    "UPDATE job_groups SET state = $3, doc = $4, version = $5 \
+                     WHERE job_id = $1 AND name = $2 AND version = $6",
+                )
+                .bind(&id)
+                .bind(&stored.name)
+                .bind(stored.state.as_str())
+                .bind(to_json(&stored))
+                .bind(stored.version)
+                .bind(read)
+                .execute(&mut *tx)
+                .await
+                .map_err(db_error)?
+                .rows_affected();
+                if changed == 0 {
+                    return Ok(None);
+                }
+                let task = match &update.task {
+                    Some(new) => Some(Self::insert_task(&mut tx, new).await?),
+                    None => None,
+                };
+                if let Some(shares) = update.baseline {
+                    sqlx::query(
+                        "INSERT INTO job_baselines (job_id, name, shares) VALUES ($1, $2, $3) \
+                         ON CONFLICT (job_id, name) DO UPDATE SET shares = excluded.shares",
+                    )
+                    .bind(&id)
+                    .bind(&stored.name)
+                    .bind(to_json(&shares))
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db_error)?;
+                }
+                Self::insert_events(&mut tx, &id, update.events, at)
+                    .await
+                    .map_err(db_error)?;
+                sqlx::query("UPDATE jobs SET updated_at = $2 WHERE id = $1")
+                    .bind(&id)
+                    .bind(at)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db_error)?;
+                tx.commit().await.map_err(db_error)?;
+                Ok(Some($crate::store::SavedGroup {
+                    version: stored.version,
+                    task,
+                }))
+            }
+
+            async fn update_job(
+                &self,
+                job_id: uuid::Uuid,
+                update: &$crate::store::JobUpdate<'_>,
+            ) -> $crate::error::Result<Option<$crate::model::Job>> {
+                use $crate::store::common::{db_error, to_json, truncate};
+                let id = job_id.to_string();
+                let at = truncate(update.at);
+                let mut tx = self.writer().begin().await.map_err(db_error)?;
+                let changed = match update.approval {
+                    Some(approval) => sqlx::query(
+                        "UPDATE jobs SET state = $2, approval = $3, updated_at = $4, \
+                         version = version + 1 WHERE id = $1 AND version = $5",
+                    )
+                    .bind(&id)
+                    .bind(update.state.as_str())
+                    .bind(approval.map(to_json))
+                    .bind(at)
+                    .bind(update.expected_version),
+                    None => sqlx::query(
+                        "UPDATE jobs SET state = $2, updated_at = $3, version = version + 1 \
+                         WHERE id = $1 AND version = $4",
+                    )
+                    .bind(&id)
+                    .bind(update.state.as_str())
+                    .bind(at)
+                    .bind(update.expected_version),
+                }
+                .execute(&mut *tx)
+                .await
+                .map_err(db_error)?
+                .rows_affected();
+                if changed == 0 {
+                    return Ok(None);
+                }
+                // A failed job keeps its groups (half-migrated, maybe) until it is retried or
+                // cancelled.
+                if matches!(
+                    update.state,
+                    $crate::model::JobState::Succeeded | $crate::model::JobState::Cancelled
+                ) {
+                    sqlx::query("DELETE FROM job_holds WHERE job_id = $1")
+                        .bind(&id)
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(db_error)?;
+                }
+                Self::insert_events(&mut tx, &id, update.events, at)
+                    .await
+                    .map_err(db_error)?;
+                let job = Self::load_job(&mut tx, &id).await?;
+                tx.commit().await.map_err(db_error)?;
+                Ok(job)
+            }
+
+            async fn job_events(
+                &self,
+                filter: &$crate::store::EventFilter<'_>,
+                after: i64,
+                limit: u32,
+            ) -> $crate::error::Result<Vec<$crate::model::JobEvent>> {
+                use $crate::store::common::{db_error, JobEventRow};
+                let mut qb = sqlx::QueryBuilder::<$db>::new(
+                    "SELECT seq, at, job_id, kind, grp, step, state, message FROM job_events \
+                     WHERE seq > ",
+                );
+                qb.push_bind(after);
+                if let Some(job_id) = filter.job_id {
+                    qb.push(" AND job_id = ").push_bind(job_id.to_string());
+                }
+                if let Some(group) = filter.group {
+                    qb.push(" AND grp = ").push_bind(group.to_owned());
+                }
+                if let Some(step) = filter.step {
+                    qb.push(" AND step = ").push_bind(i64::from(step));
+                }
+                qb.push(" ORDER BY seq LIMIT ").push_bind(i64::from(limit));
+                qb.build_query_as::<JobEventRow>()
+                    .fetch_all(self.reader())
+                    .await
+                    .map_err(db_error)?
+                    .into_iter()
+                    .map(JobEventRow::into_model)
+                    .collect()
+            }
+
+            async fn claim_scheduler(
+                &self,
+                holder: &str,
+                until: chrono::DateTime<chrono::Utc>,
+                now: chrono::DateTime<chrono::Utc>,
+            ) -> $crate::error::Result<bool> {
+                use $crate::store::common::{db_error, truncate};
+                let claimed = sqlx::query(
+                    "INSERT INTO scheduler_lease (id, holder, until) VALUES (1, $1, $2) \
+                     ON CONFLICT (id) DO UPDATE SET holder = excluded.holder, \
+                     until = excluded.until \
+                     WHERE scheduler_lease.holder = excluded.holder OR scheduler_lease.until < $3",
+                )
+                .bind(holder)
+                .bind(truncate(until))
+                .bind(truncate(now))
+                .execute(self.writer())
+                .await
+                .map_err(db_error)?
+                .rows_affected();
+                Ok(claimed > 0)
+            }
+
+            async fn create_webhook(
+                &self,
+                hook: &$crate::store::Webhook,
+            ) -> $crate::error::Result<()> {
+                use $crate::store::common::{db_error, truncate};
+                sqlx::query(
+                    "INSERT INTO webhooks (id, url, secret, job_id, delivered, failures, \
+                     next_attempt, last_error, created_by, created_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+                )
+                .bind(hook.id.to_string())
+                .bind(&hook.url)
+                .bind(&hook.secret)
+                .bind(hook.job_id.map(|j| j.to_string()))
+                .bind(hook.delivered)
+                .bind(i64::from(hook.failures))
+                .bind(hook.next_attempt.map(truncate))
+                .bind(&hook.last_error)
+                .bind(&hook.created_by)
+                .bind(truncate(hook.created_at))
+                .execute(self.writer())
+                .await
+                .map_err(db_error)?;
+                Ok(())
+            }
+
+            async fn list_webhooks(
+                &self,
+            ) -> $crate::error::Result<Vec<$crate::store::Webhook>> {
+                use $crate::store::common::{db_error, WebhookRow};
+                sqlx::query_as::<_, WebhookRow>(
+                    "SELECT id, url, secret, job_id, delivered, failures, next_attempt, \
+                     last_error, created_by, created_at FROM webhooks ORDER BY id",
+                )
+                .fetch_all(self.reader())
+                .await
+                .map_err(db_error)?
+                .into_iter()
+                .map(WebhookRow::into_model)
+                .collect()
+            }
+
+            async fn delete_webhook(&self, id: uuid::Uuid) -> $crate::error::Result<bool> {
+                use $crate::store::common::db_error;
+                Ok(sqlx::query("DELETE FROM webhooks WHERE id = $1")
+                    .bind(id.to_string())
+                    .execute(self.writer())
+                    .await
+                    .map_err(db_error)?
+                    .rows_affected()
+                    > 0)
+            }
+
+            async fn record_webhook_delivery(
+                &self,
+                id: uuid::Uuid,
+                delivery: &$crate::store::WebhookDelivery,
+            ) -> $crate::error::Result<()> {
+                use $crate::store::common::{db_error, truncate};
+                sqlx::query(
+                    "UPDATE webhooks SET delivered = $2, failures = $3, next_attempt = $4, \
+                     last_error = $5 WHERE id = $1",
+                )
+                .bind(id.to_string())
+                .bind(delivery.delivered)
+                .bind(i64::from(delivery.failures))
+                .bind(delivery.next_attempt.map(truncate))
+                .bind(&delivery.last_error)
+                .execute(self.writer())
+                .await
+                .map_err(db_error)?;
+                Ok(())
+            }
 
             async fn append_audit(
                 &self,

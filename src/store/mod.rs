@@ -18,6 +18,7 @@ use crate::model::{
     InventoryDocument, JoinTokenInfo, NewAudit, NewCluster, Resource, Share, SnapshotInfo, Task,
     TaskOutcome, TaskProgress, TaskRef, TokenInfo,
 };
+use crate::model::{Approval, Job, JobEvent, JobGroup, JobRequest, JobState, NewJobEvent};
 
 /// Which database a store runs on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -126,6 +127,110 @@ pub struct NewTask<'a> {
     pub agent_id: Option<Uuid>,
     pub action: &'a Action,
     pub created_by: &'a str,
+    /// The id to store it under; a new one when `None`. The scheduler names the task in its
+    /// step before both are written in one transaction.
+    pub id: Option<Uuid>,
+    /// Stores the task already assigned to `agent_id` under this lease (generation 1), for an
+    /// agent connected to this server: one write instead of a store and an assignment.
+    pub lease_deadline: Option<DateTime<Utc>>,
+}
+
+/// A job to store.
+#[derive(Debug, Clone)]
+pub struct NewJob<'a> {
+    pub id: Uuid,
+    pub name: &'a str,
+    pub request: &'a JobRequest,
+    pub created_by: &'a str,
+    pub groups: &'a [JobGroup],
+    /// Keys of what the job holds while active (`group:...`, `disk:...`).
+    pub holds: &'a [String],
+    pub at: DateTime<Utc>,
+}
+
+/// A group's next state, as `save_group` writes it.
+#[derive(Debug, Clone)]
+pub struct GroupUpdate<'a> {
+    /// Its `version` is the version read; the stored one becomes `version + 1`.
+    pub group: &'a JobGroup,
+    pub task: Option<NewTask<'a>>,
+    pub baseline: Option<&'a [Share]>,
+    pub events: &'a [NewJobEvent],
+    pub at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct SavedGroup {
+    pub version: i64,
+    pub task: Option<Task>,
+}
+
+#[derive(Debug, Clone)]
+pub struct JobUpdate<'a> {
+    pub expected_version: i64,
+    pub state: JobState,
+    /// `Some(None)` clears the approval.
+    pub approval: Option<Option<&'a Approval>>,
+    pub events: &'a [NewJobEvent],
+    pub at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+pub struct EventFilter<'a> {
+    pub job_id: Option<Uuid>,
+    pub group: Option<&'a str>,
+    pub step: Option<u32>,
+}
+
+/// A registered webhook; the secret signs its deliveries, so it is kept as given.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Webhook {
+    pub id: Uuid,
+    pub url: String,
+    pub secret: String,
+    pub job_id: Option<Uuid>,
+    /// The last event sequence delivered.
+    pub delivered: i64,
+    pub failures: u32,
+    pub next_attempt: Option<DateTime<Utc>>,
+    pub last_error: Option<String>,
+    pub created_by: String,
+    pub created_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct WebhookDelivery {
+    pub delivered: i64,
+    pub failures: u32,
+    pub next_attempt: Option<DateTime<Utc>>,
+    pub last_error: Option<String>,
+}
+
+/// What a replica announces to the others sharing its database.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Change {
+    /// A task waits for an agent that may be connected elsewhere.
+    Tasks,
+    /// An agent was revoked; whoever holds its stream must close it.
+    Agents,
+    /// A job or one of its tasks changed; the replica running the scheduler looks now.
+    Jobs,
+}
+
+impl Change {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Change::Tasks => "tasks",
+            Change::Agents => "agents",
+            Change::Jobs => "jobs",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        [Change::Tasks, Change::Agents, Change::Jobs]
+            .into_iter()
+            .find(|c| c.as_str() == s)
+    }
 }
 
 /// Result of claiming an `Idempotency-Key`.
@@ -262,8 +367,24 @@ pub trait Store: Send + Sync + 'static {
 
     // ---- tasks ----------------------------------------------------------------------------
 
-    /// Stores a pending task: attempt 1, generation 0.
+    /// Stores a task, attempt 1: pending with generation 0, or assigned with generation 1 when
+    /// `new.lease_deadline` is set.
     async fn create_task(&self, new: &NewTask<'_>) -> Result<Task>;
+    /// Pending tasks of any agent or cluster, oldest first: what the gateways' sweep offers to
+    /// the agents connected to them.
+    async fn pending_tasks(&self, limit: u32) -> Result<Vec<Task>>;
+    /// Agents revoked after `since`, with the time they were revoked, oldest first.
+    async fn revoked_agents_since(
+        &self,
+        since: DateTime<Utc>,
+    ) -> Result<Vec<(Uuid, DateTime<Utc>)>>;
+    /// Tells every replica sharing the database (this one included) that `change` happened, so
+    /// its sweep runs now rather than at its next tick. A no-op where one server owns the
+    /// database.
+    async fn announce(&self, change: Change) -> Result<()>;
+    /// The announcements of every replica, or `None` where there are no other replicas. A lost
+    /// connection drops announcements; the periodic sweep makes up for them.
+    async fn subscribe(&self) -> Result<Option<tokio::sync::mpsc::Receiver<Change>>>;
     /// `NotFound` for an unknown id.
     async fn get_task(&self, id: Uuid) -> Result<Task>;
     /// The agent's unfinished tasks (pending, assigned, running), oldest first.
@@ -311,6 +432,59 @@ pub trait Store: Send + Sync + 'static {
     /// Moves every lease in flight that ends before `deadline` to `deadline`: a starting server
     /// gives agents time to reconnect rather than blaming them for its own absence.
     async fn extend_leases(&self, deadline: DateTime<Utc>) -> Result<u64>;
+
+    // ---- jobs -----------------------------------------------------------------------------
+
+    /// Stores a job, its groups, its holds and its first event in one transaction. A hold that
+    /// another active job has is a `Conflict` naming that job, and nothing is stored.
+    async fn create_job(&self, job: &NewJob<'_>) -> Result<Job>;
+    /// `NotFound` for an unknown id.
+    async fn get_job(&self, id: Uuid) -> Result<Job>;
+    /// Oldest first; ids strictly above `after`.
+    async fn list_jobs(&self, limit: u32, after: Option<Uuid>) -> Result<Vec<Job>>;
+    /// Jobs running, paused, cancelling or failed (a failed job still holds its groups and can
+    /// be retried), oldest first.
+    async fn active_jobs(&self) -> Result<Vec<Job>>;
+    /// The job's groups in request order, each with its version.
+    async fn job_groups(&self, job_id: Uuid) -> Result<Vec<JobGroup>>;
+    async fn job_baseline(&self, job_id: Uuid, group: &str) -> Result<Option<Vec<Share>>>;
+    /// Writes a group's new state over `update.group.version` (the version read), with its task,
+    /// baseline and events, in one transaction. `None` when the version moved on: someone else
+    /// changed the group first, and nothing was written.
+    async fn save_group(
+        &self,
+        job_id: Uuid,
+        update: &GroupUpdate<'_>,
+    ) -> Result<Option<SavedGroup>>;
+    /// Sets the job's state (and approval, when `Some`) over `expected_version`, with events;
+    /// a finished job's holds are released. `None` when the version moved on.
+    async fn update_job(&self, job_id: Uuid, update: &JobUpdate<'_>) -> Result<Option<Job>>;
+    /// Events in sequence order after `after`, of one job or all, optionally of one group and
+    /// step.
+    async fn job_events(
+        &self,
+        filter: &EventFilter<'_>,
+        after: i64,
+        limit: u32,
+    ) -> Result<Vec<JobEvent>>;
+    /// Takes or renews the scheduler lease for `holder` until `until`; false while another
+    /// holder's lease runs.
+    async fn claim_scheduler(
+        &self,
+        holder: &str,
+        until: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Result<bool>;
+
+    // ---- webhooks -------------------------------------------------------------------------
+
+    async fn create_webhook(&self, hook: &Webhook) -> Result<()>;
+    /// Oldest first.
+    async fn list_webhooks(&self) -> Result<Vec<Webhook>>;
+    /// False when there was no such webhook.
+    async fn delete_webhook(&self, id: Uuid) -> Result<bool>;
+    /// Records a delivery attempt: `delivered` is the last event sequence it has acknowledged.
+    async fn record_webhook_delivery(&self, id: Uuid, delivery: &WebhookDelivery) -> Result<()>;
 
     // ---- audit ----------------------------------------------------------------------------
 

@@ -5,11 +5,17 @@
 
 use std::time::Duration;
 
-use sqlx::postgres::{PgConnection, PgPool, PgPoolOptions};
+use sqlx::postgres::{PgConnection, PgListener, PgPool, PgPoolOptions};
+use tokio::sync::mpsc;
 
-use super::common::{ShareInsert, impl_store};
+use super::Change;
+use super::common::{ShareInsert, db_error, impl_store};
+use crate::error::Result;
 
 const CONNECTIONS: u32 = 10;
+
+/// The `LISTEN`/`NOTIFY` channel replicas wake each other on; the payload is a [`Change`].
+const CHANGES_CHANNEL: &str = "ferry_changes";
 
 /// Shares per `INSERT ... SELECT FROM UNNEST`, to bound the size of one message.
 const UNNEST_CHUNK: usize = 20_000;
@@ -29,6 +35,57 @@ impl PostgresStore {
             .await?;
         sqlx::migrate!("migrations/postgres").run(&pool).await?;
         Ok(Self { pool })
+    }
+
+    async fn announce_change(&self, change: Change) -> Result<()> {
+        sqlx::query("SELECT pg_notify($1, $2)")
+            .bind(CHANGES_CHANNEL)
+            .bind(change.as_str())
+            .execute(&self.pool)
+            .await
+            .map_err(db_error)?;
+        Ok(())
+    }
+
+    /// A dedicated connection listening for announcements. `PgListener` reconnects by itself
+    /// after a lost connection; what was announced meanwhile is lost, which the sweeps that
+    /// listen here tolerate by also running on a timer.
+    async fn subscribe_changes(&self) -> Result<Option<mpsc::Receiver<Change>>> {
+        let mut listener = PgListener::connect_with(&self.pool)
+            .await
+            .map_err(db_error)?;
+        listener.listen(CHANGES_CHANNEL).await.map_err(db_error)?;
+        // A wake-up signal: when the reader is behind, one queued change is as good as many.
+        let (tx, rx) = mpsc::channel(16);
+        tokio::spawn(async move {
+            loop {
+                // Ends with its subscriber, so a stopped server returns the connection.
+                let received = tokio::select! {
+                    _ = tx.closed() => break,
+                    received = listener.recv() => received,
+                };
+                match received {
+                    Ok(notification) => match Change::parse(notification.payload()) {
+                        Some(change) => match tx.try_send(change) {
+                            Ok(()) | Err(mpsc::error::TrySendError::Full(_)) => {}
+                            Err(mpsc::error::TrySendError::Closed(_)) => break,
+                        },
+                        None => tracing::debug!(
+                            payload = notification.payload(),
+                            "ignoring an unknown announcement"
+                        ),
+                    },
+                    Err(e) => {
+                        if tx.is_closed() {
+                            break;
+                        }
+                        tracing::warn!(error = %e, "lost the announcement listener; reconnecting");
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                    }
+                }
+            }
+        });
+        Ok(Some(rx))
     }
 
     fn reader(&self) -> &PgPool {
@@ -103,5 +160,6 @@ impl_store!(
     lock = "FOR UPDATE OF c",
     principal = ("s.principals::jsonb @> jsonb_build_array(", "::text)"),
     // The protocol counts parameters in an i16 slot; the server accepts fewer than 65,535.
+    event_lock = "SELECT pg_advisory_xact_lock(7262000001)",
     max_binds = 65534,
 );

@@ -24,6 +24,17 @@ pub struct SqliteStore {
 }
 
 impl SqliteStore {
+    /// One server owns a SQLite database: there is nobody to tell.
+    async fn announce_change(&self, _change: super::Change) -> crate::error::Result<()> {
+        Ok(())
+    }
+
+    async fn subscribe_changes(
+        &self,
+    ) -> crate::error::Result<Option<tokio::sync::mpsc::Receiver<super::Change>>> {
+        Ok(None)
+    }
+
     /// Opens (creating if missing) the database and applies the migrations.
     ///
     /// An in-memory URL (`sqlite::memory:`) works: it then lives in one connection that serves
@@ -112,5 +123,6 @@ impl_store!(
         ")"
     ),
     // SQLITE_MAX_VARIABLE_NUMBER of the bundled SQLite.
+    event_lock = "SELECT 1",
     max_binds = 32766,
 );

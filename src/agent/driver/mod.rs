@@ -264,6 +264,17 @@ impl MigrationReport {
     }
 }
 
+/// What [`ClusterDriver::replace_disk_resource`] did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DiskReplacement {
+    /// The group's physical disk resource now.
+    pub resource: String,
+    /// Physical disk resources taken out of the group (and deleted).
+    pub removed: Vec<String>,
+    /// Resources whose dependency moved from a removed disk resource to `resource`.
+    pub repointed: Vec<String>,
+}
+
 // ---- configuration facts ------------------------------------------------------------------------
 
 /// Configuration facts the validation rules judge (third field note). `None` means the driver could
@@ -447,6 +458,27 @@ pub trait ClusterDriver: Send + Sync {
 
     /// Gives a cluster disk a drive letter such as `F:`.
     async fn assign_drive_letter(&self, disk: &str, letter: &str) -> Result<Disk, DriverError>;
+
+    /// Finds a disk no group holds and gives it `letter`, for a migrated group to land on (the
+    /// interim cluster's prepared disk). A free disk that already has the letter is the answer
+    /// (a retry); the letter on a disk some group holds is a `Conflict` naming the group; no free
+    /// disk at all is `NotFound`.
+    async fn prepare_disk(&self, letter: &str) -> Result<Disk, DriverError>;
+
+    /// Makes `disk` (a disk of this cluster) the group's only physical disk resource, lettered
+    /// `letter`: adds it when absent, moves every dependency on the group's other physical disk
+    /// resources to it, then deletes those (a migrated group still names the source's disk).
+    /// Running it again changes nothing.
+    async fn replace_disk_resource(
+        &self,
+        group: &str,
+        disk: &str,
+        letter: &str,
+    ) -> Result<DiskReplacement, DriverError>;
+
+    /// Deletes the group with its resources; `Ok(false)` when it does not exist. A group with any
+    /// resource online is a `Conflict`: deleting a serving group is never what a retry meant.
+    async fn remove_group(&self, group: &str) -> Result<bool, DriverError>;
 
     async fn config_facts(&self) -> Result<ConfigFacts, DriverError>;
 

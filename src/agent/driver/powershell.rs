@@ -41,9 +41,9 @@ use serde_json::{Map, Value};
 use tokio::io::AsyncWriteExt;
 
 use super::{
-    ClusterDriver, ConfigFacts, CsvVolumeFacts, DriverError, ErrorKind, GroupOutcome, HbaFacts,
-    MigrationReport, NetworkFacts, NodeFacts, PerfSnapshot, QuorumFacts, QuorumType, ResourceError,
-    ResourceOutcome, normalize_drive_letter,
+    ClusterDriver, ConfigFacts, CsvVolumeFacts, DiskReplacement, DriverError, ErrorKind,
+    GroupOutcome, HbaFacts, MigrationReport, NetworkFacts, NodeFacts, PerfSnapshot, QuorumFacts,
+    QuorumType, ResourceError, ResourceOutcome, normalize_drive_letter,
 };
 use crate::model::{
     Access, AceType, CachingMode, Disk, Group, InventoryDocument, Network, NetworkRole, Node,
@@ -439,6 +439,127 @@ if ($path -ne $letter) {{
 ",
             disk = ps_quote(disk),
             letter = ps_quote(letter),
+        ))
+    }
+
+    /// Sets `$path` to `$letter` on the volume of `$part` (a `MSCluster_DiskPartition` of disk
+    /// `$diskName`) unless it already is: `Set-Partition` from 2012 on, WMI `Win32_Volume` before
+    /// (the Storage module does not exist on 2008). The letter must be free on the owner node.
+    fn set_letter(&self) -> String {
+        let change = if self.smb() {
+            "  if ($null -ne (Get-Partition -CimSession $node -DriveLetter $letter.Substring(0, 1) -ErrorAction SilentlyContinue)) { Write-Error -Message ('Drive letter ' + $letter + ' is already used on ' + $node) -Category ResourceExists }
+  $partition = @(Get-Partition -CimSession $node | Where-Object { $_.AccessPaths -contains ('\\\\?\\Volume' + [string]$part.VolumeGuid + '\\') })[0]
+  if ($null -eq $partition) { Write-Error -Message ('No partition found for disk ' + $diskName) -Category ObjectNotFound }
+  $partition | Set-Partition -NewDriveLetter $letter.Substring(0, 1)
+"
+        } else {
+            "  $volumes = @(Get-WmiObject -Class Win32_Volume -ComputerName $node)
+  $taken = @($volumes | Where-Object { $_.DriveLetter -eq $letter })
+  if ($taken.Count -gt 0) { Write-Error -Message ('Drive letter ' + $letter + ' is already used on ' + $node) -Category ResourceExists }
+  $volume = $volumes | Where-Object { $_.DeviceID -eq ('\\\\?\\Volume' + [string]$part.VolumeGuid + '\\') }
+  if ($null -eq $volume) { Write-Error -Message ('No volume found for disk ' + $diskName) -Category ObjectNotFound }
+  $volume.DriveLetter = $letter
+  $null = $volume.Put()
+"
+        };
+        format!(
+            "$path = [string]$part.Path
+if ($path -ne $letter) {{
+  $node = [string](Get-ClusterResource -Name $diskName).OwnerNode
+{change}  $path = $letter
+}}
+"
+        )
+    }
+
+    /// Picks a disk of `Available Storage` (the one already lettered `letter`, else an unlettered
+    /// one, else any) and letters it. A letter on a disk some group owns is refused.
+    pub fn prepare_disk(&self, letter: &str) -> String {
+        wrap(&format!(
+            "$letter = {letter}
+$disks = @(Get-WmiObject -Namespace 'root\\MSCluster' -Class MSCluster_Resource | Where-Object {{ $_.Type -eq 'Physical Disk' }} | ForEach-Object {{ $w = $_; $w.GetRelated('MSCluster_Disk') | ForEach-Object {{ $_.GetRelated('MSCluster_DiskPartition') }} | ForEach-Object {{ [pscustomobject]@{{ Resource = [string]$w.Name; Group = [string](Get-ClusterResource -Name $w.Name).OwnerGroup.Name; Path = [string]$_.Path; Part = $_ }} }} }})
+$disk = @($disks | Where-Object {{ $_.Path -eq $letter }})[0]
+if ($null -ne $disk -and $disk.Group -ne 'Available Storage') {{ Write-Error -Message ('Drive letter ' + $letter + ' is taken by disk ' + $disk.Resource + ' of group ' + $disk.Group) -Category ResourceExists }}
+if ($null -eq $disk) {{
+  $free = @($disks | Where-Object {{ $_.Group -eq 'Available Storage' }})
+  $disk = @($free | Where-Object {{ $_.Path -notmatch '^[A-Za-z]:$' }})[0]
+  if ($null -eq $disk) {{ $disk = $free[0] }}
+  if ($null -eq $disk) {{ Write-Error -Message 'No disk is in Available Storage: present a spare LUN to the cluster and add it to its storage' -Category ObjectNotFound }}
+}}
+$diskName = $disk.Resource
+$part = $disk.Part
+{set_letter}[pscustomobject]@{{ Resource = $diskName; Path = $path; TotalMB = [int64]$part.TotalSize; FreeMB = [int64]$part.FreeSpace }} | ConvertTo-Json -Compress
+",
+            letter = ps_quote(letter),
+            set_letter = self.set_letter(),
+        ))
+    }
+
+    /// Moves the disk into the group, letters it, rewrites every dependency expression naming
+    /// one of the group's other physical disks to name it instead, then deletes those disks.
+    /// Every check comes before the first change. The disk must already be a cluster resource or
+    /// an available disk: a Physical Disk resource needs the disk's signature, which
+    /// `Add-ClusterDisk` fills in and a bare `Add-ClusterResource` does not.
+    pub fn replace_disk_resource(
+        &self,
+        group: &str,
+        disk: &str,
+        letter: &str,
+    ) -> Result<String, DriverError> {
+        if disk.contains(['[', ']']) {
+            return Err(DriverError::Unsupported(format!(
+                "disk name `{disk}` contains a bracket, which a cluster dependency expression \
+                 cannot hold"
+            )));
+        }
+        Ok(wrap(&format!(
+            "$groupName = {group}
+$diskName = {disk}
+$letter = {letter}
+$null = Get-ClusterGroup -Name $groupName
+$r = Get-ClusterResource | Where-Object {{ $_.Name -eq $diskName }}
+if ($null -eq $r) {{ $r = Get-ClusterAvailableDisk | Where-Object {{ $_.Name -eq $diskName }} | Add-ClusterDisk }}
+if ($null -eq $r) {{ Write-Error -Message ('No cluster disk or available disk is named ' + $diskName) -Category ObjectNotFound }}
+if ([string]$r.ResourceType -ne 'Physical Disk') {{ Write-Error -Message ($diskName + ' is not a physical disk') -Category InvalidType }}
+$owner = [string]$r.OwnerGroup.Name
+if ($owner -ne $groupName -and $owner -ne 'Available Storage') {{ Write-Error -Message ('Disk ' + $diskName + ' belongs to group ' + $owner + ', not ' + $groupName) -Category ResourceExists }}
+$others = @(Get-ClusterGroup -Name $groupName | Get-ClusterResource | Where-Object {{ [string]$_.ResourceType -eq 'Physical Disk' -and $_.Name -ne $diskName }})
+foreach ($o in $others) {{ if ([string]$o.State -ne 'Offline' -and [string]$o.State -ne 'Failed') {{ Write-Error -Message ('Disk resource ' + [string]$o.Name + ' of group ' + $groupName + ' is ' + [string]$o.State + ': take the group offline first') -Category ResourceBusy }} }}
+if ($owner -ne $groupName) {{ $null = Move-ClusterResource -Name $diskName -Group $groupName }}
+$part = @((Get-WmiObject -Namespace 'root\\MSCluster' -Class MSCluster_Resource | Where-Object {{ $_.Name -eq $diskName }}).GetRelated('MSCluster_Disk') | ForEach-Object {{ $_.GetRelated('MSCluster_DiskPartition') }})[0]
+if ($null -eq $part) {{ Write-Error -Message ('Disk ' + $diskName + ' has no partition') -Category ObjectNotFound }}
+{set_letter}$removed = @($others | ForEach-Object {{ [string]$_.Name }})
+$repointed = @()
+foreach ($d in @(Get-ClusterGroup -Name $groupName | Get-ClusterResource | Where-Object {{ $_.Name -ne $diskName }})) {{
+  $expression = [string]($d | Get-ClusterResourceDependency).DependencyExpression
+  $changed = $false
+  foreach ($n in $removed) {{ $token = '[' + $n + ']'; if ($expression.Contains($token)) {{ $expression = $expression.Replace($token, '[' + $diskName + ']'); $changed = $true }} }}
+  if ($changed) {{ $null = Set-ClusterResourceDependency -Resource $d.Name -Dependency $expression; $repointed += [string]$d.Name }}
+}}
+foreach ($n in $removed) {{ $null = Remove-ClusterResource -Name $n -Force }}
+[pscustomobject]@{{ Resource = $diskName; Removed = $removed; Repointed = $repointed }} | ConvertTo-Json -Compress
+",
+            group = ps_quote(group),
+            disk = ps_quote(disk),
+            letter = ps_quote(letter),
+            set_letter = self.set_letter(),
+        )))
+    }
+
+    pub fn remove_group(&self, group: &str) -> String {
+        wrap(&format!(
+            "$groupName = {group}
+$g = Get-ClusterGroup | Where-Object {{ $_.Name -eq $groupName }}
+$removed = $false
+if ($null -ne $g) {{
+  $online = @($g | Get-ClusterResource | Where-Object {{ [string]$_.State -ne 'Offline' -and [string]$_.State -ne 'Failed' }})
+  if ($online.Count -gt 0) {{ Write-Error -Message ('Group ' + $groupName + ' is online (resource ' + [string]$online[0].Name + ' is ' + [string]$online[0].State + '): take it offline first') -Category ResourceBusy }}
+  $null = Remove-ClusterGroup -Name $groupName -RemoveResources -Force
+  $removed = $true
+}}
+[pscustomobject]@{{ Removed = $removed }} | ConvertTo-Json -Compress
+",
+            group = ps_quote(group),
         ))
     }
 
@@ -1040,6 +1161,26 @@ pub fn parse_disk(value: Value) -> Result<Disk, DriverError> {
 
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "PascalCase")]
+struct PsReplacement {
+    resource: String,
+    #[serde(default, deserialize_with = "de_many")]
+    removed: Vec<String>,
+    #[serde(default, deserialize_with = "de_many")]
+    repointed: Vec<String>,
+}
+
+/// The answer of `replace_disk_resource`; PowerShell prints a one-element array as its element.
+pub fn parse_disk_replacement(value: Value) -> Result<DiskReplacement, DriverError> {
+    let r: PsReplacement = parse_json(value, "disk replacement")?;
+    Ok(DiskReplacement {
+        resource: r.resource,
+        removed: r.removed,
+        repointed: r.repointed,
+    })
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
 struct PsNetwork {
     name: String,
     #[serde(default)]
@@ -1465,6 +1606,47 @@ impl ClusterDriver for PowerShellDriver {
             )
             .await?;
         parse_disk(value)
+    }
+
+    async fn prepare_disk(&self, letter: &str) -> Result<Disk, DriverError> {
+        let letter = normalize_drive_letter(letter)?;
+        let value = self
+            .run("prepare_disk", self.scripts.prepare_disk(&letter))
+            .await?;
+        parse_disk(value)
+    }
+
+    async fn replace_disk_resource(
+        &self,
+        group: &str,
+        disk: &str,
+        letter: &str,
+    ) -> Result<DiskReplacement, DriverError> {
+        let letter = normalize_drive_letter(letter)?;
+        let script = self.scripts.replace_disk_resource(group, disk, &letter)?;
+        let value = self.run("replace_disk_resource", script).await?;
+        parse_disk_replacement(value)
+    }
+
+    async fn remove_group(&self, group: &str) -> Result<bool, DriverError> {
+        // The core groups hold the cluster itself; no runbook step means them.
+        if ["Cluster Group", "Available Storage"]
+            .iter()
+            .any(|core| core.eq_ignore_ascii_case(group.trim()))
+        {
+            return Err(DriverError::Conflict(format!(
+                "{group} is a core cluster group and cannot be removed"
+            )));
+        }
+        let value = self
+            .run("remove_group", self.scripts.remove_group(group))
+            .await?;
+        #[derive(Deserialize)]
+        #[serde(rename_all = "PascalCase")]
+        struct Removed {
+            removed: bool,
+        }
+        Ok(parse_json::<Removed>(value, "removal result")?.removed)
     }
 
     async fn config_facts(&self) -> Result<ConfigFacts, DriverError> {

@@ -30,9 +30,9 @@ use chrono::{DateTime, Utc};
 use serde_json::json;
 
 use super::{
-    ClusterDriver, ConfigFacts, CsvVolumeFacts, DriverError, ErrorKind, GroupOutcome,
-    MigrationReport, MigrationStatus, NetworkFacts, NodeFacts, PerfSnapshot, QuorumFacts,
-    ResourceError, ResourceMigration, ResourceOutcome, normalize_drive_letter,
+    ClusterDriver, ConfigFacts, CsvVolumeFacts, DiskReplacement, DriverError, ErrorKind,
+    GroupOutcome, MigrationReport, MigrationStatus, NetworkFacts, NodeFacts, PerfSnapshot,
+    QuorumFacts, ResourceError, ResourceMigration, ResourceOutcome, normalize_drive_letter,
 };
 use crate::model::{
     Disk, Group, InventoryDocument, Network, Node, OsGeneration, Resource, ResourceKind,
@@ -859,10 +859,25 @@ fn op_migrate(
         };
         for r in &sg.resources {
             let renamed_prefix = format!("{} (", r.name.to_lowercase());
-            let found = existing.resources.iter().find(|e| {
-                let lower = e.name.to_lowercase();
-                lower == r.name.to_lowercase() || lower.starts_with(&renamed_prefix)
-            });
+            let found = existing
+                .resources
+                .iter()
+                .find(|e| {
+                    let lower = e.name.to_lowercase();
+                    lower == r.name.to_lowercase() || lower.starts_with(&renamed_prefix)
+                })
+                // The runbook swaps the migrated disk resource for one of this cluster's disks;
+                // a retried migration still counts the source's disk as arrived.
+                .or_else(|| {
+                    (r.kind == ResourceKind::PhysicalDisk)
+                        .then(|| {
+                            existing
+                                .resources
+                                .iter()
+                                .find(|e| e.kind == ResourceKind::PhysicalDisk)
+                        })
+                        .flatten()
+                });
             report.resources.push(match found {
                 Some(e) => ResourceMigration {
                     resource: r.name.clone(),
@@ -1225,6 +1240,209 @@ fn op_assign_letter(
     Ok(model_disk(&s.disks[di]))
 }
 
+/// A disk some group could take: not a CSV, held by no group's physical disk resource (the sim
+/// knows a disk by its signature, which a resource keeps across a rename).
+fn is_free(s: &SimState, d: &SimDisk) -> bool {
+    !d.csv && s.disk_owner(&d.signature).is_none()
+}
+
+fn op_prepare_disk(s: &mut SimState, letter: &str, dirty: &mut bool) -> Result<Disk, DriverError> {
+    let letter = normalize_drive_letter(letter)?;
+    if let Some(d) = s
+        .disks
+        .iter()
+        .find(|d| d.drive_letter.as_deref() == Some(letter.as_str()))
+    {
+        if let Some((owner, _)) = s.disk_owner(&d.signature) {
+            return Err(DriverError::Conflict(format!(
+                "drive letter {letter} is taken on cluster {} by disk {} of group {}",
+                s.cluster, d.name, owner.name
+            )));
+        }
+        // A retry after the letter was given, or a disk an operator prepared by hand.
+        return Ok(model_disk(d));
+    }
+    if letter == "C:" {
+        return Err(DriverError::Conflict(
+            "C: is the system drive of every node".into(),
+        ));
+    }
+    // An unlettered disk first: a lettered one may be in use outside the cluster's groups.
+    let pick = s
+        .disks
+        .iter()
+        .position(|d| is_free(s, d) && d.drive_letter.is_none())
+        .or_else(|| s.disks.iter().position(|d| is_free(s, d)));
+    let Some(di) = pick else {
+        return Err(DriverError::NotFound(format!(
+            "cluster {} has no disk in available storage (every disk belongs to a group or is a \
+             Cluster Shared Volume): present a spare LUN to it",
+            s.cluster
+        )));
+    };
+    let name = s.disks[di].name.clone();
+    op_assign_letter(s, &name, &letter, dirty)
+}
+
+fn op_replace_disk(
+    s: &mut SimState,
+    group: &str,
+    disk: &str,
+    letter: &str,
+    dirty: &mut bool,
+) -> Result<DiskReplacement, DriverError> {
+    let letter = normalize_drive_letter(letter)?;
+    let gi = group_index(s, group)?;
+    let group_name = s.groups[gi].name.clone();
+    let Some(d) = s.disk(disk) else {
+        return Err(DriverError::NotFound(format!(
+            "cluster {} has no disk named {disk}",
+            s.cluster
+        )));
+    };
+    if d.csv {
+        return Err(DriverError::Conflict(format!(
+            "disk {} is a Cluster Shared Volume and cannot belong to a group",
+            d.name
+        )));
+    }
+    let (disk_name, signature) = (d.name.clone(), d.signature.clone());
+    let current = match s.disk_owner(&signature) {
+        Some((owner, r)) if same_name(&owner.name, &group_name) => Some(r.name.clone()),
+        Some((owner, _)) => {
+            return Err(DriverError::Conflict(format!(
+                "disk {disk_name} belongs to group {}, not {group_name}",
+                owner.name
+            )));
+        }
+        None => None,
+    };
+    let others: Vec<String> = s.groups[gi]
+        .resources
+        .iter()
+        .filter(|r| {
+            r.kind == ResourceKind::PhysicalDisk
+                && current.as_deref().is_none_or(|c| !same_name(c, &r.name))
+        })
+        .map(|r| r.name.clone())
+        .collect();
+    // Every refusal comes before the first change, so a refused call leaves the group as it was.
+    if let Some(r) = s.groups[gi].resources.iter().find(|r| {
+        others.contains(&r.name)
+            && !matches!(r.state, ResourceState::Offline | ResourceState::Failed)
+    }) {
+        return Err(DriverError::Conflict(format!(
+            "disk resource {} of group {group_name} is {}: take the group offline first",
+            r.name,
+            r.state.as_str()
+        )));
+    }
+    // The letter may still sit on a disk of this cluster that one of the replaced resources
+    // holds; it moves with the replacement. On any other disk it is a conflict.
+    let replaced_signatures: Vec<String> = s.groups[gi]
+        .resources
+        .iter()
+        .filter(|r| others.contains(&r.name))
+        .filter_map(|r| prop_str(r, "signature").map(str::to_owned))
+        .collect();
+    if letter == "C:" {
+        return Err(DriverError::Conflict(
+            "C: is the system drive of every node".into(),
+        ));
+    }
+    if let Some(other) = s.disks.iter().find(|o| {
+        o.drive_letter.as_deref() == Some(letter.as_str())
+            && o.signature != signature
+            && !replaced_signatures
+                .iter()
+                .any(|sig| sig.eq_ignore_ascii_case(&o.signature))
+    }) {
+        let holder = s
+            .disk_owner(&other.signature)
+            .map(|(g, _)| format!(" of group {}", g.name))
+            .unwrap_or_default();
+        return Err(DriverError::Conflict(format!(
+            "drive letter {letter} is already used by disk {}{holder}",
+            other.name
+        )));
+    }
+    for other in s.disks.iter_mut().filter(|o| {
+        o.drive_letter.as_deref() == Some(letter.as_str())
+            && o.signature != signature
+            && replaced_signatures
+                .iter()
+                .any(|sig| sig.eq_ignore_ascii_case(&o.signature))
+    }) {
+        other.drive_letter = None;
+        *dirty = true;
+    }
+    op_assign_letter(s, &disk_name, &letter, dirty)?;
+    let resource = match current {
+        Some(name) => name,
+        None => op_add_disk(s, &group_name, &disk_name, dirty)?.name,
+    };
+    let mut report = DiskReplacement {
+        resource: resource.clone(),
+        ..DiskReplacement::default()
+    };
+    let replaced = |name: &str| others.iter().any(|o| same_name(o, name));
+    let g = &mut s.groups[gi];
+    for r in g.resources.iter_mut() {
+        if same_name(&r.name, &resource) || !r.depends_on.iter().any(|d| replaced(d)) {
+            continue;
+        }
+        let mut deps: Vec<String> = Vec::with_capacity(r.depends_on.len());
+        for dep in &r.depends_on {
+            let dep = if replaced(dep) { &resource } else { dep };
+            if !deps.iter().any(|d| same_name(d, dep)) {
+                deps.push(dep.clone());
+            }
+        }
+        r.depends_on = deps;
+        report.repointed.push(r.name.clone());
+    }
+    g.resources.retain(|r| !replaced(&r.name));
+    g.state = aggregate(&g.resources, ResourceState::Offline);
+    for name in &others {
+        s.kerberos_pending.remove(name);
+        s.never_online.remove(name);
+    }
+    if !others.is_empty() {
+        *dirty = true;
+    }
+    report.removed = others;
+    Ok(report)
+}
+
+fn op_remove_group(s: &mut SimState, group: &str, dirty: &mut bool) -> Result<bool, DriverError> {
+    let Some(gi) = s.group_index(group) else {
+        return Ok(false);
+    };
+    let g = &s.groups[gi];
+    if let Some(r) = g.resources.iter().find(|r| {
+        matches!(
+            r.state,
+            ResourceState::Online | ResourceState::Pending | ResourceState::PartialOnline
+        )
+    }) {
+        return Err(DriverError::Conflict(format!(
+            "group {} is online (resource {} is {}): take it offline first",
+            g.name,
+            r.name,
+            r.state.as_str()
+        )));
+    }
+    // The group's disks stay in the cluster's storage: deleting a disk resource makes its disk
+    // available again, which is what releases the data disk for the source.
+    let removed = s.groups.remove(gi);
+    for r in &removed.resources {
+        s.kerberos_pending.remove(&r.name);
+        s.never_online.remove(&r.name);
+    }
+    *dirty = true;
+    Ok(true)
+}
+
 fn op_inventory(s: &SimState) -> InventoryDocument {
     InventoryDocument {
         nodes: s
@@ -1399,6 +1617,35 @@ impl ClusterDriver for SimDriver {
         let (disk, letter) = (disk.to_string(), letter.to_string());
         self.run(SimOp::AssignDriveLetter, move |s, _, dirty| {
             op_assign_letter(s, &disk, &letter, dirty)
+        })
+        .await
+    }
+
+    async fn prepare_disk(&self, letter: &str) -> Result<Disk, DriverError> {
+        let letter = letter.to_string();
+        self.run(SimOp::PrepareDisk, move |s, _, dirty| {
+            op_prepare_disk(s, &letter, dirty)
+        })
+        .await
+    }
+
+    async fn replace_disk_resource(
+        &self,
+        group: &str,
+        disk: &str,
+        letter: &str,
+    ) -> Result<DiskReplacement, DriverError> {
+        let (group, disk, letter) = (group.to_string(), disk.to_string(), letter.to_string());
+        self.run(SimOp::ReplaceDiskResource, move |s, _, dirty| {
+            op_replace_disk(s, &group, &disk, &letter, dirty)
+        })
+        .await
+    }
+
+    async fn remove_group(&self, group: &str) -> Result<bool, DriverError> {
+        let group = group.to_string();
+        self.run(SimOp::RemoveGroup, move |s, _, dirty| {
+            op_remove_group(s, &group, dirty)
         })
         .await
     }

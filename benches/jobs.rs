@@ -1,0 +1,266 @@
+//! One migration job of many groups on the simulator with zero operation latency, end to end: a
+//! real server (SQLite, then Postgres when `FERRY_BENCH_POSTGRES_URL` or
+//! `FERRY_TEST_POSTGRES_URL` is set), simulated ws2003 / ws2008 / ws2008r2 clusters, one agent
+//! each over real gRPC, `POST /v1/jobs`, and the wait until the job has finished.
+//!
+//! Reported per backend: total time, steps run (attempts, retries included), and the scheduler's
+//! own time per step: the time spent inside scheduler passes (reading the store, deciding,
+//! writing each transition with its task) divided by the steps. The agents' and the simulator's
+//! work is not in that figure; it is in the total. Prints a table; asserts nothing about time.
+//!
+//! Run: `cargo bench --bench jobs` (options after `--`: `--groups N`, `--shares N`,
+//! `--parallel N`).
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::{Duration, Instant};
+
+use ferry::agent::exec::{Builtin, DriverKind, NodeExecutor};
+use ferry::agent::session::AgentConfig;
+use ferry::auth::Caller;
+use ferry::config::Config;
+use ferry::model::{JobRequest, JobState, NewCluster, NewJoinToken, OsGeneration, Role};
+use ferry::sim::{SimCreateOptions, create_sim_cluster, load_state, present_disk};
+use ferry::store::Store;
+
+struct Row {
+    backend: &'static str,
+    groups: usize,
+    steps: u64,
+    total: Duration,
+    busy: Duration,
+    passes: u64,
+    state: JobState,
+}
+
+fn main() {
+    let mut groups = 1000u32;
+    let mut shares = 2u32;
+    let mut parallel = 50u32;
+    let mut it = std::env::args().skip(1);
+    while let Some(arg) = it.next() {
+        let mut value = || it.next().unwrap_or_else(|| panic!("{arg} needs a value"));
+        match arg.as_str() {
+            "--groups" => groups = value().parse().expect("--groups N"),
+            "--shares" => shares = value().parse().expect("--shares N"),
+            "--parallel" => parallel = value().parse().expect("--parallel N"),
+            _ => {}
+        }
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let mut rows = Vec::new();
+    runtime.block_on(async {
+        let dir = tempfile::tempdir().unwrap();
+        let sqlite = ferry::store::open(&format!(
+            "sqlite://{}",
+            dir.path().join("bench.db").display()
+        ))
+        .await
+        .unwrap();
+        rows.push(run("sqlite", sqlite, groups, shares, parallel).await);
+        let url = std::env::var("FERRY_BENCH_POSTGRES_URL")
+            .or_else(|_| std::env::var("FERRY_TEST_POSTGRES_URL"))
+            .ok();
+        if let Some(url) = url {
+            let store = fresh_postgres(&url).await;
+            rows.push(run("postgres", store, groups, shares, parallel).await);
+        } else {
+            eprintln!("postgres skipped: set FERRY_BENCH_POSTGRES_URL");
+        }
+    });
+    println!(
+        "\n| backend  | groups | state     | steps  | total    | scheduler per step | passes |"
+    );
+    println!("|----------|--------|-----------|--------|----------|--------------------|--------|");
+    for r in rows {
+        println!(
+            "| {:<8} | {:>6} | {:<9} | {:>6} | {:>6.1} s | {:>15.3} ms | {:>6} |",
+            r.backend,
+            r.groups,
+            r.state.as_str(),
+            r.steps,
+            r.total.as_secs_f64(),
+            r.busy.as_secs_f64() * 1000.0 / r.steps.max(1) as f64,
+            r.passes
+        );
+    }
+}
+
+/// A new database on the server of `url`, so runs never see each other's jobs.
+async fn fresh_postgres(url: &str) -> Arc<dyn Store> {
+    use sqlx::Connection;
+    let name = format!("ferry_bench_{}", uuid::Uuid::now_v7().simple());
+    let mut conn = sqlx::PgConnection::connect(url).await.unwrap();
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE \"{name}\"")))
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    let base = url.rsplit_once('/').map_or(url, |(b, _)| b);
+    ferry::store::open(&format!("{base}/{name}")).await.unwrap()
+}
+
+async fn run(
+    backend: &'static str,
+    store: Arc<dyn Store>,
+    groups: u32,
+    shares: u32,
+    parallel: u32,
+) -> Row {
+    let sims = tempfile::tempdir().unwrap();
+    let clusters = [
+        ("OLD", OsGeneration::Ws2003, groups, 0),
+        ("MID", OsGeneration::Ws2008, 0, groups),
+        ("NEW", OsGeneration::Ws2008r2, 0, 0),
+    ];
+    eprintln!("[{backend}] generating {groups} groups of {shares} shares...");
+    for (name, os, g, spare) in clusters {
+        let mut o = SimCreateOptions::new(sims.path().join(name), name, os);
+        o.nodes = 1;
+        o.groups = g;
+        o.shares = shares;
+        o.spare_disks = spare;
+        o.latency_ms = 0;
+        create_sim_cluster(&o).unwrap();
+    }
+    let old = load_state(&sims.path().join("OLD")).unwrap();
+    let mut disk_mapping = std::collections::BTreeMap::new();
+    for disk in old.disks.iter().filter(|d| d.drive_letter.is_some()) {
+        let name = present_disk(
+            &sims.path().join("NEW"),
+            &sims.path().join("OLD"),
+            &disk.name,
+        )
+        .unwrap();
+        disk_mapping.insert(disk.name.clone(), name);
+    }
+    let config = Config {
+        http_addr: "127.0.0.1:0".parse().unwrap(),
+        grpc_addr: "127.0.0.1:0".parse().unwrap(),
+        agent_heartbeat_ms: 1000,
+        agent_lease_ms: 60_000,
+        agent_down_after_ms: 120_000,
+        ..Default::default()
+    };
+    let server = ferry::server::start_with_store(&config, store)
+        .await
+        .unwrap();
+    let service = server.service.clone();
+    let admin = Caller::local(Role::Admin);
+    for (name, os, ..) in clusters {
+        service
+            .create_cluster(
+                &admin,
+                &NewCluster {
+                    name: name.into(),
+                    os,
+                    description: String::new(),
+                },
+            )
+            .await
+            .unwrap();
+    }
+    let driver = ferry::agent::driver::sim::SimDriver::open(sims.path().join("OLD")).unwrap();
+    let document = ferry::agent::driver::ClusterDriver::inventory(&driver)
+        .await
+        .unwrap();
+    service
+        .import_inventory(&admin, "OLD", document, None)
+        .await
+        .unwrap();
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let mut agents = Vec::new();
+    for (name, ..) in clusters {
+        let join = service
+            .create_join_token(
+                &admin,
+                &NewJoinToken {
+                    cluster: name.into(),
+                    ttl_seconds: None,
+                    uses: Some(1),
+                },
+            )
+            .await
+            .unwrap();
+        let mut agent = AgentConfig::new(
+            vec![format!("http://{}", server.grpc_addr)],
+            name,
+            format!("{name}-n1"),
+            sims.path().join(format!("{name}.agent")),
+        );
+        agent.join_token = join.token;
+        agent.max_concurrent_tasks = parallel as usize;
+        let executor = Arc::new(NodeExecutor::new(Builtin::new(
+            DriverKind::Sim,
+            Some(sims.path().join(name)),
+        )));
+        let mut stopped = stopped.clone();
+        agents.push(tokio::spawn(ferry::agent::session::run(
+            agent,
+            executor,
+            async move {
+                let _ = stopped.wait_for(|s| *s).await;
+            },
+        )));
+    }
+    while service.gateway().session_count() < 3 {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let request = JobRequest {
+        name: None,
+        source: "OLD".into(),
+        target: "NEW".into(),
+        interim: None,
+        groups: Vec::new(),
+        allow_lossy: false,
+        skeleton_depth: None,
+        disk_mapping,
+        windows: Vec::new(),
+        require_approval: false,
+        approval_ttl_seconds: None,
+        max_active_groups: Some(parallel),
+        max_cluster_cutovers: Some(parallel),
+        retry_backoff_seconds: Some(0),
+    };
+    let totals = service.scheduler_totals().clone();
+    let (busy0, passes0) = (totals.busy_nanos.load(Relaxed), totals.passes.load(Relaxed));
+    let started = Instant::now();
+    let job = service.create_job(&admin, &request).await.unwrap();
+    eprintln!("[{backend}] job {} running", job.job.id);
+    let mut last_report = Instant::now();
+    let detail = loop {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let job = service.store().get_job(job.job.id).await.unwrap();
+        if job.state.is_finished() {
+            break job;
+        }
+        if last_report.elapsed() > Duration::from_secs(10) {
+            last_report = Instant::now();
+            eprintln!("[{backend}] {:?}", job.summary);
+        }
+    };
+    let total = started.elapsed();
+    let groups_done = service.store().job_groups(detail.id).await.unwrap();
+    let steps: u64 = groups_done
+        .iter()
+        .flat_map(|g| g.steps.iter().chain(g.rollback.iter()))
+        .map(|s| u64::from(s.attempt))
+        .sum();
+    let row = Row {
+        backend,
+        groups: groups_done.len(),
+        steps,
+        total,
+        busy: Duration::from_nanos(totals.busy_nanos.load(Relaxed) - busy0),
+        passes: totals.passes.load(Relaxed) - passes0,
+        state: detail.state,
+    };
+    let _ = stop.send(true);
+    for agent in agents {
+        let _ = tokio::time::timeout(Duration::from_secs(5), agent).await;
+    }
+    server.stop().await.unwrap();
+    row
+}

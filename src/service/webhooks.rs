@@ -1,0 +1,172 @@
+//! Webhooks (admin): registering receivers of job events, listing and deleting them. Delivery
+//! itself is `crate::webhooks`, a loop every server runs.
+
+use chrono::Utc;
+use uuid::Uuid;
+
+use super::{Replayable, Service, page_window, paginate};
+use crate::auth::{self, Caller};
+use crate::error::{Error, ErrorCode, Result};
+use crate::model::{CreatedWebhook, NewWebhook, Page, Role, WebhookInfo};
+use crate::service::PageParams;
+use crate::store::{EventFilter, Webhook};
+
+/// Prefix of generated webhook secrets, so a leaked one is recognisable.
+const SECRET_PREFIX: &str = "fyw_";
+/// Events read per look while finding the newest one.
+const SCAN_BATCH: u32 = 10_000;
+
+impl Replayable for CreatedWebhook {
+    fn for_replay(&self) -> Self {
+        CreatedWebhook {
+            info: self.info.clone(),
+            secret: None,
+        }
+    }
+}
+
+fn info(hook: Webhook) -> WebhookInfo {
+    WebhookInfo {
+        id: hook.id,
+        url: hook.url,
+        job_id: hook.job_id,
+        delivered: hook.delivered,
+        failures: hook.failures,
+        next_attempt: hook.next_attempt,
+        last_error: hook.last_error,
+        created_by: hook.created_by,
+        created_at: hook.created_at,
+    }
+}
+
+fn parse_webhook_id(id: &str) -> Result<Uuid> {
+    Uuid::parse_str(id)
+        .map_err(|_| Error::not_found(format!("no webhook `{id}` (webhook ids are UUIDs)")))
+}
+
+impl Service {
+    /// `POST /v1/webhooks`: registers a receiver. It gets events newer than the newest one now;
+    /// history is not replayed, since a receiver that wants it can page `GET /v1/jobs/{id}/logs`.
+    pub async fn create_webhook(
+        &self,
+        caller: &Caller,
+        new: &NewWebhook,
+    ) -> Result<CreatedWebhook> {
+        let id = Uuid::now_v7();
+        self.audited(
+            caller,
+            Role::Admin,
+            "webhook.create",
+            format!("webhook:{id}"),
+            async {
+                let errors = new.validate();
+                if !errors.is_empty() {
+                    return Err(Error::validation(errors));
+                }
+                if let Some(job_id) = new.job_id {
+                    self.store.get_job(job_id).await.map_err(|e| {
+                        if e.code == ErrorCode::NotFound {
+                            Error::invalid_field("job_id", format!("no job `{job_id}`"))
+                        } else {
+                            e
+                        }
+                    })?;
+                }
+                let secret = new
+                    .secret
+                    .clone()
+                    .unwrap_or_else(|| auth::generate_secret_with(SECRET_PREFIX));
+                let hook = Webhook {
+                    id,
+                    url: new.url.clone(),
+                    secret: secret.clone(),
+                    job_id: new.job_id,
+                    delivered: self.newest_event(new.job_id).await?,
+                    failures: 0,
+                    next_attempt: None,
+                    last_error: None,
+                    created_by: caller.name.clone(),
+                    created_at: Utc::now(),
+                };
+                self.store.create_webhook(&hook).await?;
+                Ok(CreatedWebhook {
+                    info: info(hook),
+                    secret: Some(secret),
+                })
+            },
+        )
+        .await
+    }
+
+    /// Sequence number of the newest event (of one job, when given), 0 when there is none.
+    /// The store offers no "newest" query, so the events are paged through; this runs once per
+    /// webhook created, not per delivery.
+    async fn newest_event(&self, job_id: Option<Uuid>) -> Result<i64> {
+        let filter = EventFilter {
+            job_id,
+            ..EventFilter::default()
+        };
+        let mut newest = 0;
+        loop {
+            let page = self.store.job_events(&filter, newest, SCAN_BATCH).await?;
+            let full = page.len() == SCAN_BATCH as usize;
+            if let Some(last) = page.last() {
+                newest = last.seq;
+            }
+            if !full {
+                return Ok(newest);
+            }
+        }
+    }
+
+    /// `GET /v1/webhooks`: oldest first, without secrets.
+    pub async fn list_webhooks(
+        &self,
+        caller: &Caller,
+        page: &PageParams,
+    ) -> Result<Page<WebhookInfo>> {
+        Self::require(caller, Role::Admin)?;
+        let (limit, after) = page_window(page)?;
+        let after = after
+            .map(|a| Uuid::parse_str(&a).map_err(|_| super::invalid_cursor()))
+            .transpose()?;
+        // Webhooks are few (an operator registers them by hand), so the store lists them all and
+        // the page is cut here.
+        let rows: Vec<WebhookInfo> = self
+            .store
+            .list_webhooks()
+            .await?
+            .into_iter()
+            .filter(|h| after.is_none_or(|a| h.id > a))
+            .take(limit as usize + 1)
+            .map(info)
+            .collect();
+        Ok(paginate(rows, limit, |h| h.id.to_string()))
+    }
+
+    /// `DELETE /v1/webhooks/{id}`: stops deliveries; returns the webhook as it was.
+    pub async fn delete_webhook(&self, caller: &Caller, id: &str) -> Result<WebhookInfo> {
+        self.audited(
+            caller,
+            Role::Admin,
+            "webhook.delete",
+            format!("webhook:{id}"),
+            async {
+                let id = parse_webhook_id(id)?;
+                let missing = || Error::not_found(format!("no webhook `{id}`"));
+                let hook = self
+                    .store
+                    .list_webhooks()
+                    .await?
+                    .into_iter()
+                    .find(|h| h.id == id)
+                    .ok_or_else(missing)?;
+                if !self.store.delete_webhook(id).await? {
+                    return Err(missing());
+                }
+                Ok(info(hook))
+            },
+        )
+        .await
+    }
+}
