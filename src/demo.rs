@@ -104,7 +104,7 @@ pub async fn run(options: DemoOptions) -> anyhow::Result<bool> {
     // Agents of the demo report quickly, so a lost one is noticed in seconds.
     config.agent_heartbeat_ms = 1_000;
     config.agent_lease_ms = 10_000;
-    config.agent_down_after_ms = 5_000;
+    config.agent_down_after_ms = 10_000;
     let store = crate::store::open(&config.database_url).await?;
     let server = crate::server::start_with_store(&config, store).await?;
     let rest = format!("http://{}", server.http_addr);

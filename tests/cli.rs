@@ -390,3 +390,36 @@ fn sim_create_writes_a_cluster_the_sim_driver_opens() {
     ]));
     assert_eq!(out.status.code(), Some(2));
 }
+
+/// `ferry demo --exit`: the whole migration on simulated clusters, through the binary, ending
+/// with the proof line and exit code 0.
+#[test]
+fn the_demo_migrates_every_group_and_verifies_every_share() {
+    let free = || {
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .to_string()
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let output = finish(
+        ferry()
+            .args(["demo", "--exit", "--shares", "20", "--dir"])
+            .arg(dir.path())
+            .args(["--http-addr", &free(), "--grpc-addr", &free()]),
+    );
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(stdout.contains("direct hop refused"), "{stdout}");
+    assert!(stdout.contains("KB 983840"), "{stdout}");
+    assert!(stdout.contains("verified 60/60 shares"), "{stdout}");
+    assert!(
+        stdout.contains("online_interim x2"),
+        "the Kerberos retry shows: {stdout}"
+    );
+}

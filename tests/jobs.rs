@@ -696,3 +696,57 @@ async fn a_job_survives_server_restarts_at_many_points() {
     })
     .await;
 }
+
+/// With two groups at a time in the job and one cutover at a time per cluster, the event log
+/// never shows more in progress, and every group still gets through.
+#[tokio::test]
+async fn concurrency_limits_are_never_exceeded() {
+    let (store, _db) = common::sqlite_store().await;
+    let mut h = Harness::start(store).await;
+    h.three_clusters(4, 3).await;
+    let id = h
+        .submit(h.request(json!({"max_active_groups": 2, "max_cluster_cutovers": 1})))
+        .await;
+    let job = h.finished(&id).await;
+    assert_eq!(job["state"], "succeeded", "{job:#}");
+    let (_, logs) = h.get(&format!("/v1/jobs/{id}/logs?limit=1000")).await;
+    let mut state = std::collections::BTreeMap::<String, String>::new();
+    let (mut most_active, mut most_cutting) = (0, 0);
+    for e in logs["items"].as_array().unwrap() {
+        if e["kind"] != "group" || e["state"] == "approved" {
+            continue;
+        }
+        state.insert(
+            e["group"].to_string(),
+            e["state"].as_str().unwrap().to_owned(),
+        );
+        let active = state
+            .values()
+            .filter(|s| {
+                !matches!(
+                    s.as_str(),
+                    "pending"
+                        | "succeeded"
+                        | "failed"
+                        | "rolled_back"
+                        | "rollback_failed"
+                        | "cancelled"
+                )
+            })
+            .count();
+        let cutting = state
+            .values()
+            .filter(|s| matches!(s.as_str(), "cutting_over" | "rolling_back"))
+            .count();
+        most_active = most_active.max(active);
+        most_cutting = most_cutting.max(cutting);
+    }
+    assert_eq!(state.len(), 4);
+    assert!(most_active <= 2, "{most_active} groups in progress at once");
+    assert_eq!(
+        most_active, 2,
+        "the limit allows two; the job should use them"
+    );
+    assert!(most_cutting <= 1, "{most_cutting} cutovers at once");
+    h.stop().await;
+}

@@ -324,32 +324,17 @@ impl Builtin {
             }
             Action::ShareScan { group } => {
                 let group = d.group(&group).await.map_err(driver_error)?;
-                let shares = group
-                    .shares
-                    .iter()
-                    .map(|share| {
-                        let acl = self.share_dir(&share.path).and_then(|p| acl_summary(&p));
-                        ScannedShare {
-                            share: share.clone(),
-                            acl: acl.as_ref().ok().cloned(),
-                            acl_error: acl.err(),
-                        }
-                    })
-                    .collect();
-                let resources = group
-                    .resources
-                    .iter()
-                    .map(|r| ScannedResource {
-                        name: r.name.clone(),
-                        kind: r.kind,
-                        state: r.state,
-                    })
-                    .collect();
-                to_json(ShareScanReport {
-                    group: group.name.clone(),
-                    shares,
-                    resources,
-                })
+                // Hundreds of folders are read from disk: on a blocking thread, so the agent's
+                // heartbeats keep flowing meanwhile.
+                let this = self.clone();
+                let report = tokio::task::spawn_blocking(move || this.scan_shares(group))
+                    .await
+                    .map_err(|e| TaskError {
+                        kind: "io".into(),
+                        message: format!("the share scan stopped: {e}"),
+                        retryable: true,
+                    })?;
+                to_json(report)
             }
             // `execute` runs these itself; answering rather than panicking keeps a future caller
             // safe.
@@ -361,17 +346,72 @@ impl Builtin {
         }
     }
 
-    /// Where a share's folder is on this machine. For the sim, `F:\x\y` lives under the
-    /// directory of the disk lettered `F:`; real drivers run on Windows, where the path is local.
-    fn share_dir(&self, share_path: &str) -> Result<PathBuf, String> {
-        match (self.driver, &self.sim_dir) {
-            (DriverKind::Sim, Some(dir)) => {
-                let (letter, rest) = share_path
-                    .split_once(':')
-                    .ok_or_else(|| format!("share path {share_path} has no drive letter"))?;
-                sim_disk_path(dir, letter, rest)
-            }
-            _ => Ok(PathBuf::from(share_path)),
+    /// Reads each share's folder ACL. The sim's drive letters are looked up once for the whole
+    /// scan rather than per share.
+    fn scan_shares(&self, group: crate::model::Group) -> ShareScanReport {
+        let disks: Option<Result<Vec<(String, PathBuf)>, String>> =
+            match (self.driver, &self.sim_dir) {
+                (DriverKind::Sim, Some(dir)) => Some(
+                    crate::sim::load_state(dir)
+                        .map_err(|e| format!("{e:#}"))
+                        .map(|state| {
+                            state
+                                .disks
+                                .iter()
+                                .filter_map(|d| {
+                                    let letter = d.drive_letter.as_deref()?.to_ascii_uppercase();
+                                    Some((letter, crate::sim::disk_dir(dir, d)))
+                                })
+                                .collect()
+                        }),
+                ),
+                _ => None,
+            };
+        let folder = |path: &str| -> Result<PathBuf, String> {
+            let Some(disks) = &disks else {
+                return Ok(PathBuf::from(path));
+            };
+            let disks = disks.as_ref().map_err(Clone::clone)?;
+            let (letter, rest) = path
+                .split_once(':')
+                .ok_or_else(|| format!("share path {path} has no drive letter"))?;
+            let letter = format!("{}:", letter.to_ascii_uppercase());
+            let (_, root) = disks
+                .iter()
+                .find(|(l, _)| *l == letter)
+                .ok_or_else(|| format!("no disk has drive {letter}"))?;
+            let mut dir = root.clone();
+            dir.extend(
+                rest.split(['\\', '/'])
+                    .filter(|c| !c.is_empty() && *c != "." && *c != ".."),
+            );
+            Ok(dir)
+        };
+        let shares = group
+            .shares
+            .iter()
+            .map(|share| {
+                let acl = folder(&share.path).and_then(|p| acl_summary(&p));
+                ScannedShare {
+                    share: share.clone(),
+                    acl: acl.as_ref().ok().cloned(),
+                    acl_error: acl.err(),
+                }
+            })
+            .collect();
+        let resources = group
+            .resources
+            .iter()
+            .map(|r| ScannedResource {
+                name: r.name.clone(),
+                kind: r.kind,
+                state: r.state,
+            })
+            .collect();
+        ShareScanReport {
+            group: group.name.clone(),
+            shares,
+            resources,
         }
     }
 

@@ -15,6 +15,9 @@ use crate::model::{
 };
 use crate::plan::{Phase, StepKind, Undo, WindowFit, fits};
 
+/// Attempts any step gets when its attempts are lost rather than failed.
+const LOST_ATTEMPTS: u32 = 3;
+
 /// What the current step's task looks like in the store.
 #[derive(Debug, Clone, PartialEq)]
 pub enum TaskView {
@@ -225,10 +228,17 @@ fn settle(
         },
     };
     let step = &mut steps_mut(&mut t.group, rollback)[index];
-    let message = format!("{} ({})", failure.message, failure.kind);
+    let message = format!("{} ({})", shorten(&failure.message), failure.kind);
     step.error = Some(message.clone());
     step.task_id = None;
-    if failure.retryable && step.attempt < step.max_attempts {
+    // A lost or cancelled attempt says nothing about the step itself (the agent died, or was
+    // replaced): even a check gets another try.
+    let limit = if matches!(failure.kind.as_str(), "lost" | "cancelled") {
+        step.max_attempts.max(LOST_ATTEMPTS)
+    } else {
+        step.max_attempts
+    };
+    if failure.retryable && step.attempt < limit {
         let delay = retry_policy(step, inputs.request).backoff(step.attempt + 1);
         let at = now + chrono::Duration::from_std(delay).unwrap_or_default();
         step.state = StepState::Retrying;
@@ -239,8 +249,8 @@ fn settle(
             t,
             &step,
             Some(format!(
-                "attempt {} of {} failed: {message}; retrying",
-                step.attempt, step.max_attempts
+                "attempt {} of {limit} failed: {message}; retrying",
+                step.attempt
             )),
         );
         return true;
@@ -259,6 +269,17 @@ fn settle(
     );
     fail_group(t, why, now);
     true
+}
+
+/// Drivers list every resource of a failed online; the job's log keeps the gist (the full text
+/// stays on the task).
+fn shorten(message: &str) -> String {
+    const KEEP: usize = 400;
+    if message.chars().count() <= KEEP {
+        return message.to_owned();
+    }
+    let kept: String = message.chars().take(KEEP).collect();
+    format!("{kept}… (see the task for the rest)")
 }
 
 fn retry_policy(step: &JobStep, request: &JobRequest) -> crate::plan::RetryPolicy {

@@ -668,8 +668,10 @@ pub fn generate(opts: &SimCreateOptions) -> anyhow::Result<GeneratedCluster> {
     };
 
     // Signatures identify LUNs across clusters, so they depend on the cluster name as well: two
-    // clusters generated from one seed must not appear to share storage.
-    let mut signature_rng = ChaCha8Rng::seed_from_u64(opts.seed ^ seed_from_name(c));
+    // clusters generated from one seed must not appear to share storage. The seed is rotated
+    // first because the default seed is itself derived from the name and would cancel it out.
+    let mut signature_rng =
+        ChaCha8Rng::seed_from_u64(opts.seed.rotate_left(29) ^ seed_from_name(c));
     let mut signatures = BTreeSet::new();
     let mut signature = || loop {
         let s = format!("{:08X}", signature_rng.random::<u32>());
