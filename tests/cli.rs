@@ -423,3 +423,128 @@ fn the_demo_migrates_every_group_and_verifies_every_share() {
         "the Kerberos retry shows: {stdout}"
     );
 }
+
+/// Sends a JSON request to a running server and returns the status.
+fn http_send(addr: &str, method: &str, path: &str, token: &str, body: &str) -> (u16, String) {
+    let mut stream = TcpStream::connect(addr).unwrap();
+    write!(
+        stream,
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
+    let status = head.split(' ').nth(1).unwrap_or("0").parse().unwrap_or(0);
+    (status, body.to_string())
+}
+
+/// `ferry job ...` against a real server process: plan, submit, pause, resume, cancel, watch,
+/// and the exit codes pipelines rely on (0 success, 1 job failed or cancelled, 2 refused or bad
+/// input, 3 unreachable).
+#[test]
+fn job_verbs_and_their_exit_codes() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}/ferry.db", dir.path().display());
+    let token = "cli-job-test-token-0123456789";
+    let mut server = ferry()
+        .args([
+            "server",
+            "--http-addr",
+            "127.0.0.1:0",
+            "--grpc-addr",
+            "127.0.0.1:0",
+        ])
+        .args(["--database-url", &db])
+        .env("FERRY_BOOTSTRAP_TOKEN", token)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(server.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let addr = line
+        .split("http://")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap()
+        .to_string();
+    for (name, os) in [("OLD", "ws2003"), ("MID", "ws2008"), ("NEW", "ws2008r2")] {
+        let body = format!(r#"{{"name":"{name}","os":"{os}"}}"#);
+        assert_eq!(
+            http_send(&addr, "POST", "/v1/clusters", token, &body).0,
+            201
+        );
+    }
+    let inventory = r#"{"groups":[{"name":"FS1","state":"online",
+        "resources":[{"name":"Disk F:","kind":"physical_disk","state":"online"}],
+        "shares":[{"name":"Data","path":"F:\\Data"}]}]}"#;
+    let (status, body) = http_send(&addr, "PUT", "/v1/clusters/OLD/inventory", token, inventory);
+    assert!(status == 201, "{status} {body}");
+
+    let job = |args: &[&str]| {
+        finish(ferry().arg("job").args(args).args([
+            "--server",
+            &format!("http://{addr}"),
+            "--token",
+            token,
+        ]))
+    };
+    let request = dir.path().join("request.toml");
+    std::fs::write(&request, "source = \"OLD\"\ntarget = \"NEW\"\n").unwrap();
+    let file = request.to_str().unwrap();
+
+    let out = job(&["plan", "-f", file]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    assert!(stdout.contains("route: OLD -> MID -> NEW"), "{stdout}");
+    assert!(stdout.contains("KB 983840"), "{stdout}");
+
+    let out = job(&["submit", "-f", file]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    let id = stdout
+        .split_whitespace()
+        .nth(1)
+        .expect("job <id> created")
+        .to_string();
+    // A second job on the same group is refused by the server: exit 2, naming the first.
+    let out = job(&["submit", "-f", file]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains(&id));
+
+    for verb in ["pause", "resume"] {
+        let out = job(&[verb, &id]);
+        assert!(out.status.success(), "{verb}");
+    }
+    let out = job(&["cancel", &id]);
+    assert!(out.status.success());
+    // Watching a cancelled job ends at once with exit 1 and says so.
+    let out = job(&["watch", &id]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("cancelled"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    std::fs::write(&request, "source = \"OLD\"\nbogus = 1\n").unwrap();
+    assert_eq!(job(&["plan", "-f", file]).status.code(), Some(2));
+    assert_eq!(job(&["watch", "not-a-uuid"]).status.code(), Some(2));
+    let unreachable = finish(ferry().args([
+        "job",
+        "watch",
+        &id,
+        "--server",
+        "http://127.0.0.1:9",
+        "--token",
+        token,
+    ]));
+    assert_eq!(unreachable.status.code(), Some(3));
+    server.kill().unwrap();
+    server.wait().unwrap();
+}

@@ -94,6 +94,17 @@ pub fn advance(group: &JobGroup, inputs: &Inputs<'_>) -> Option<Transition> {
         };
         let step = &steps(&t.group, rolling_back)[index];
         match step.state {
+            StepState::Running
+                if !rolling_back
+                    && matches!(inputs.job_state, JobState::Cancelling | JobState::Cancelled)
+                    && t.group.state != GroupState::CuttingOver
+                    && matches!(task, TaskView::InFlight) =>
+            {
+                // Before the cutover nothing needs undoing: a cancel need not wait for a step
+                // whose agent may never come (the task is left to finish or expire unheeded).
+                cancel(&mut t, inputs.now);
+                break;
+            }
             StepState::Running => {
                 let outcome = std::mem::replace(&mut task, TaskView::None);
                 if !settle(&mut t, index, rolling_back, outcome, &mut baseline, inputs) {

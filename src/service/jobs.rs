@@ -668,6 +668,9 @@ impl Service {
                     Ok(())
                 })
                 .await?;
+                // Read again: the scheduler may have finished the job as failed between the read
+                // above and the group's change (once the group is pending it no longer can).
+                let job = self.store.get_job(job_id).await?;
                 if job.state == JobState::Failed {
                     let event = NewJobEvent {
                         kind: "job",

@@ -2565,25 +2565,38 @@ macro_rules! impl_store {
                 use $crate::store::common::{db_error, to_json, truncate};
                 let id = job_id.to_string();
                 let at = truncate(update.at);
+                // A job finishes only while all its groups are settled: an operator's retry
+                // that slipped in after the scheduler read them keeps it running.
+                let finishing = update.state.is_finished();
                 let mut tx = self.writer().begin().await.map_err(db_error)?;
                 let changed = match update.approval {
                     Some(approval) => sqlx::query(
                         "UPDATE jobs SET state = $2, approval = $3, updated_at = $4, \
-                         version = version + 1 WHERE id = $1 AND version = $5",
+                         version = version + 1 WHERE id = $1 AND version = $5 \
+                         AND (NOT $6 OR NOT EXISTS (SELECT 1 FROM job_groups g \
+                         WHERE g.job_id = jobs.id \
+                         AND g.state NOT IN ('succeeded', 'failed', 'rolled_back', \
+                         'rollback_failed', 'cancelled')))",
                     )
                     .bind(&id)
                     .bind(update.state.as_str())
                     .bind(approval.map(to_json))
                     .bind(at)
-                    .bind(update.expected_version),
+                    .bind(update.expected_version)
+                    .bind(finishing),
                     None => sqlx::query(
                         "UPDATE jobs SET state = $2, updated_at = $3, version = version + 1 \
-                         WHERE id = $1 AND version = $4",
+                         WHERE id = $1 AND version = $4 \
+                         AND (NOT $5 OR NOT EXISTS (SELECT 1 FROM job_groups g \
+                         WHERE g.job_id = jobs.id \
+                         AND g.state NOT IN ('succeeded', 'failed', 'rolled_back', \
+                         'rollback_failed', 'cancelled')))",
                     )
                     .bind(&id)
                     .bind(update.state.as_str())
                     .bind(at)
-                    .bind(update.expected_version),
+                    .bind(update.expected_version)
+                    .bind(finishing),
                 }
                 .execute(&mut *tx)
                 .await
