@@ -126,30 +126,7 @@ fn token_create_then_a_real_server_accepts_it() {
     let token = String::from_utf8(out.stdout).unwrap().trim().to_string();
     assert!(token.starts_with("fy_"), "{token}");
 
-    let mut server = ferry()
-        .args([
-            "server",
-            "--http-addr",
-            "127.0.0.1:0",
-            "--grpc-addr",
-            "127.0.0.1:0",
-            "--database-url",
-            &db,
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(server.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let addr = line
-        .split("http://")
-        .nth(1)
-        .and_then(|rest| rest.split_whitespace().next())
-        .unwrap_or_else(|| panic!("server did not print its address: {line:?}"))
-        .to_string();
+    let (mut server, addr) = spawn_server(&db, None);
 
     let (status, body) = http_get(&addr, "/v1/clusters", &token);
     assert_eq!(status, 200, "{body}");
@@ -424,6 +401,37 @@ fn the_demo_migrates_every_group_and_verifies_every_share() {
     );
 }
 
+/// A `ferry server` process on free loopback ports over `db`, with an admin bootstrap token when
+/// given; returns it with the REST address it printed.
+fn spawn_server(db: &str, bootstrap_token: Option<&str>) -> (std::process::Child, String) {
+    let mut cmd = ferry();
+    cmd.args([
+        "server",
+        "--http-addr",
+        "127.0.0.1:0",
+        "--grpc-addr",
+        "127.0.0.1:0",
+    ])
+    .args(["--database-url", db])
+    .stdout(Stdio::piped())
+    .stderr(Stdio::null());
+    if let Some(token) = bootstrap_token {
+        cmd.env("FERRY_BOOTSTRAP_TOKEN", token);
+    }
+    let mut server = cmd.spawn().unwrap();
+    let mut line = String::new();
+    BufReader::new(server.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let addr = line
+        .split("http://")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap_or_else(|| panic!("server did not print its address: {line:?}"))
+        .to_string();
+    (server, addr)
+}
+
 /// Sends a JSON request to a running server and returns the status.
 fn http_send(addr: &str, method: &str, path: &str, token: &str, body: &str) -> (u16, String) {
     let mut stream = TcpStream::connect(addr).unwrap();
@@ -449,30 +457,7 @@ fn job_verbs_and_their_exit_codes() {
     let dir = tempfile::tempdir().unwrap();
     let db = format!("sqlite://{}/ferry.db", dir.path().display());
     let token = "cli-job-test-token-0123456789";
-    let mut server = ferry()
-        .args([
-            "server",
-            "--http-addr",
-            "127.0.0.1:0",
-            "--grpc-addr",
-            "127.0.0.1:0",
-        ])
-        .args(["--database-url", &db])
-        .env("FERRY_BOOTSTRAP_TOKEN", token)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(server.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let addr = line
-        .split("http://")
-        .nth(1)
-        .and_then(|rest| rest.split_whitespace().next())
-        .unwrap()
-        .to_string();
+    let (mut server, addr) = spawn_server(&db, Some(token));
     for (name, os) in [("OLD", "ws2003"), ("MID", "ws2008"), ("NEW", "ws2008r2")] {
         let body = format!(r#"{{"name":"{name}","os":"{os}"}}"#);
         assert_eq!(
