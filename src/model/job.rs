@@ -23,6 +23,8 @@ pub const DEFAULT_SKELETON_DEPTH: u32 = 2;
 pub const DEFAULT_MAX_ACTIVE_GROUPS: u32 = 4;
 /// Cutovers that may run at once on one cluster (any job), unless the request says otherwise.
 pub const DEFAULT_MAX_CLUSTER_CUTOVERS: u32 = 2;
+/// Longest an approval may stay valid.
+pub const MAX_APPROVAL_TTL_SECONDS: u64 = 90 * 86_400;
 /// Most groups in one job.
 pub const MAX_JOB_GROUPS: usize = 10_000;
 
@@ -127,6 +129,15 @@ impl JobRequest {
             errors.push(FieldError::new(
                 "retry_backoff_seconds",
                 "must be at most 3600 (one hour)",
+            ));
+        }
+        if self
+            .approval_ttl_seconds
+            .is_some_and(|s| s > MAX_APPROVAL_TTL_SECONDS)
+        {
+            errors.push(FieldError::new(
+                "approval_ttl_seconds",
+                format!("must be at most {MAX_APPROVAL_TTL_SECONDS} (90 days)"),
             ));
         }
         if self.approval_ttl_seconds == Some(0) {

@@ -170,7 +170,16 @@ impl Scheduler {
                 set_task_id(&mut transition.group, start, id);
             }
             let new_task = match (&transition.start, task_id) {
-                (Some(start), Some(id)) => Some(self.new_task(start, id).await?),
+                (Some(start), Some(id)) => match self.new_task(start, id).await {
+                    Ok(task) => Some(task),
+                    // E.g. the step's cluster was deleted: this group waits (and says why in
+                    // the log); the other groups and jobs go on.
+                    Err(e) => {
+                        tracing::warn!(job = %job.id, group = %group.name, error = %e,
+                            "cannot start the group's next step");
+                        continue;
+                    }
+                },
                 _ => None,
             };
             let saved = store

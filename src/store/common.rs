@@ -2541,13 +2541,15 @@ macro_rules! impl_store {
                     .await
                     .map_err(db_error)?;
                 }
-                Self::insert_events(&mut tx, &id, update.events, at)
-                    .await
-                    .map_err(db_error)?;
+                // The job row before the event lock, in the order `update_job` takes them, so a
+                // scheduler write and an operator's verb cannot deadlock on Postgres.
                 sqlx::query("UPDATE jobs SET updated_at = $2 WHERE id = $1")
                     .bind(&id)
                     .bind(at)
                     .execute(&mut *tx)
+                    .await
+                    .map_err(db_error)?;
+                Self::insert_events(&mut tx, &id, update.events, at)
                     .await
                     .map_err(db_error)?;
                 tx.commit().await.map_err(db_error)?;
