@@ -31,7 +31,6 @@ use crate::config::Config;
 use crate::grpc::{convert, pb};
 use crate::model::Task;
 use crate::service::Service;
-use crate::store::Change;
 
 /// Protocol versions this server speaks.
 pub const PROTOCOL_VERSIONS: RangeInclusive<u32> = 1..=1;
@@ -293,14 +292,6 @@ impl Gateway {
 /// How far back each sweep reads revocations before the newest one it has seen.
 const REVOCATION_LOOKBACK: chrono::TimeDelta = chrono::TimeDelta::seconds(30);
 
-/// The next announcement of another replica; pends forever where there are none.
-async fn next_change(changes: &mut Option<mpsc::Receiver<Change>>) -> Option<Change> {
-    match changes {
-        Some(rx) => rx.recv().await,
-        None => std::future::pending().await,
-    }
-}
-
 /// Gives leases in flight a full term, then runs the reaper until `stopped` turns true: expired
 /// leases become lost attempts, silent agents are marked down, `last_seen_at` is written for the
 /// agents heard from, and the sweep (on every tick, and at once when another replica announces a
@@ -328,7 +319,7 @@ pub async fn start_reaper(
         loop {
             let woken = tokio::select! {
                 _ = tick.tick() => false,
-                Some(_) = next_change(&mut changes) => true,
+                Some(_) = crate::store::next_change(&mut changes) => true,
                 _ = stopped.wait_for(|s| *s) => break,
             };
             match service.sweep(revoked_seen - REVOCATION_LOOKBACK).await {

@@ -18,7 +18,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use uuid::Uuid;
 
@@ -381,14 +381,6 @@ fn needs_baseline(group: &JobGroup) -> bool {
     group.state.in_cutover()
 }
 
-/// The next announcement of another replica; pends forever where there are none.
-async fn next_change(changes: &mut Option<mpsc::Receiver<Change>>) -> Option<Change> {
-    match changes {
-        Some(rx) => rx.recv().await,
-        None => std::future::pending().await,
-    }
-}
-
 /// Runs passes until `stopped` turns true: when woken by this server, by another replica's
 /// announcement, or at least every second.
 pub async fn start(
@@ -405,7 +397,7 @@ pub async fn start(
             tokio::select! {
                 _ = tick.tick() => {}
                 _ = wake.notified() => {}
-                Some(change) = next_change(&mut changes) => {
+                Some(change) = crate::store::next_change(&mut changes) => {
                     if change != Change::Jobs {
                         continue;
                     }

@@ -384,7 +384,7 @@ impl Service {
     }
 
     /// Wakes every replica's sweep. A failure only delays delivery until the next tick.
-    async fn announce(&self, change: Change) {
+    pub(super) async fn announce(&self, change: Change) {
         if let Err(e) = self.store.announce(change).await {
             tracing::warn!(change = change.as_str(), error = %e, "could not announce a change");
         }

@@ -745,9 +745,7 @@ impl Service {
     /// Wakes the scheduler here and, through the store, on the replica running it.
     pub async fn wake_scheduler(&self) {
         self.scheduler_wake.notify_one();
-        if let Err(e) = self.store.announce(Change::Jobs).await {
-            tracing::warn!(error = %e, "could not announce a job change");
-        }
+        self.announce(Change::Jobs).await;
     }
 }
 

@@ -135,6 +135,17 @@ pub struct NewTask<'a> {
     pub lease_deadline: Option<DateTime<Utc>>,
 }
 
+/// The next announcement of another replica from [`Store::subscribe`]'s receiver; pends forever
+/// where there are none (`None`), so it can sit in a `select!` beside a timer.
+pub async fn next_change(
+    changes: &mut Option<tokio::sync::mpsc::Receiver<Change>>,
+) -> Option<Change> {
+    match changes {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
 /// A job to store.
 #[derive(Debug, Clone)]
 pub struct NewJob<'a> {
