@@ -477,6 +477,23 @@ async fn a_group_held_by_an_active_job_is_refused_with_409_naming_the_job() {
     let (status, plan) = h.post("/v1/plans", h.request(json!({}))).await;
     assert_eq!(status, 200);
     assert_eq!(plan["runnable"], false);
+    // The plan names what the job would be refused for: each group and each of its disks (on
+    // the source and on the target), with the job holding it.
+    for group in plan["groups"].as_array().unwrap() {
+        let findings = group["findings"].as_array().unwrap();
+        let held = |check: &str| {
+            findings
+                .iter()
+                .filter(|f| {
+                    f["check"] == check
+                        && f["severity"] == "fail"
+                        && f["message"].as_str().unwrap().contains(&first)
+                })
+                .count()
+        };
+        assert_eq!(held("group_free"), 1, "{group:#}");
+        assert_eq!(held("disk_free"), 2, "{group:#}");
+    }
 
     // Cancelled, it lets go.
     let (status, _) = h.post(&format!("/v1/jobs/{first}/cancel"), json!({})).await;
@@ -635,6 +652,57 @@ async fn windows_and_approvals_hold_the_cutover_and_pause_resume_and_retry_work(
         .post(&format!("/v1/jobs/{id}/groups/{group}/retry"), json!({}))
         .await;
     assert_eq!(status, 409);
+    h.stop().await;
+}
+
+/// On Postgres, a scheduler finishing a job as failed can read the groups just before an
+/// operator's retry makes one pending again, and write the job failed after. The scheduler's
+/// next pass sees a failed job with a group to run and sets it running again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_job_with_a_retried_group_runs_again() {
+    use sqlx::Connection;
+    let (store, db) = common::sqlite_store().await;
+    let mut h = Harness::start(store).await;
+    // Slow enough that the retried group is still on its way when the job is set failed.
+    h.latency_ms = 50;
+    h.three_clusters(1, 4).await;
+    ferry::sim::inject_fault(
+        &h.sim("NEW"),
+        SimOp::OnlineGroup,
+        FaultSpec::fail(1, ferry::agent::driver::ErrorKind::Failed),
+    )
+    .unwrap();
+    let id = h.submit(h.request(json!({}))).await;
+    let job = h.finished(&id).await;
+    assert_eq!(job["state"], "failed", "{job:#}");
+    let group = job["groups"][0]["name"].as_str().unwrap().to_owned();
+    let (status, job) = h
+        .post(&format!("/v1/jobs/{id}/groups/{group}/retry"), json!({}))
+        .await;
+    assert_eq!(status, 200, "{job:#}");
+    // The lost race, written as it lands: the job failed over a group that is no longer
+    // settled. (The store's own guard refuses this write, so it goes in by hand.)
+    let mut conn = sqlx::SqliteConnection::connect(&common::sqlite_url(&db))
+        .await
+        .unwrap();
+    sqlx::query("UPDATE jobs SET state = 'failed' WHERE id = $1")
+        .bind(&id)
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    let job = h
+        .job_until(&id, "job succeeded", |job| job["state"] == "succeeded")
+        .await;
+    assert_eq!(job["groups"][0]["state"], "succeeded", "{job:#}");
+    let (_, events) = h.get(&format!("/v1/jobs/{id}/logs?limit=1000")).await;
+    assert!(
+        events["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["message"] == "running again: a group was retried"),
+        "{events:#}"
+    );
     h.stop().await;
 }
 

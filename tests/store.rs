@@ -2085,3 +2085,139 @@ async fn expired_leases_become_lost_attempts() {
     })
     .await;
 }
+
+/// The scheduler's batch write: groups whose version moved are skipped and say so, the others
+/// are written with their tasks and events; what jobs hold and the newest event are read back.
+#[tokio::test]
+async fn save_groups_writes_each_group_over_its_version() {
+    on_each_backend(|_, store| async move {
+        let cluster = store.create_cluster(&new_cluster("OLD")).await.unwrap();
+        let request: ferry::model::JobRequest =
+            serde_json::from_value(serde_json::json!({"source": "OLD", "target": "NEW"})).unwrap();
+        let group = |name: &str| -> ferry::model::JobGroup {
+            serde_json::from_value(serde_json::json!({
+                "name": name, "state": "pending", "route": ["OLD", "NEW"], "steps": [],
+                "version": 1,
+            }))
+            .unwrap()
+        };
+        let groups = vec![group("FS1"), group("FS2"), group("FS3")];
+        let job_id = Uuid::now_v7();
+        let holds = vec!["group:x:fs1".to_owned(), "disk:x:cluster disk 1".to_owned()];
+        store
+            .create_job(&ferry::store::NewJob {
+                id: job_id,
+                name: "j",
+                request: &request,
+                created_by: "test",
+                groups: &groups,
+                holds: &holds,
+                at: Utc::now(),
+            })
+            .await
+            .unwrap();
+        let versions = store.job_group_versions(job_id).await.unwrap();
+        assert_eq!(
+            versions,
+            vec![("FS1".into(), 1), ("FS2".into(), 1), ("FS3".into(), 1)]
+        );
+        // FS2 was changed by someone else since it was read.
+        let mut fs2 = groups[1].clone();
+        fs2.error = Some("operator".into());
+        store
+            .save_group(
+                job_id,
+                &ferry::store::GroupUpdate {
+                    group: &fs2,
+                    task: None,
+                    baseline: None,
+                    events: &[],
+                    at: Utc::now(),
+                },
+            )
+            .await
+            .unwrap()
+            .unwrap();
+        let event = |g: &str| ferry::model::NewJobEvent {
+            kind: "group",
+            group: Some(g.to_owned()),
+            step: None,
+            state: "preparing".into(),
+            message: None,
+        };
+        let events = [vec![event("FS1")], vec![event("FS2")], vec![event("FS3")]];
+        let action = Action::ReadInventory;
+        let task_ids = [Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7()];
+        let mut next = groups.clone();
+        for g in &mut next {
+            g.state = ferry::model::GroupState::Preparing;
+        }
+        let updates: Vec<ferry::store::GroupUpdate<'_>> = next
+            .iter()
+            .zip(&events)
+            .zip(&task_ids)
+            .map(|((g, events), id)| ferry::store::GroupUpdate {
+                group: g,
+                task: Some(NewTask {
+                    cluster_id: cluster.id,
+                    node: "",
+                    agent_id: None,
+                    action: &action,
+                    created_by: "scheduler",
+                    id: Some(*id),
+                    lease_deadline: None,
+                }),
+                baseline: None,
+                events,
+                at: Utc::now(),
+            })
+            .collect();
+        let saved = store.save_groups(job_id, &updates).await.unwrap();
+        assert_eq!(saved.len(), 3);
+        assert_eq!(saved[0].as_ref().unwrap().version, 2);
+        assert!(saved[1].is_none(), "FS2's version moved on");
+        assert_eq!(saved[2].as_ref().unwrap().version, 2);
+        // FS2's task and event were not written; the others' were.
+        let tasks = store.get_tasks(&task_ids).await.unwrap();
+        let mut stored: Vec<Uuid> = tasks.iter().map(|t| t.id).collect();
+        stored.sort();
+        assert_eq!(stored, vec![task_ids[0], task_ids[2]]);
+        let named = store
+            .job_groups_named(job_id, &["FS3".into(), "FS2".into()])
+            .await
+            .unwrap();
+        assert_eq!(named.len(), 2);
+        assert_eq!((named[0].name.as_str(), named[0].version), ("FS2", 2));
+        assert_eq!(named[0].error.as_deref(), Some("operator"));
+        assert_eq!(named[0].state, ferry::model::GroupState::Pending);
+        assert_eq!((named[1].name.as_str(), named[1].version), ("FS3", 2));
+        let logged = store
+            .job_events(
+                &ferry::store::EventFilter {
+                    job_id: Some(job_id),
+                    ..Default::default()
+                },
+                0,
+                100,
+            )
+            .await
+            .unwrap();
+        let grouped: Vec<_> = logged.iter().filter_map(|e| e.group.clone()).collect();
+        assert_eq!(grouped, vec!["FS1".to_owned(), "FS3".to_owned()]);
+        assert_eq!(
+            store.newest_event_seq(Some(job_id)).await.unwrap(),
+            logged.last().unwrap().seq
+        );
+        assert_eq!(
+            store.newest_event_seq(Some(Uuid::now_v7())).await.unwrap(),
+            0
+        );
+        // Holds: which of the asked keys an unfinished job has.
+        let held = store
+            .job_holders(&["disk:x:cluster disk 1".into(), "group:x:fs9".into()])
+            .await
+            .unwrap();
+        assert_eq!(held, vec![("disk:x:cluster disk 1".to_owned(), job_id)]);
+    })
+    .await;
+}

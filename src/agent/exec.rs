@@ -481,14 +481,23 @@ fn drive_path(path: &str) -> Option<(&str, &str)> {
 fn sim_disk_path(dir: &Path, letter: &str, rest: &str) -> Result<PathBuf, String> {
     let letter = format!("{}:", letter.to_ascii_uppercase());
     let state = crate::sim::load_state(dir).map_err(|e| format!("{e:#}"))?;
-    let disk = state
-        .disks
-        .iter()
-        .find(|d| {
+    let lettered = || {
+        state.disks.iter().filter(|d| {
             d.drive_letter
                 .as_deref()
                 .is_some_and(|l| l.eq_ignore_ascii_case(&letter))
         })
+    };
+    // Only a disk that is online has its volume mounted: where simulated letters repeat (past
+    // the 21st group), the online disk is the one a path names.
+    let mounted = |d: &&crate::sim::SimDisk| {
+        state
+            .disk_owner(&d.signature)
+            .is_none_or(|(_, r)| r.state == crate::model::ResourceState::Online)
+    };
+    let disk = lettered()
+        .find(mounted)
+        .or_else(|| lettered().next())
         .ok_or_else(|| format!("no disk of {} has drive {letter}", state.cluster))?;
     let mut path = crate::sim::disk_dir(dir, disk);
     path.extend(

@@ -422,7 +422,8 @@ pub struct JobStep {
     pub started_at: Option<DateTime<Utc>>,
     #[serde(default)]
     pub finished_at: Option<DateTime<Utc>>,
-    /// The agent's report of the successful attempt.
+    /// The agent's report of the successful attempt; a report over 4 KiB stays with its task
+    /// (`GET /v1/tasks/{id}`) and this says where: `{"report_bytes", "task_id", "see"}`.
     #[serde(default)]
     #[schema(value_type = Object)]
     pub output: Option<serde_json::Value>,

@@ -192,6 +192,24 @@ fn finish(t: &mut Transition, now: DateTime<Utc>, rolled_back: bool) {
     }
 }
 
+/// Largest agent report kept in a step. Steps live in the group's document, which passes read
+/// and write: an inventory of the whole cluster or a scan of hundreds of shares would make every
+/// group's document as large as the cluster, so such a report stays with its task.
+pub const MAX_STEP_OUTPUT: usize = 4096;
+
+/// What a step keeps of its task's report: the report itself when small, else where it is.
+fn step_output(report: serde_json::Value, task: Option<uuid::Uuid>) -> serde_json::Value {
+    let size = serde_json::to_vec(&report).map_or(0, |bytes| bytes.len());
+    if size <= MAX_STEP_OUTPUT {
+        return report;
+    }
+    serde_json::json!({
+        "report_bytes": size,
+        "task_id": task,
+        "see": task.map(|id| format!("/v1/tasks/{id}")),
+    })
+}
+
 /// Applies the outcome of the running step's task. True when the group can go on at once.
 fn settle(
     t: &mut Transition,
@@ -211,7 +229,7 @@ fn settle(
                     let step = &mut steps_mut(&mut t.group, rollback)[index];
                     step.state = StepState::Succeeded;
                     step.finished_at = Some(now);
-                    step.output = Some(report);
+                    step.output = Some(step_output(report, step.task_id));
                     step.error = None;
                     let step = step.clone();
                     step_event(t, &step, None);

@@ -24,7 +24,7 @@ use uuid::Uuid;
 
 use crate::error::Result;
 use crate::model::{
-    Action, GroupState, Job, JobGroup, JobState, NewJobEvent, StepState, TaskState,
+    Action, GroupState, Job, JobGroup, JobState, NewJobEvent, Share, StepState, TaskState,
 };
 use crate::service::Service;
 use crate::store::{Change, GroupUpdate, JobUpdate, NewTask};
@@ -77,6 +77,20 @@ pub struct Scheduler {
     service: Service,
     /// Names this replica in the scheduler lease.
     holder: String,
+    /// What this replica read and wrote in earlier passes; one pass runs at a time.
+    memory: tokio::sync::Mutex<Memory>,
+}
+
+/// The scheduler's memory between passes. Every entry is checked against the store before it is
+/// used (group versions) or never changes once written (baselines), so losing it costs reads,
+/// never correctness: a pass over 1,000 groups reads 1,000 versions, not 1,000 documents.
+#[derive(Default)]
+struct Memory {
+    /// When the lease must be renewed; `None` when this replica does not hold it.
+    renew_at: Option<DateTime<Utc>>,
+    /// Each active job's groups in request order, as last read or written.
+    groups: HashMap<Uuid, Vec<JobGroup>>,
+    baselines: HashMap<(Uuid, String), Arc<Vec<Share>>>,
 }
 
 impl Scheduler {
@@ -84,6 +98,7 @@ impl Scheduler {
         Scheduler {
             service,
             holder: format!("{}-{}", std::process::id(), Uuid::now_v7()),
+            memory: tokio::sync::Mutex::new(Memory::default()),
         }
     }
 
@@ -91,19 +106,34 @@ impl Scheduler {
     pub async fn pass(&self) -> Result<PassStats> {
         let now = Utc::now();
         let store = self.service.store();
-        let until = now + chrono::Duration::from_std(LEASE).unwrap_or_default();
-        if !store.claim_scheduler(&self.holder, until, now).await? {
-            return Ok(PassStats::default());
+        let mut memory = self.memory.lock().await;
+        // The lease is renewed when a third of it has run, not on every pass: a pass is often
+        // a few milliseconds, a write costs more than that on a busy database.
+        if memory.renew_at.is_none_or(|at| now >= at) {
+            let until = now + chrono::Duration::from_std(LEASE).unwrap_or_default();
+            if !store.claim_scheduler(&self.holder, until, now).await? {
+                // Another replica writes now; what we remember would only cost memory.
+                *memory = Memory::default();
+                return Ok(PassStats::default());
+            }
+            memory.renew_at = Some(now + chrono::Duration::from_std(LEASE / 3).unwrap_or_default());
         }
         let jobs = store.active_jobs().await?;
-        let mut loaded = Vec::with_capacity(jobs.len());
-        for job in jobs {
-            let groups = store.job_groups(job.id).await?;
-            loaded.push((job, groups));
+        let memory = &mut *memory;
+        memory
+            .groups
+            .retain(|id, _| jobs.iter().any(|j| j.id == *id));
+        memory
+            .baselines
+            .retain(|(id, _), _| jobs.iter().any(|j| j.id == *id));
+        for job in &jobs {
+            let known = memory.groups.remove(&job.id).unwrap_or_default();
+            let fresh = refresh_groups(store.as_ref(), job.id, known).await?;
+            memory.groups.insert(job.id, fresh);
         }
         // Cutovers in progress per cluster, over every job: the per-cluster limit counts them all.
         let mut cutovers: HashMap<String, u32> = HashMap::new();
-        for (_, groups) in &loaded {
+        for groups in memory.groups.values() {
             for group in groups.iter().filter(|g| g.state.in_cutover()) {
                 for cluster in &group.route {
                     *cutovers.entry(cluster.clone()).or_default() += 1;
@@ -111,46 +141,104 @@ impl Scheduler {
             }
         }
         let mut stats = PassStats::default();
-        // Failed jobs are loaded for their cutovers' sake only: nothing of theirs moves until
-        // an operator retries a group, which makes the job run again.
-        for (job, groups) in loaded
-            .into_iter()
-            .filter(|(j, _)| j.state != JobState::Failed)
-        {
-            self.advance_job(&job, groups, &mut cutovers, &mut stats)
+        let mut clusters = ClusterCache::default();
+        for job in jobs {
+            let job_id = job.id;
+            let Some(mut groups) = memory.groups.remove(&job_id) else {
+                continue;
+            };
+            let job = match job.state {
+                // A failed job with a group no longer settled had a group retried: it runs
+                // again (the operator's retry may have raced the job's failing; this settles it).
+                JobState::Failed if groups.iter().any(|g| !g.state.is_settled()) => {
+                    self.service
+                        .reopen_job(&job, "running again: a group was retried".to_owned())
+                        .await?
+                }
+                // Failed jobs are read for their cutovers' sake only: nothing of theirs moves
+                // until an operator retries a group.
+                JobState::Failed => None,
+                _ => Some(job),
+            };
+            if let Some(job) = job {
+                self.advance_job(
+                    &job,
+                    &mut groups,
+                    &mut memory.baselines,
+                    &mut cutovers,
+                    &mut clusters,
+                    &mut stats,
+                )
                 .await?;
+            }
+            memory.groups.insert(job_id, groups);
         }
         Ok(stats)
     }
 
+    /// Moves a job's groups: decides every group's transition first, then writes them all in
+    /// one transaction, then hands their tasks to the agents.
     async fn advance_job(
         &self,
         job: &Job,
-        mut groups: Vec<JobGroup>,
+        groups: &mut [JobGroup],
+        baselines: &mut HashMap<(Uuid, String), Arc<Vec<Share>>>,
         cutovers: &mut HashMap<String, u32>,
+        clusters: &mut ClusterCache,
         stats: &mut PassStats,
     ) -> Result<()> {
         let store = self.service.store();
+        let running: Vec<Uuid> = groups
+            .iter()
+            .filter(|g| !g.state.is_settled())
+            .filter_map(running_task)
+            .collect();
+        let tasks: HashMap<Uuid, crate::model::Task> = if running.is_empty() {
+            HashMap::new()
+        } else {
+            store
+                .get_tasks(&running)
+                .await?
+                .into_iter()
+                .map(|t| (t.id, t))
+                .collect()
+        };
+        // Slots are taken as soon as a transition takes them but freed only by the next pass:
+        // a write refused below must not leave the limits exceeded.
         let mut active = groups.iter().filter(|g| g.state.is_active()).count() as u32;
         let cluster_limit = job.request.max_cluster_cutovers();
-        for group in &mut groups {
+        let mut decided: Vec<(usize, Transition, Option<PlannedTask>)> = Vec::new();
+        for (index, group) in groups.iter().enumerate() {
             if group.state.is_settled() {
                 continue;
             }
-            let task = self.task_view(group).await?;
+            let task = match running_task(group) {
+                // The task vanished with its cluster or agent: the attempt is lost.
+                Some(id) => tasks.get(&id).map_or(TaskView::Lost, task_view),
+                None => TaskView::None,
+            };
             let baseline = if needs_baseline(group) {
-                store.job_baseline(job.id, &group.name).await?
+                let key = (job.id, group.name.clone());
+                match baselines.get(&key) {
+                    Some(shares) => Some(Arc::clone(shares)),
+                    None => {
+                        let loaded = store.job_baseline(job.id, &group.name).await?.map(Arc::new);
+                        if let Some(shares) = &loaded {
+                            baselines.insert(key, Arc::clone(shares));
+                        }
+                        loaded
+                    }
+                }
             } else {
                 None
             };
-            let now = Utc::now();
             let inputs = Inputs {
-                now,
+                now: Utc::now(),
                 job_state: job.state,
                 request: &job.request,
                 job_approval: job.approval.as_ref(),
                 task,
-                baseline: baseline.as_deref(),
+                baseline: baseline.as_deref().map(Vec::as_slice),
                 may_start: active < job.request.max_active_groups(),
                 may_cut_over: group
                     .route
@@ -163,15 +251,12 @@ impl Scheduler {
             if transition.group == *group && transition.start.is_none() {
                 continue;
             }
-            let was_active = group.state.is_active();
-            let was_cutting = group.state.in_cutover();
-            let task_id = transition.start.as_ref().map(|_| Uuid::now_v7());
-            if let (Some(start), Some(id)) = (&transition.start, task_id) {
-                set_task_id(&mut transition.group, start, id);
-            }
-            let new_task = match (&transition.start, task_id) {
-                (Some(start), Some(id)) => match self.new_task(start, id).await {
-                    Ok(task) => Some(task),
+            let planned = match &transition.start {
+                Some(start) => match self.new_task(clusters, start).await {
+                    Ok(task) => {
+                        set_task_id(&mut transition.group, start, task.id);
+                        Some(task)
+                    }
                     // E.g. the step's cluster was deleted: this group waits (and says why in
                     // the log); the other groups and jobs go on.
                     Err(e) => {
@@ -180,127 +265,120 @@ impl Scheduler {
                         continue;
                     }
                 },
-                _ => None,
+                None => None,
             };
-            let saved = store
-                .save_group(
-                    job.id,
-                    &GroupUpdate {
-                        group: &transition.group,
-                        task: new_task.as_ref().map(|t| NewTask {
-                            cluster_id: t.cluster_id,
-                            node: &t.node,
-                            agent_id: t.agent_id,
-                            action: &t.action,
-                            created_by: SCHEDULER_ACTOR,
-                            id: Some(t.id),
-                            lease_deadline: None,
-                        }),
-                        baseline: transition.baseline.as_deref(),
-                        events: &transition.events,
-                        at: now,
-                    },
-                )
-                .await?;
+            if !group.state.is_active() && transition.group.state.is_active() {
+                active += 1;
+            }
+            if !group.state.in_cutover() && transition.group.state.in_cutover() {
+                for cluster in &transition.group.route {
+                    *cutovers.entry(cluster.clone()).or_default() += 1;
+                }
+            }
+            decided.push((index, transition, planned));
+        }
+        if decided.is_empty() {
+            if groups.iter().all(|g| g.state.is_settled()) {
+                self.finish_job(job, groups, stats).await?;
+            }
+            return Ok(());
+        }
+        let now = Utc::now();
+        let updates: Vec<GroupUpdate<'_>> = decided
+            .iter()
+            .map(|(_, transition, planned)| GroupUpdate {
+                group: &transition.group,
+                task: planned.as_ref().map(|t| NewTask {
+                    cluster_id: t.cluster_id,
+                    node: &t.node,
+                    agent_id: t.agent_id,
+                    action: &t.action,
+                    created_by: SCHEDULER_ACTOR,
+                    id: Some(t.id),
+                    lease_deadline: t.lease_deadline,
+                }),
+                baseline: transition.baseline.as_deref(),
+                events: &transition.events,
+                at: now,
+            })
+            .collect();
+        let saved = store.save_groups(job.id, &updates).await?;
+        drop(updates);
+        let mut started = Vec::new();
+        for ((index, transition, _), saved) in decided.into_iter().zip(saved) {
             let Some(saved) = saved else {
                 stats.conflicts += 1;
+                // Someone else wrote the group: the next pass reads it again.
+                groups[index].version = -1;
                 continue;
             };
             stats.transitions += 1;
-            transition.group.version = saved.version;
+            let mut group = transition.group;
+            group.version = saved.version;
+            if let Some(shares) = transition.baseline {
+                baselines.insert((job.id, group.name.clone()), Arc::new(shares));
+            }
             if let Some(task) = saved.task {
                 stats.tasks += 1;
-                self.service.deliver(&task).await;
+                started.push(task);
             }
-            let is_active = transition.group.state.is_active();
-            match (was_active, is_active) {
-                (false, true) => active += 1,
-                (true, false) => active = active.saturating_sub(1),
-                _ => {}
-            }
-            let is_cutting = transition.group.state.in_cutover();
-            if was_cutting != is_cutting {
-                for cluster in &transition.group.route {
-                    let n = cutovers.entry(cluster.clone()).or_default();
-                    if is_cutting {
-                        *n += 1;
-                    } else {
-                        *n = n.saturating_sub(1);
-                    }
-                }
-            }
-            *group = transition.group;
+            groups[index] = group;
         }
-        if groups.iter().all(|g| g.state.is_settled()) {
-            self.finish_job(job, &groups, stats).await?;
-        }
+        self.service.hand_over(&started).await;
         Ok(())
     }
 
-    /// The current step's task, as `advance` sees it.
-    async fn task_view(&self, group: &JobGroup) -> Result<TaskView> {
-        let rollback = group.state == GroupState::RollingBack;
-        let steps = if rollback {
-            &group.rollback
-        } else {
-            &group.steps
-        };
-        let Some(step) = steps.iter().find(|s| !s.is_done()) else {
-            return Ok(TaskView::None);
-        };
-        let (StepState::Running, Some(task_id)) = (step.state, step.task_id) else {
-            return Ok(TaskView::None);
-        };
-        let task = match self.service.store().get_task(task_id).await {
-            Ok(task) => task,
-            // The task vanished with its cluster or agent: the attempt is lost.
-            Err(e) if e.code == crate::error::ErrorCode::NotFound => return Ok(TaskView::Lost),
-            Err(e) => return Err(e),
-        };
-        Ok(match task.state {
-            TaskState::Pending | TaskState::Assigned | TaskState::Running => TaskView::InFlight,
-            TaskState::Succeeded => {
-                TaskView::Succeeded(task.result.unwrap_or(serde_json::Value::Null))
-            }
-            TaskState::Failed => TaskView::Failed(task.error.unwrap_or(crate::model::TaskError {
-                kind: "unknown".into(),
-                message: "the task failed without saying why".into(),
-                retryable: false,
-            })),
-            TaskState::Lost => TaskView::Lost,
-            TaskState::Cancelled => TaskView::Cancelled,
-        })
-    }
-
-    /// The task for a step: for an action one node's disks are needed for, a connected agent of
-    /// the cluster (any one: a cluster's nodes see the same clustered disks); otherwise whichever
-    /// agent of the cluster takes it first.
-    async fn new_task(&self, start: &StartTask, id: Uuid) -> Result<PlannedTask> {
-        let store = self.service.store();
-        let cluster = store.get_cluster(&start.cluster).await?;
-        let (agent_id, node) = if start.action.runs_on_any_node() {
-            (None, String::new())
-        } else {
-            let agents = store.list_agents(Some(cluster.id), 1000, None).await?;
-            let pick = agents
-                .iter()
-                .filter(|a| a.state != crate::model::AgentState::Revoked)
-                .min_by_key(|a| {
+    /// The task for a step: for an action one node's disks are needed for, an agent of the
+    /// cluster (a connected one first; a cluster's nodes see the same clustered disks);
+    /// otherwise whichever agent of the cluster takes it first. When that agent is connected
+    /// here, the task is stored already assigned to it.
+    async fn new_task(
+        &self,
+        clusters: &mut ClusterCache,
+        start: &StartTask,
+    ) -> Result<PlannedTask> {
+        let key = start.cluster.to_lowercase();
+        let (cluster_id, agents) = match clusters.0.get(&key) {
+            Some(known) => known.clone(),
+            None => {
+                let store = self.service.store();
+                let cluster = store.get_cluster(&start.cluster).await?;
+                let mut agents: Vec<_> = store
+                    .list_agents(Some(cluster.id), 1000, None)
+                    .await?
+                    .into_iter()
+                    .filter(|a| a.state != crate::model::AgentState::Revoked)
+                    .collect();
+                agents.sort_by_key(|a| {
                     (
                         a.state != crate::model::AgentState::Connected,
                         a.node.clone(),
                     )
                 });
-            match pick {
-                Some(agent) => (Some(agent.id), agent.node.clone()),
-                None => (None, String::new()),
+                let agents: Vec<(Uuid, String)> =
+                    agents.into_iter().map(|a| (a.id, a.node)).collect();
+                clusters.0.insert(key, (cluster.id, agents.clone()));
+                (cluster.id, agents)
             }
         };
+        let id = Uuid::now_v7();
+        let wanted = if start.action.runs_on_any_node() {
+            None
+        } else {
+            agents.first().map(|(agent, _)| *agent)
+        };
+        let placed = self.service.place_task(cluster_id, wanted, id);
+        let agent_id = placed.map(|(agent, _)| agent).or(wanted);
+        let node = agent_id
+            .and_then(|a| agents.iter().find(|(id, _)| *id == a))
+            .map(|(_, node)| node.clone())
+            .unwrap_or_default();
         Ok(PlannedTask {
             id,
-            cluster_id: cluster.id,
+            cluster_id,
             node,
             agent_id,
+            lease_deadline: placed.map(|(_, until)| until),
             action: start.action.clone(),
         })
     }
@@ -360,7 +438,74 @@ struct PlannedTask {
     cluster_id: Uuid,
     node: String,
     agent_id: Option<Uuid>,
+    lease_deadline: Option<DateTime<Utc>>,
     action: Action,
+}
+
+/// Each cluster a pass starts tasks on, read once per pass: its id and its agents (id, node),
+/// connected ones first.
+#[derive(Default)]
+struct ClusterCache(HashMap<String, (Uuid, Vec<(Uuid, String)>)>);
+
+/// The groups of a job as the store has them now, reusing the documents of `known` whose
+/// version has not moved.
+async fn refresh_groups(
+    store: &dyn crate::store::Store,
+    job_id: Uuid,
+    known: Vec<JobGroup>,
+) -> Result<Vec<JobGroup>> {
+    let versions = store.job_group_versions(job_id).await?;
+    let mut known: HashMap<String, JobGroup> =
+        known.into_iter().map(|g| (g.name.clone(), g)).collect();
+    let stale: Vec<String> = versions
+        .iter()
+        .filter(|(name, version)| known.get(name).is_none_or(|g| g.version != *version))
+        .map(|(name, _)| name.clone())
+        .collect();
+    if !stale.is_empty() {
+        for group in store.job_groups_named(job_id, &stale).await? {
+            known.insert(group.name.clone(), group);
+        }
+    }
+    Ok(versions
+        .into_iter()
+        .filter_map(|(name, _)| known.remove(&name))
+        .collect())
+}
+
+/// The task of the group's current step, when that step is running.
+fn running_task(group: &JobGroup) -> Option<Uuid> {
+    let steps = if group.state == GroupState::RollingBack {
+        &group.rollback
+    } else {
+        &group.steps
+    };
+    let step = steps.iter().find(|s| !s.is_done())?;
+    match (step.state, step.task_id) {
+        (StepState::Running, Some(id)) => Some(id),
+        _ => None,
+    }
+}
+
+/// A stored task as `advance` sees it.
+fn task_view(task: &crate::model::Task) -> TaskView {
+    match task.state {
+        TaskState::Pending | TaskState::Assigned | TaskState::Running => TaskView::InFlight,
+        TaskState::Succeeded => TaskView::Succeeded(task.result.clone().unwrap_or_default()),
+        TaskState::Failed => {
+            TaskView::Failed(
+                task.error
+                    .clone()
+                    .unwrap_or_else(|| crate::model::TaskError {
+                        kind: "unknown".into(),
+                        message: "the task failed without saying why".into(),
+                        retryable: false,
+                    }),
+            )
+        }
+        TaskState::Lost => TaskView::Lost,
+        TaskState::Cancelled => TaskView::Cancelled,
+    }
 }
 
 fn set_task_id(group: &mut JobGroup, start: &StartTask, id: Uuid) {

@@ -174,7 +174,6 @@ impl Service {
             out
         };
 
-        let held = self.held_groups().await?;
         let options = RunbookOptions {
             skeleton_depth: request.skeleton_depth(),
             ..RunbookOptions::default()
@@ -186,26 +185,43 @@ impl Service {
         let mut groups = Vec::with_capacity(selected.len());
         let mut holds = Vec::new();
         for summary in &selected {
-            let mut group_findings = Vec::new();
-            let key = hold_key("group", &source, &summary.name);
-            if let Some(job) = held.get(&key) {
-                group_findings.push(Finding::new(
-                    Severity::Fail,
-                    "group_free",
-                    format!("group `{}` belongs to active job {job}", summary.name),
-                ));
-            }
-            holds.push(key);
+            // (key, what it names, finding code) of everything the group's job would hold.
+            let mut group_holds = vec![(
+                hold_key("group", &source, &summary.name),
+                format!("group `{}`", summary.name),
+                "group_free",
+            )];
             for resource in self.store.group_resources(summary.id).await? {
                 if resource.kind == ResourceKind::PhysicalDisk {
-                    holds.push(hold_key("disk", &source, &resource.name));
-                    holds.push(hold_key(
-                        "disk",
-                        &target,
-                        request.target_disk(&resource.name),
+                    let target_disk = request.target_disk(&resource.name);
+                    group_holds.push((
+                        hold_key("disk", &source, &resource.name),
+                        format!("disk `{}` of {}", resource.name, source.name),
+                        "disk_free",
+                    ));
+                    group_holds.push((
+                        hold_key("disk", &target, target_disk),
+                        format!("disk `{target_disk}` of {}", target.name),
+                        "disk_free",
                     ));
                 }
             }
+            // Exactly what creating the job would be refused for (409), said in advance.
+            let keys: Vec<String> = group_holds.iter().map(|(k, ..)| k.clone()).collect();
+            let held: BTreeMap<String, Uuid> =
+                self.store.job_holders(&keys).await?.into_iter().collect();
+            let group_findings: Vec<Finding> = group_holds
+                .iter()
+                .filter_map(|(key, what, code)| {
+                    let job = held.get(key)?;
+                    Some(Finding::new(
+                        Severity::Fail,
+                        code,
+                        format!("{what} belongs to job {job}, which has not finished"),
+                    ))
+                })
+                .collect();
+            holds.extend(keys);
             let steps: Vec<PlannedStep> = specs
                 .iter()
                 .enumerate()
@@ -314,22 +330,6 @@ impl Service {
                 return Ok(out);
             }
         }
-    }
-
-    /// Group hold keys of the active jobs, with the job holding each.
-    async fn held_groups(&self) -> Result<BTreeMap<String, Uuid>> {
-        let mut held = BTreeMap::new();
-        for job in self.store.active_jobs().await? {
-            let Ok(source) = self.store.get_cluster(&job.request.source).await else {
-                continue;
-            };
-            for group in self.store.job_groups(job.id).await? {
-                if !group.state.is_settled() {
-                    held.insert(hold_key("group", &source, &group.name), job.id);
-                }
-            }
-        }
-        Ok(held)
     }
 
     /// `POST /v1/jobs`: plans, refuses a plan with failing findings, and stores the job with its
@@ -505,8 +505,7 @@ impl Service {
                                 at: now,
                             },
                         )
-                        .await?
-                        .ok_or_else(|| Error::conflict("the job changed meanwhile; try again"))?;
+                        .await?;
                 }
                 Some(name) => {
                     let events = [NewJobEvent {
@@ -668,30 +667,13 @@ impl Service {
                     Ok(())
                 })
                 .await?;
-                // Read again: the scheduler may have finished the job as failed between the read
-                // above and the group's change (once the group is pending it no longer can).
+                // A failed job runs again. Should the scheduler be finishing it as failed at
+                // this very moment, or change it before this write, its next pass sees the
+                // pending group and sets it running itself.
                 let job = self.store.get_job(job_id).await?;
                 if job.state == JobState::Failed {
-                    let event = NewJobEvent {
-                        kind: "job",
-                        group: None,
-                        step: None,
-                        state: JobState::Running.as_str().to_owned(),
-                        message: Some(format!("running again: {group} retried")),
-                    };
-                    self.store
-                        .update_job(
-                            job_id,
-                            &JobUpdate {
-                                expected_version: job.version,
-                                state: JobState::Running,
-                                approval: None,
-                                events: &[event],
-                                at: Utc::now(),
-                            },
-                        )
-                        .await?
-                        .ok_or_else(|| Error::conflict("the job changed meanwhile; try again"))?;
+                    self.reopen_job(&job, format!("running again: {group} retried"))
+                        .await?;
                 }
                 Ok(())
             },
@@ -699,6 +681,29 @@ impl Service {
         .await?;
         self.wake_scheduler().await;
         self.job_detail(parse_job_id(id)?).await
+    }
+
+    /// Sets a failed job running again; `None` when it changed meanwhile.
+    pub(crate) async fn reopen_job(&self, job: &Job, message: String) -> Result<Option<Job>> {
+        let event = NewJobEvent {
+            kind: "job",
+            group: None,
+            step: None,
+            state: JobState::Running.as_str().to_owned(),
+            message: Some(message),
+        };
+        self.store
+            .update_job(
+                job.id,
+                &JobUpdate {
+                    expected_version: job.version,
+                    state: JobState::Running,
+                    approval: None,
+                    events: &[event],
+                    at: Utc::now(),
+                },
+            )
+            .await
     }
 
     /// Applies an operator's change to one group over the version read.
@@ -720,6 +725,14 @@ impl Service {
                 .ok_or_else(|| Error::not_found(format!("job {job_id} has no group `{name}`")))?;
             change(&mut group)?;
             group.updated_at = Some(Utc::now());
+            // Events name the group as stored, whatever the caller's spelling.
+            let events: Vec<NewJobEvent> = events
+                .iter()
+                .map(|e| NewJobEvent {
+                    group: e.group.as_ref().map(|_| group.name.clone()),
+                    ..e.clone()
+                })
+                .collect();
             let saved = self
                 .store
                 .save_group(
@@ -728,7 +741,7 @@ impl Service {
                         group: &group,
                         task: None,
                         baseline: None,
-                        events,
+                        events: &events,
                         at: Utc::now(),
                     },
                 )

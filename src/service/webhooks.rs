@@ -9,12 +9,10 @@ use crate::auth::{self, Caller};
 use crate::error::{Error, ErrorCode, Result};
 use crate::model::{CreatedWebhook, NewWebhook, Page, Role, WebhookInfo};
 use crate::service::PageParams;
-use crate::store::{EventFilter, Webhook};
+use crate::store::Webhook;
 
 /// Prefix of generated webhook secrets, so a leaked one is recognisable.
 const SECRET_PREFIX: &str = "fyw_";
-/// Events read per look while finding the newest one.
-const SCAN_BATCH: u32 = 10_000;
 
 impl Replayable for CreatedWebhook {
     fn for_replay(&self) -> Self {
@@ -81,7 +79,7 @@ impl Service {
                     url: new.url.clone(),
                     secret: secret.clone(),
                     job_id: new.job_id,
-                    delivered: self.newest_event(new.job_id).await?,
+                    delivered: self.store.newest_event_seq(new.job_id).await?,
                     failures: 0,
                     next_attempt: None,
                     last_error: None,
@@ -96,27 +94,6 @@ impl Service {
             },
         )
         .await
-    }
-
-    /// Sequence number of the newest event (of one job, when given), 0 when there is none.
-    /// The store offers no "newest" query, so the events are paged through; this runs once per
-    /// webhook created, not per delivery.
-    async fn newest_event(&self, job_id: Option<Uuid>) -> Result<i64> {
-        let filter = EventFilter {
-            job_id,
-            ..EventFilter::default()
-        };
-        let mut newest = 0;
-        loop {
-            let page = self.store.job_events(&filter, newest, SCAN_BATCH).await?;
-            let full = page.len() == SCAN_BATCH as usize;
-            if let Some(last) = page.last() {
-                newest = last.seq;
-            }
-            if !full {
-                return Ok(newest);
-            }
-        }
     }
 
     /// `GET /v1/webhooks`: oldest first, without secrets.

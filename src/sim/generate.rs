@@ -43,6 +43,8 @@ pub struct SimCreateOptions {
     pub kerberos: bool,
     /// Base latency of every operation; migrations and onlines take a multiple of it.
     pub latency_ms: u64,
+    /// Let drive letters repeat (see [`SimState::letters_repeat`]); always so past 21 groups.
+    pub letters_repeat: bool,
 }
 
 impl SimCreateOptions {
@@ -61,6 +63,7 @@ impl SimCreateOptions {
             spare_disks: 1,
             kerberos: true,
             latency_ms: 5,
+            letters_repeat: false,
         }
     }
 
@@ -863,6 +866,7 @@ pub fn generate(opts: &SimCreateOptions) -> anyhow::Result<GeneratedCluster> {
         os,
         seed: opts.seed,
         kerberos: opts.kerberos,
+        letters_repeat: opts.letters_repeat || opts.groups as usize > DRIVE_LETTERS.len(),
         quorum: quorum(os, opts.nodes),
         networks: networks(os, octet),
         nodes,

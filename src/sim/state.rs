@@ -25,6 +25,11 @@ pub struct SimState {
     /// its first online (first field note).
     #[serde(default)]
     pub kerberos: bool,
+    /// Drive letters may repeat across disks, as generated past the 21st lettered group: the
+    /// simulator then does not refuse a letter another disk has. Only for scale runs; a real
+    /// cluster refuses, and so does the simulator by default.
+    #[serde(default)]
+    pub letters_repeat: bool,
     pub nodes: Vec<SimNode>,
     pub networks: Vec<SimNetwork>,
     pub disks: Vec<SimDisk>,

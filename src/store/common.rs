@@ -995,6 +995,19 @@ macro_rules! impl_store {
                 })
             }
 
+            /// ` IN ($1, $2, ...)` over `items`, each bound.
+            fn push_in_list(
+                qb: &mut sqlx::QueryBuilder<$db>,
+                items: impl IntoIterator<Item = String>,
+            ) {
+                qb.push(" IN (");
+                let mut list = qb.separated(", ");
+                for item in items {
+                    list.push_bind(item);
+                }
+                qb.push(")");
+            }
+
             async fn insert_events(
                 conn: &mut <$db as sqlx::Database>::Connection,
                 job_id: &str,
@@ -2446,15 +2459,18 @@ macro_rules! impl_store {
 
             async fn active_jobs(&self) -> $crate::error::Result<Vec<$crate::model::Job>> {
                 use $crate::store::common::db_error;
-                let mut conn = self.reader().acquire().await.map_err(db_error)?;
-                let ids: Vec<(String,)> = sqlx::query_as(
-                    "SELECT id FROM jobs WHERE state IN ('running', 'paused', 'cancelling', \
-                     'failed') ORDER BY id",
+                use $crate::store::common::JobRow;
+                sqlx::query_as::<_, JobRow>(
+                    "SELECT id, name, state, request, approval, created_by, created_at, \
+                     updated_at, version FROM jobs \
+                     WHERE state IN ('running', 'paused', 'cancelling', 'failed') ORDER BY id",
                 )
-                .fetch_all(&mut *conn)
+                .fetch_all(self.reader())
                 .await
-                .map_err(db_error)?;
-                Self::load_jobs(&mut conn, ids).await
+                .map_err(db_error)?
+                .into_iter()
+                .map(|row| row.into_model(Default::default()))
+                .collect()
             }
 
             async fn job_groups(
@@ -2496,67 +2512,188 @@ macro_rules! impl_store {
                     .transpose()
             }
 
-            async fn save_group(
+            async fn save_groups(
                 &self,
                 job_id: uuid::Uuid,
-                update: &$crate::store::GroupUpdate<'_>,
-            ) -> $crate::error::Result<Option<$crate::store::SavedGroup>> {
+                updates: &[$crate::store::GroupUpdate<'_>],
+            ) -> $crate::error::Result<Vec<Option<$crate::store::SavedGroup>>> {
                 use $crate::store::common::{db_error, to_json, truncate};
-                let id = job_id.to_string();
-                let at = truncate(update.at);
-                let read = update.group.version;
-                let mut stored = update.group.clone();
-                stored.version = read + 1;
-                let mut tx = self.writer().begin().await.map_err(db_error)?;
-                let changed = sqlx::query(
-                    "UPDATE job_groups SET state = $3, doc = $4, version = $5 \
-                     WHERE job_id = $1 AND name = $2 AND version = $6",
-                )
-                .bind(&id)
-                .bind(&stored.name)
-                .bind(stored.state.as_str())
-                .bind(to_json(&stored))
-                .bind(stored.version)
-                .bind(read)
-                .execute(&mut *tx)
-                .await
-                .map_err(db_error)?
-                .rows_affected();
-                if changed == 0 {
-                    return Ok(None);
-                }
-                let task = match &update.task {
-                    Some(new) => Some(Self::insert_task(&mut tx, new).await?),
-                    None => None,
+                let mut saved = Vec::with_capacity(updates.len());
+                let Some(last) = updates.last() else {
+                    return Ok(saved);
                 };
-                if let Some(shares) = update.baseline {
-                    sqlx::query(
-                        "INSERT INTO job_baselines (job_id, name, shares) VALUES ($1, $2, $3) \
-                         ON CONFLICT (job_id, name) DO UPDATE SET shares = excluded.shares",
+                let id = job_id.to_string();
+                let mut tx = self.writer().begin().await.map_err(db_error)?;
+                // The job row first, in the order `update_job` takes its locks, so a scheduler
+                // write and an operator's verb cannot deadlock on Postgres.
+                sqlx::query("UPDATE jobs SET updated_at = $2 WHERE id = $1")
+                    .bind(&id)
+                    .bind(truncate(last.at))
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db_error)?;
+                for update in updates {
+                    let at = truncate(update.at);
+                    let read = update.group.version;
+                    let mut stored = update.group.clone();
+                    stored.version = read + 1;
+                    let changed = sqlx::query(
+                        "UPDATE job_groups SET state = $3, doc = $4, version = $5 \
+                         WHERE job_id = $1 AND name = $2 AND version = $6",
                     )
                     .bind(&id)
                     .bind(&stored.name)
-                    .bind(to_json(&shares))
+                    .bind(stored.state.as_str())
+                    .bind(to_json(&stored))
+                    .bind(stored.version)
+                    .bind(read)
                     .execute(&mut *tx)
                     .await
-                    .map_err(db_error)?;
+                    .map_err(db_error)?
+                    .rows_affected();
+                    if changed == 0 {
+                        saved.push(None);
+                        continue;
+                    }
+                    let task = match &update.task {
+                        Some(new) => Some(Self::insert_task(&mut tx, new).await?),
+                        None => None,
+                    };
+                    if let Some(shares) = update.baseline {
+                        sqlx::query(
+                            "INSERT INTO job_baselines (job_id, name, shares) \
+                             VALUES ($1, $2, $3) \
+                             ON CONFLICT (job_id, name) DO UPDATE SET shares = excluded.shares",
+                        )
+                        .bind(&id)
+                        .bind(&stored.name)
+                        .bind(to_json(&shares))
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(db_error)?;
+                    }
+                    Self::insert_events(&mut tx, &id, update.events, at)
+                        .await
+                        .map_err(db_error)?;
+                    saved.push(Some($crate::store::SavedGroup {
+                        version: stored.version,
+                        task,
+                    }));
                 }
-                // The job row before the event lock, in the order `update_job` takes them, so a
-                // scheduler write and an operator's verb cannot deadlock on Postgres.
-                sqlx::query("UPDATE jobs SET updated_at = $2 WHERE id = $1")
-                    .bind(&id)
-                    .bind(at)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(db_error)?;
-                Self::insert_events(&mut tx, &id, update.events, at)
-                    .await
-                    .map_err(db_error)?;
-                tx.commit().await.map_err(db_error)?;
-                Ok(Some($crate::store::SavedGroup {
-                    version: stored.version,
-                    task,
-                }))
+                if saved.iter().any(Option::is_some) {
+                    tx.commit().await.map_err(db_error)?;
+                } else {
+                    tx.rollback().await.map_err(db_error)?;
+                }
+                Ok(saved)
+            }
+
+            async fn job_group_versions(
+                &self,
+                job_id: uuid::Uuid,
+            ) -> $crate::error::Result<Vec<(String, i64)>> {
+                use $crate::store::common::db_error;
+                sqlx::query_as(
+                    "SELECT name, version FROM job_groups WHERE job_id = $1 ORDER BY position",
+                )
+                .bind(job_id.to_string())
+                .fetch_all(self.reader())
+                .await
+                .map_err(db_error)
+            }
+
+            async fn job_groups_named(
+                &self,
+                job_id: uuid::Uuid,
+                names: &[String],
+            ) -> $crate::error::Result<Vec<$crate::model::JobGroup>> {
+                use $crate::store::common::{db_error, parse_json};
+                let mut groups = Vec::with_capacity(names.len());
+                for chunk in names.chunks(Self::MAX_BINDS - 1) {
+                    let mut qb = sqlx::QueryBuilder::<$db>::new(
+                        "SELECT doc, version FROM job_groups WHERE job_id = ",
+                    );
+                    qb.push_bind(job_id.to_string()).push(" AND name");
+                    Self::push_in_list(&mut qb, chunk.iter().cloned());
+                    qb.push(" ORDER BY position");
+                    let rows: Vec<(String, i64)> = qb
+                        .build_query_as()
+                        .fetch_all(self.reader())
+                        .await
+                        .map_err(db_error)?;
+                    for (doc, version) in rows {
+                        let mut group: $crate::model::JobGroup = parse_json("job group", &doc)?;
+                        group.version = version;
+                        groups.push(group);
+                    }
+                }
+                Ok(groups)
+            }
+
+            async fn get_tasks(
+                &self,
+                ids: &[uuid::Uuid],
+            ) -> $crate::error::Result<Vec<$crate::model::Task>> {
+                use $crate::store::common::{db_error, task_columns, TaskRow};
+                let mut tasks = Vec::with_capacity(ids.len());
+                for chunk in ids.chunks(Self::MAX_BINDS) {
+                    let mut qb = sqlx::QueryBuilder::<$db>::new(concat!(
+                        "SELECT ",
+                        task_columns!(),
+                        " FROM tasks WHERE id"
+                    ));
+                    Self::push_in_list(&mut qb, chunk.iter().map(ToString::to_string));
+                    for row in qb
+                        .build_query_as::<TaskRow>()
+                        .fetch_all(self.reader())
+                        .await
+                        .map_err(db_error)?
+                    {
+                        tasks.push(row.into_model()?);
+                    }
+                }
+                Ok(tasks)
+            }
+
+            async fn job_holders(
+                &self,
+                keys: &[String],
+            ) -> $crate::error::Result<Vec<(String, uuid::Uuid)>> {
+                use $crate::store::common::{db_error, parse_uuid};
+                let mut held = Vec::new();
+                for chunk in keys.chunks(Self::MAX_BINDS) {
+                    let mut qb = sqlx::QueryBuilder::<$db>::new(
+                        "SELECT key, job_id FROM job_holds WHERE key",
+                    );
+                    Self::push_in_list(&mut qb, chunk.iter().cloned());
+                    let rows: Vec<(String, String)> = qb
+                        .build_query_as()
+                        .fetch_all(self.reader())
+                        .await
+                        .map_err(db_error)?;
+                    for (key, job) in rows {
+                        held.push((key, parse_uuid(&job)?));
+                    }
+                }
+                Ok(held)
+            }
+
+            async fn newest_event_seq(
+                &self,
+                job_id: Option<uuid::Uuid>,
+            ) -> $crate::error::Result<i64> {
+                use $crate::store::common::db_error;
+                let (seq,): (Option<i64>,) = match job_id {
+                    Some(job) => sqlx::query_as("SELECT MAX(seq) FROM job_events WHERE job_id = $1")
+                        .bind(job.to_string())
+                        .fetch_one(self.reader())
+                        .await,
+                    None => sqlx::query_as("SELECT MAX(seq) FROM job_events")
+                        .fetch_one(self.reader())
+                        .await,
+                }
+                .map_err(db_error)?;
+                Ok(seq.unwrap_or(0))
             }
 
             async fn update_job(

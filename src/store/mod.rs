@@ -398,6 +398,8 @@ pub trait Store: Send + Sync + 'static {
     async fn subscribe(&self) -> Result<Option<tokio::sync::mpsc::Receiver<Change>>>;
     /// `NotFound` for an unknown id.
     async fn get_task(&self, id: Uuid) -> Result<Task>;
+    /// The tasks of `ids` that exist, in no particular order.
+    async fn get_tasks(&self, ids: &[Uuid]) -> Result<Vec<Task>>;
     /// The agent's unfinished tasks (pending, assigned, running), oldest first.
     async fn tasks_to_deliver(&self, agent_id: Uuid, limit: u32) -> Result<Vec<Task>>;
     /// Pending tasks of the cluster that wait for any of its agents, oldest first.
@@ -454,19 +456,41 @@ pub trait Store: Send + Sync + 'static {
     /// Oldest first; ids strictly above `after`.
     async fn list_jobs(&self, limit: u32, after: Option<Uuid>) -> Result<Vec<Job>>;
     /// Jobs running, paused, cancelling or failed (a failed job still holds its groups and can
-    /// be retried), oldest first.
+    /// be retried), oldest first. Their `summary` is left empty: the scheduler reads the groups
+    /// themselves.
     async fn active_jobs(&self) -> Result<Vec<Job>>;
     /// The job's groups in request order, each with its version.
     async fn job_groups(&self, job_id: Uuid) -> Result<Vec<JobGroup>>;
+    /// Each group's name and version in request order: what changed since a read, cheaply.
+    async fn job_group_versions(&self, job_id: Uuid) -> Result<Vec<(String, i64)>>;
+    /// The groups of `names` (exact stored spelling), in request order.
+    async fn job_groups_named(&self, job_id: Uuid, names: &[String]) -> Result<Vec<JobGroup>>;
     async fn job_baseline(&self, job_id: Uuid, group: &str) -> Result<Option<Vec<Share>>>;
-    /// Writes a group's new state over `update.group.version` (the version read), with its task,
-    /// baseline and events, in one transaction. `None` when the version moved on: someone else
-    /// changed the group first, and nothing was written.
+    /// Writes each group's new state over its `update.group.version` (the version read), with
+    /// its task, baseline and events, all in one transaction. An entry is `None` when that
+    /// group's version moved on: someone else changed it first, and nothing of it was written;
+    /// the others are written all the same.
+    async fn save_groups(
+        &self,
+        job_id: Uuid,
+        updates: &[GroupUpdate<'_>],
+    ) -> Result<Vec<Option<SavedGroup>>>;
+    /// [`Store::save_groups`] for one group.
     async fn save_group(
         &self,
         job_id: Uuid,
         update: &GroupUpdate<'_>,
-    ) -> Result<Option<SavedGroup>>;
+    ) -> Result<Option<SavedGroup>> {
+        Ok(self
+            .save_groups(job_id, std::slice::from_ref(update))
+            .await?
+            .pop()
+            .flatten())
+    }
+    /// Which of `keys` an unfinished job holds, and which job.
+    async fn job_holders(&self, keys: &[String]) -> Result<Vec<(String, Uuid)>>;
+    /// Sequence number of the newest event (of one job, when given); 0 when there is none.
+    async fn newest_event_seq(&self, job_id: Option<Uuid>) -> Result<i64>;
     /// Sets the job's state (and approval, when `Some`) over `expected_version`, with events;
     /// a finished job's holds are released. `None` when the version moved on.
     async fn update_job(&self, job_id: Uuid, update: &JobUpdate<'_>) -> Result<Option<Job>>;

@@ -1220,6 +1220,7 @@ fn op_assign_letter(
         .disks
         .iter()
         .find(|o| o.drive_letter.as_deref() == Some(letter.as_str()))
+        .filter(|_| !s.letters_repeat)
     {
         return Err(DriverError::Conflict(format!(
             "drive letter {letter} is already used by disk {}",
@@ -1248,11 +1249,10 @@ fn is_free(s: &SimState, d: &SimDisk) -> bool {
 
 fn op_prepare_disk(s: &mut SimState, letter: &str, dirty: &mut bool) -> Result<Disk, DriverError> {
     let letter = normalize_drive_letter(letter)?;
-    if let Some(d) = s
-        .disks
-        .iter()
-        .find(|d| d.drive_letter.as_deref() == Some(letter.as_str()))
-    {
+    if let Some(d) = s.disks.iter().find(|d| {
+        d.drive_letter.as_deref() == Some(letter.as_str())
+            && !(s.letters_repeat && s.disk_owner(&d.signature).is_some())
+    }) {
         if let Some((owner, _)) = s.disk_owner(&d.signature) {
             return Err(DriverError::Conflict(format!(
                 "drive letter {letter} is taken on cluster {} by disk {} of group {}",
@@ -1351,7 +1351,8 @@ fn op_replace_disk(
         ));
     }
     if let Some(other) = s.disks.iter().find(|o| {
-        o.drive_letter.as_deref() == Some(letter.as_str())
+        !s.letters_repeat
+            && o.drive_letter.as_deref() == Some(letter.as_str())
             && o.signature != signature
             && !replaced_signatures
                 .iter()
@@ -1433,11 +1434,22 @@ fn op_remove_group(s: &mut SimState, group: &str, dirty: &mut bool) -> Result<bo
         )));
     }
     // The group's disks stay in the cluster's storage: deleting a disk resource makes its disk
-    // available again, which is what releases the data disk for the source.
+    // available again, which is what releases the data disk for the source. The letter goes with
+    // the resource, so a later group asking for that letter gets a fresh disk, not this one with
+    // the removed group's folders on it.
     let removed = s.groups.remove(gi);
     for r in &removed.resources {
         s.kerberos_pending.remove(&r.name);
         s.never_online.remove(&r.name);
+        if r.kind == ResourceKind::PhysicalDisk
+            && let Some(signature) = prop_str(r, "signature")
+            && let Some(disk) = s
+                .disks
+                .iter_mut()
+                .find(|d| d.signature.eq_ignore_ascii_case(signature))
+        {
+            disk.drive_letter = None;
+        }
     }
     *dirty = true;
     Ok(true)
