@@ -173,16 +173,18 @@ impl ApiClient {
             }
             failures = 0;
             let mut body = response.into_body();
-            let mut pending = String::new();
+            // Bytes, not text, until an event is whole: a frame may end inside a character.
+            let mut pending: Vec<u8> = Vec::new();
             while let Some(frame) = body.frame().await {
                 let Ok(frame) = frame else { break };
                 let Ok(data) = frame.into_data() else {
                     continue;
                 };
-                pending.push_str(&String::from_utf8_lossy(&data));
+                pending.extend_from_slice(&data);
                 // An event ends with a blank line; its `data:` lines hold the JSON.
-                while let Some(end) = pending.find("\n\n") {
-                    let block: String = pending.drain(..end + 2).collect();
+                while let Some(end) = pending.windows(2).position(|w| w == b"\n\n") {
+                    let bytes: Vec<u8> = pending.drain(..end + 2).collect();
+                    let block = String::from_utf8_lossy(&bytes);
                     let data: String = block
                         .lines()
                         .filter_map(|l| l.strip_prefix("data:"))

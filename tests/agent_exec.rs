@@ -551,6 +551,24 @@ async fn two_hop_runbook_moves_every_share_through_an_interim() {
         )
         .await;
     assert_eq!(taken["kind"], "conflict", "{taken}");
+    // The storage view of the source: its disks and each group's disk resources, no shares.
+    let storage = h.ok(&old, json!({"action": "read_storage"})).await;
+    let full = h.ok(&old, json!({"action": "read_inventory"})).await;
+    assert_eq!(storage["disks"], full["disks"]);
+    let groups = storage["groups"].as_array().unwrap();
+    assert_eq!(groups.len(), full["groups"].as_array().unwrap().len());
+    for group in groups {
+        assert!(
+            group["shares"].as_array().is_none_or(Vec::is_empty),
+            "{group:#}"
+        );
+        let resources = group["resources"].as_array().unwrap();
+        assert!(!resources.is_empty(), "{group:#}");
+        assert!(
+            resources.iter().all(|r| r["kind"] == "physical_disk"),
+            "{group:#}"
+        );
+    }
 
     // The skeleton copy reads OLD's disk over its administrative share, as on Windows.
     let drive = letter.trim_end_matches(':');

@@ -24,6 +24,41 @@ use ferry::store::Store;
 const BOOTSTRAP: &str = "test-bootstrap-secret-0123456789";
 const PATIENCE: Duration = Duration::from_secs(60);
 
+/// Starts `ferry server` on the harness's ports and waits until it answers.
+async fn spawn_server_process(config: &Config, database_url: &str) -> std::process::Child {
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_ferry"))
+        .args(["server", "--http-addr", &config.http_addr.to_string()])
+        .args(["--grpc-addr", &config.grpc_addr.to_string()])
+        .args(["--database-url", database_url])
+        .env("FERRY_BOOTSTRAP_TOKEN", BOOTSTRAP)
+        .env(
+            "FERRY_AGENT_HEARTBEAT_MS",
+            config.agent_heartbeat_ms.to_string(),
+        )
+        .env("FERRY_AGENT_LEASE_MS", config.agent_lease_ms.to_string())
+        .env(
+            "FERRY_AGENT_DOWN_AFTER_MS",
+            config.agent_down_after_ms.to_string(),
+        )
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("start ferry server");
+    let addr = config.http_addr;
+    eventually("the server process answers", || async move {
+        std::net::TcpStream::connect(addr).ok().map(drop)
+    })
+    .await;
+    child
+}
+
+fn is_finished(job: &Value) -> bool {
+    matches!(
+        job["state"].as_str(),
+        Some("succeeded" | "failed" | "cancelled")
+    )
+}
+
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -32,9 +67,16 @@ fn free_port() -> u16 {
         .port()
 }
 
+/// The server under test: in this process, or a `ferry server` process that can be killed.
+enum Server {
+    InProcess(RunningServer),
+    Process(std::process::Child),
+}
+
 struct Harness {
-    server: Option<RunningServer>,
-    store: Arc<dyn Store>,
+    server: Option<Server>,
+    /// The store of an in-process server; `None` for a server process.
+    store: Option<Arc<dyn Store>>,
     config: Config,
     sims: tempfile::TempDir,
     agents: Vec<(oneshot::Sender<()>, JoinHandle<anyhow::Result<()>>)>,
@@ -46,7 +88,22 @@ struct Harness {
 
 impl Harness {
     async fn start(store: Arc<dyn Store>) -> Self {
-        let config = Config {
+        let config = Self::config();
+        let server = start_with_store(&config, store.clone())
+            .await
+            .expect("server starts");
+        Self::with_server(config, Server::InProcess(server), Some(store))
+    }
+
+    /// A `ferry server` process on `database_url`, so the test can kill it as a crash would.
+    async fn start_process(database_url: &str) -> Self {
+        let config = Self::config();
+        let child = spawn_server_process(&config, database_url).await;
+        Self::with_server(config, Server::Process(child), None)
+    }
+
+    fn config() -> Config {
+        Config {
             http_addr: SocketAddr::from(([127, 0, 0, 1], free_port())),
             grpc_addr: SocketAddr::from(([127, 0, 0, 1], free_port())),
             bootstrap_token: Some(BOOTSTRAP.into()),
@@ -54,10 +111,10 @@ impl Harness {
             agent_lease_ms: 5000,
             agent_down_after_ms: 10_000,
             ..Default::default()
-        };
-        let server = start_with_store(&config, store.clone())
-            .await
-            .expect("server starts");
+        }
+    }
+
+    fn with_server(config: Config, server: Server, store: Option<Arc<dyn Store>>) -> Self {
         Harness {
             server: Some(server),
             store,
@@ -85,12 +142,32 @@ impl Harness {
     /// Stops the server (agents keep running and reconnect) and starts a new one on the same
     /// database and ports.
     async fn restart(&mut self) {
-        let server = self.server.take().unwrap();
-        server.stop().await.expect("server stops");
-        let server = start_with_store(&self.config, self.store.clone())
-            .await
-            .expect("server restarts");
-        self.server = Some(server);
+        match self.server.take().unwrap() {
+            Server::InProcess(server) => {
+                server.stop().await.expect("server stops");
+                let store = self
+                    .store
+                    .clone()
+                    .expect("an in-process server has its store");
+                let server = start_with_store(&self.config, store)
+                    .await
+                    .expect("server restarts");
+                self.server = Some(Server::InProcess(server));
+            }
+            Server::Process(_) => panic!("a server process is killed, not stopped"),
+        }
+    }
+
+    /// Kills the server process as a crash would (SIGKILL: no shutdown code runs) and starts
+    /// it again on the same database and ports.
+    async fn kill_and_restart(&mut self, database_url: &str) {
+        let Some(Server::Process(mut child)) = self.server.take() else {
+            panic!("only a server process can be killed");
+        };
+        child.kill().expect("kill the server");
+        child.wait().expect("reap the server");
+        let child = spawn_server_process(&self.config, database_url).await;
+        self.server = Some(Server::Process(child));
     }
 
     fn sim(&self, name: &str) -> PathBuf {
@@ -205,8 +282,13 @@ impl Harness {
             let _ = stop.send(());
             let _ = tokio::time::timeout(PATIENCE, handle).await;
         }
-        if let Some(server) = self.server.take() {
-            server.stop().await.expect("server stops cleanly");
+        match self.server.take() {
+            Some(Server::InProcess(server)) => server.stop().await.expect("server stops cleanly"),
+            Some(Server::Process(mut child)) => {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+            None => {}
         }
     }
 
@@ -257,14 +339,13 @@ impl Harness {
         }
     }
 
+    async fn is_finished(&self, id: &str) -> bool {
+        let (_, job) = self.get(&format!("/v1/jobs/{id}")).await;
+        is_finished(&job)
+    }
+
     async fn finished(&self, id: &str) -> Value {
-        self.job_until(id, "job finished", |job| {
-            matches!(
-                job["state"].as_str(),
-                Some("succeeded" | "failed" | "cancelled")
-            )
-        })
-        .await
+        self.job_until(id, "job finished", is_finished).await
     }
 }
 
@@ -409,9 +490,63 @@ async fn a_three_group_two_hop_migration_is_verified_share_by_share() {
                     .is_some_and(|m| m.contains("retrying"))),
             "{logs:#}"
         );
+        // The event stream, reconnected with `Last-Event-ID`, resumes right after that event
+        // and carries every later one of the job, in order.
+        let (_, all) = h.get(&format!("/v1/jobs/{id}/logs?limit=1000")).await;
+        let seqs: Vec<i64> = all["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["seq"].as_i64().unwrap())
+            .collect();
+        assert!(seqs.len() > 10, "{all:#}");
+        let resumed = sse_ids(
+            h.http(),
+            &format!("/v1/events?job={id}"),
+            seqs[4],
+            seqs[seqs.len() - 1],
+        )
+        .await;
+        assert_eq!(resumed, seqs[5..]);
         h.stop().await;
     })
     .await;
+}
+
+/// The ids of the events `/v1/events` streams after `last_event_id`, until `until` arrives.
+async fn sse_ids(addr: SocketAddr, path: &str, last_event_id: i64, until: i64) -> Vec<i64> {
+    use std::io::{Read, Write};
+    let request = format!(
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {BOOTSTRAP}\r\n\
+         Accept: text/event-stream\r\nLast-Event-ID: {last_event_id}\r\n\r\n"
+    );
+    tokio::task::spawn_blocking(move || {
+        let mut stream = std::net::TcpStream::connect(addr).unwrap();
+        stream.set_read_timeout(Some(PATIENCE)).unwrap();
+        stream.write_all(request.as_bytes()).unwrap();
+        let mut received = Vec::new();
+        let mut buf = [0u8; 8192];
+        loop {
+            let n = stream
+                .read(&mut buf)
+                .expect("events arrive before the patience runs out");
+            assert!(n > 0, "the stream ended early");
+            received.extend_from_slice(&buf[..n]);
+            // Each event is one chunk; its `id:` line is whole within it.
+            let ids: Vec<i64> = String::from_utf8_lossy(&received)
+                .lines()
+                .filter_map(|l| l.strip_prefix("id:"))
+                .map(|v| v.trim().parse().unwrap())
+                .collect();
+            if ids.last() == Some(&until) {
+                let head = String::from_utf8_lossy(&received);
+                assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+                return ids;
+            }
+        }
+    })
+    .await
+    .unwrap()
 }
 
 #[tokio::test]
@@ -505,17 +640,20 @@ async fn a_group_held_by_an_active_job_is_refused_with_409_naming_the_job() {
     h.stop().await;
 }
 
-/// Each cutover step fails in turn (the simulator fails its operation for good): the group
-/// rolls back, online on the source with its shares verified there.
+/// Each cutover step, verifications included, fails in turn (the simulator fails its operation
+/// for good): the group rolls back, online on the source with its shares verified there.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_fault_at_each_cutover_step_rolls_the_group_back_to_the_source() {
     let cases = [
         ("offline_source", "OLD", SimOp::OfflineGroup),
         ("online_interim", "MID", SimOp::OnlineGroup),
+        // The share scan reads the group through `list_groups`.
+        ("verify_interim", "MID", SimOp::ListGroups),
         ("migrate_to_target", "NEW", SimOp::MigrateGroup),
         ("offline_interim", "MID", SimOp::OfflineGroup),
         ("attach_target_disk", "NEW", SimOp::ReplaceDiskResource),
         ("online_target", "NEW", SimOp::OnlineGroup),
+        ("verify_target", "NEW", SimOp::ListGroups),
     ];
     for (step, cluster, op) in cases {
         let (store, _db) = common::sqlite_store().await;
@@ -722,47 +860,87 @@ async fn a_job_survives_server_restarts_at_many_points() {
         // times, then let the job finish.
         let mut restarts = 0;
         while restarts < 15 {
-            let (_, job) = h.get(&format!("/v1/jobs/{id}")).await;
-            if matches!(
-                job["state"].as_str(),
-                Some("succeeded" | "failed" | "cancelled")
-            ) {
+            if h.is_finished(&id).await {
                 break;
             }
             tokio::time::sleep(Duration::from_millis(100 + 10 * (restarts % 16))).await;
             h.restart().await;
             restarts += 1;
         }
-        let job = h.finished(&id).await;
-        assert_eq!(
-            job["state"], "succeeded",
-            "[{backend}] after {restarts} restarts: {job:#}"
-        );
-        assert!(
-            restarts >= 2,
-            "[{backend}] the job ended before it could be interrupted"
-        );
-        for (i, group) in groups.iter().enumerate() {
-            assert_eq!(shares_of(&h.sim("NEW"), group), before[i]);
-        }
-        // Each group exists once on the target, and nothing is left on the interim.
-        assert_eq!(group_names(&h.sim("NEW")), groups);
-        assert!(group_names(&h.sim("MID")).is_empty());
-        // No step succeeded twice: every step's success event is unique.
-        let (_, logs) = h.get(&format!("/v1/jobs/{id}/logs?limit=1000")).await;
-        let mut seen = std::collections::BTreeSet::new();
-        for e in logs["items"].as_array().unwrap() {
-            if e["kind"] == "step" && e["state"] == "succeeded" {
-                let key = (e["group"].to_string(), e["step"].to_string());
-                assert!(
-                    seen.insert(key.clone()),
-                    "[{backend}] step succeeded twice: {key:?}"
-                );
-            }
-        }
+        assert_migrated_once(&h, &id, &groups, &before, backend, restarts).await;
         h.stop().await;
     })
     .await;
+}
+
+/// A job interrupted `restarts` times ended as if it had not been: succeeded, every group on the
+/// target once with the source's shares, nothing left on the interim, no step succeeded twice.
+async fn assert_migrated_once(
+    h: &Harness,
+    id: &str,
+    groups: &[String],
+    before: &[Vec<Value>],
+    backend: &str,
+    restarts: u64,
+) {
+    let job = h.finished(id).await;
+    assert_eq!(
+        job["state"], "succeeded",
+        "[{backend}] after {restarts} restarts: {job:#}"
+    );
+    assert!(
+        restarts >= 2,
+        "[{backend}] the job ended before it could be interrupted"
+    );
+    for (i, group) in groups.iter().enumerate() {
+        assert_eq!(shares_of(&h.sim("NEW"), group), before[i]);
+    }
+    // Each group exists once on the target, and nothing is left on the interim.
+    assert_eq!(group_names(&h.sim("NEW")), groups);
+    assert!(group_names(&h.sim("MID")).is_empty());
+    // No step succeeded twice: every step's success event is unique.
+    let (_, logs) = h.get(&format!("/v1/jobs/{id}/logs?limit=1000")).await;
+    let mut seen = std::collections::BTreeSet::new();
+    for e in logs["items"].as_array().unwrap() {
+        if e["kind"] == "step" && e["state"] == "succeeded" {
+            let key = (e["group"].to_string(), e["step"].to_string());
+            assert!(
+                seen.insert(key.clone()),
+                "[{backend}] step succeeded twice: {key:?}"
+            );
+        }
+    }
+}
+
+/// Like `a_job_survives_server_restarts_at_many_points`, but the server is a process killed with SIGKILL at many points (no shutdown code
+/// runs: transactions in flight are cut off, pushes are lost, leases are left running) and
+/// started again on the same database, on both databases.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_survives_the_server_killed_at_many_points() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut databases = vec![("sqlite", common::sqlite_url(&dir))];
+    if let Some(url) = common::fresh_postgres_database().await {
+        databases.push(("postgres", url));
+    }
+    for (backend, url) in databases {
+        let mut h = Harness::start_process(&url).await;
+        h.latency_ms = 15;
+        h.three_clusters(2, 5).await;
+        let groups = group_names(&h.sim("OLD"));
+        let before: Vec<Vec<Value>> = groups.iter().map(|g| shares_of(&h.sim("OLD"), g)).collect();
+        let id = h.submit(h.request(json!({}))).await;
+        let mut kills = 0u64;
+        while kills < 10 {
+            if h.is_finished(&id).await {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(150 + 37 * (kills % 5))).await;
+            h.kill_and_restart(&url).await;
+            kills += 1;
+        }
+        assert_migrated_once(&h, &id, &groups, &before, backend, kills).await;
+        h.stop().await;
+    }
 }
 
 /// With two groups at a time in the job and one cutover at a time per cluster, the event log

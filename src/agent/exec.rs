@@ -75,11 +75,31 @@ impl std::str::FromStr for DriverKind {
 pub struct Builtin {
     pub driver: DriverKind,
     pub sim_dir: Option<PathBuf>,
+    opened: OpenedDriver,
+}
+
+/// The driver, opened on first use and kept: a simulated cluster's state is then read again
+/// only when someone else changed it, not once per task.
+#[derive(Clone, Default)]
+struct OpenedDriver(Arc<std::sync::OnceLock<Arc<dyn ClusterDriver>>>);
+
+impl std::fmt::Debug for OpenedDriver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.get().is_some() {
+            "opened"
+        } else {
+            "not opened"
+        })
+    }
 }
 
 impl Builtin {
     pub fn new(driver: DriverKind, sim_dir: Option<PathBuf>) -> Self {
-        Builtin { driver, sim_dir }
+        Builtin {
+            driver,
+            sim_dir,
+            opened: OpenedDriver::default(),
+        }
     }
 }
 
@@ -217,6 +237,7 @@ pub const BUILTIN_ACTIONS: &[&str] = &[
     "gather_facts",
     "echo",
     "read_inventory",
+    "read_storage",
     "prepare_disk",
     "replace_disk_resource",
     "remove_group",
@@ -224,6 +245,15 @@ pub const BUILTIN_ACTIONS: &[&str] = &[
 
 impl Builtin {
     fn open_driver(&self) -> Result<Arc<dyn ClusterDriver>, TaskError> {
+        if let Some(driver) = self.opened.0.get() {
+            return Ok(Arc::clone(driver));
+        }
+        let driver = self.connect_driver()?;
+        // Two first tasks at once may both open it; either copy serves.
+        Ok(Arc::clone(self.opened.0.get_or_init(|| driver)))
+    }
+
+    fn connect_driver(&self) -> Result<Arc<dyn ClusterDriver>, TaskError> {
         match self.driver {
             DriverKind::Sim => {
                 let Some(dir) = &self.sim_dir else {
@@ -306,6 +336,9 @@ impl Builtin {
             ),
             Action::GatherFacts => to_json(d.config_facts().await.map_err(driver_error)?),
             Action::ReadInventory => to_json(d.inventory().await.map_err(driver_error)?),
+            Action::ReadStorage => {
+                to_json(d.inventory().await.map_err(driver_error)?.storage_view())
+            }
             Action::PrepareDisk { drive_letter } => {
                 to_json(d.prepare_disk(&drive_letter).await.map_err(driver_error)?)
             }

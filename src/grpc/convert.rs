@@ -853,6 +853,7 @@ impl From<Action> for pb::Action {
             Action::GatherFacts => Kind::GatherFacts(pb::GatherFacts {}),
             Action::Echo { text, sleep_ms } => Kind::Echo(pb::Echo { text, sleep_ms }),
             Action::ReadInventory => Kind::ReadInventory(pb::ReadInventory {}),
+            Action::ReadStorage => Kind::ReadStorage(pb::ReadStorage {}),
             Action::PrepareDisk { drive_letter } => {
                 Kind::PrepareDisk(pb::PrepareDisk { drive_letter })
             }
@@ -917,6 +918,7 @@ pub(crate) fn action(action: Option<pb::Action>, field: &'static str) -> Result<
             sleep_ms: a.sleep_ms,
         },
         Kind::ReadInventory(_) => Action::ReadInventory,
+        Kind::ReadStorage(_) => Action::ReadStorage,
         Kind::PrepareDisk(a) => Action::PrepareDisk {
             drive_letter: a.drive_letter,
         },
@@ -1240,6 +1242,7 @@ mod tests {
                 sleep_ms: 5,
             },
             Action::ReadInventory,
+            Action::ReadStorage,
             Action::PrepareDisk {
                 drive_letter: name("F:"),
             },

@@ -76,6 +76,10 @@ pub enum Action {
     GatherFacts,
     /// Report the cluster's whole inventory: nodes, networks, disks, groups with their shares.
     ReadInventory,
+    /// Report the cluster's storage: nodes, disks, and each group with its disk resources only
+    /// (an inventory without shares): what a preflight on an interim or target checks, at a
+    /// size that does not grow with the shares there.
+    ReadStorage,
     /// Give a disk that belongs to no group `drive_letter`, for a migrated group to land on.
     PrepareDisk {
         drive_letter: String,
@@ -116,6 +120,7 @@ impl Action {
             Action::AssignDriveLetter { .. } => "assign_drive_letter",
             Action::GatherFacts => "gather_facts",
             Action::ReadInventory => "read_inventory",
+            Action::ReadStorage => "read_storage",
             Action::PrepareDisk { .. } => "prepare_disk",
             Action::ReplaceDiskResource { .. } => "replace_disk_resource",
             Action::RemoveGroup { .. } => "remove_group",
@@ -214,7 +219,10 @@ impl Action {
                 check_name(e, "disk", disk);
                 drive(e, drive_letter);
             }
-            Action::ListGroups | Action::GatherFacts | Action::ReadInventory => {}
+            Action::ListGroups
+            | Action::GatherFacts
+            | Action::ReadInventory
+            | Action::ReadStorage => {}
             Action::Echo { text, sleep_ms } => {
                 check_text(e, "text", text, MAX_TEXT_LEN);
                 if *sleep_ms > MAX_ECHO_SLEEP_MS {
@@ -560,6 +568,7 @@ mod tests {
             Action::ListGroups,
             Action::GatherFacts,
             Action::ReadInventory,
+            Action::ReadStorage,
             Action::PrepareDisk {
                 drive_letter: "F:".into(),
             },

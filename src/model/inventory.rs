@@ -26,6 +26,21 @@ pub struct InventoryDocument {
     pub groups: Vec<Group>,
 }
 
+impl InventoryDocument {
+    /// The inventory without what storage checks do not need: networks, shares, and every
+    /// group resource but its disks.
+    pub fn storage_view(mut self) -> Self {
+        self.networks.clear();
+        for group in &mut self.groups {
+            group.shares.clear();
+            group
+                .resources
+                .retain(|r| r.kind == ResourceKind::PhysicalDisk);
+        }
+        self
+    }
+}
+
 /// Free-form facts and properties: string keys, any JSON value, kept sorted.
 pub type Properties = BTreeMap<String, serde_json::Value>;
 

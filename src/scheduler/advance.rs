@@ -603,7 +603,7 @@ fn action_for(
     Ok(match step.action {
         StepAction::Run(kind) => match kind {
             StepKind::Preflight if step.cluster == source => Action::ShareScan { group: name },
-            StepKind::Preflight => Action::ReadInventory,
+            StepKind::Preflight => Action::ReadStorage,
             StepKind::PrepareInterimDisk => Action::PrepareDisk {
                 drive_letter: letter()?,
             },
@@ -1105,7 +1105,7 @@ mod tests {
         move |start| {
             TaskView::Succeeded(match &start.action {
                 Action::ShareScan { .. } => scan(shares, true),
-                Action::ReadInventory => {
+                Action::ReadStorage => {
                     json!({"disks": [{"resource": "Cluster Disk 1", "size_bytes": 1, "free_bytes": 1}]})
                 }
                 Action::PrepareDisk { .. } => json!({"resource": "Cluster Disk 9"}),
@@ -1199,8 +1199,8 @@ mod tests {
             kinds,
             [
                 "OLD:share_scan",
-                "MID:read_inventory",
-                "NEW:read_inventory",
+                "MID:read_storage",
+                "NEW:read_storage",
                 "MID:prepare_disk",
                 "MID:skeleton_copy",
                 "MID:migrate_group",
@@ -1382,6 +1382,57 @@ mod tests {
             healthy(&shares),
         );
         assert_eq!(run.group.state, GroupState::Succeeded);
+    }
+
+    #[test]
+    fn an_expired_approval_holds_the_cutover_until_approved_again() {
+        let shares = [share("Finance")];
+        let mut request = request();
+        request.require_approval = true;
+        let mut group = group();
+        // Approved ahead of time, but the approval ran out before the group reached its cutover.
+        group.approval = Some(Approval {
+            by: "op".into(),
+            at: Utc::now() - chrono::Duration::hours(2),
+            expires_at: Some(Utc::now() - chrono::Duration::hours(1)),
+        });
+        let run = drive(group, &request, JobState::Running, healthy(&shares));
+        assert_eq!(run.group.state, GroupState::AwaitingApproval);
+        assert!(run.events.iter().any(|e| {
+            e.state == "awaiting_approval"
+                && e.message.as_deref() == Some("the approval expired; approve again")
+        }));
+        assert!(
+            !run.actions
+                .iter()
+                .any(|(_, a)| matches!(a, Action::OfflineGroup { .. })),
+            "no downtime on an expired approval"
+        );
+        // Approved again, for the whole job this time, with time left: the cutover runs.
+        let job_approval = Approval {
+            by: "op".into(),
+            at: run.now,
+            expires_at: Some(run.now + chrono::Duration::hours(1)),
+        };
+        let t = advance(
+            &run.group,
+            &Inputs {
+                now: run.now,
+                job_state: JobState::Running,
+                request: &request,
+                job_approval: Some(&job_approval),
+                task: TaskView::None,
+                baseline: Some(&shares[..]),
+                may_start: true,
+                may_cut_over: true,
+            },
+        )
+        .unwrap();
+        assert_eq!(t.group.state, GroupState::CuttingOver);
+        assert!(matches!(
+            t.start.map(|s| s.action),
+            Some(Action::OfflineGroup { .. })
+        ));
     }
 
     #[test]

@@ -208,8 +208,16 @@ impl Scheduler {
         let mut active = groups.iter().filter(|g| g.state.is_active()).count() as u32;
         let cluster_limit = job.request.max_cluster_cutovers();
         let mut decided: Vec<(usize, Transition, Option<PlannedTask>)> = Vec::new();
+        let max_active = job.request.max_active_groups();
         for (index, group) in groups.iter().enumerate() {
             if group.state.is_settled() {
+                continue;
+            }
+            // Most of a large job waits for a slot: nothing to decide for those.
+            if group.state == GroupState::Pending
+                && job.state == JobState::Running
+                && active >= max_active
+            {
                 continue;
             }
             let task = match running_task(group) {
@@ -239,7 +247,7 @@ impl Scheduler {
                 job_approval: job.approval.as_ref(),
                 task,
                 baseline: baseline.as_deref().map(Vec::as_slice),
-                may_start: active < job.request.max_active_groups(),
+                may_start: active < max_active,
                 may_cut_over: group
                     .route
                     .iter()

@@ -1483,7 +1483,19 @@ fn op_inventory(s: &SimState) -> InventoryDocument {
                 subnet: n.subnet.clone(),
             })
             .collect(),
-        disks: s.disks.iter().map(model_disk).collect(),
+        disks: s
+            .disks
+            .iter()
+            .map(|d| {
+                let mut disk = model_disk(d);
+                // Where letters repeat, a group's letter is private to it (like a mount point):
+                // only disks in available storage show theirs.
+                if s.letters_repeat && s.disk_owner(&d.signature).is_some() {
+                    disk.drive_letter = None;
+                }
+                disk
+            })
+            .collect(),
         groups: s.groups.clone(),
     }
 }

@@ -90,7 +90,7 @@ impl TaskReport {
             }
             Action::GatherFacts => TaskReport::Facts(read(value)?),
             Action::Echo { .. } => TaskReport::Echo(read(value)?),
-            Action::ReadInventory => TaskReport::Inventory(read(value)?),
+            Action::ReadInventory | Action::ReadStorage => TaskReport::Inventory(read(value)?),
             Action::ReplaceDiskResource { .. } => TaskReport::DiskReplacement(read(value)?),
             Action::RemoveGroup { .. } => TaskReport::GroupRemoved(read(value)?),
         })
