@@ -11,6 +11,9 @@
 //!
 //! Run: `cargo bench --bench fleet` (options after `--`: `--sessions N`, `--window SECONDS`).
 
+#[path = "support/proc_stat.rs"]
+mod proc_stat;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::SocketAddr;
 use std::process::{Command, Stdio};
@@ -28,6 +31,7 @@ use ferry::grpc::pb;
 use ferry::grpc::pb::agent_message::Body as AgentBody;
 use ferry::grpc::pb::agent_service_client::AgentServiceClient;
 use ferry::grpc::pb::server_message::Body as ServerBody;
+use proc_stat::{clock_ticks, cpu_ticks};
 
 const BOOTSTRAP: &str = "bench-bootstrap-secret-0123456789";
 const HEARTBEAT_MS: u64 = 10_000;
@@ -317,24 +321,6 @@ fn rss_kib(pid: u32) -> u64 {
 }
 
 /// utime + stime of the process, in clock ticks.
-fn cpu_ticks(pid: u32) -> u64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
-    // Fields after the parenthesised command name; utime and stime are fields 14 and 15.
-    let rest = &stat[stat.rfind(')').unwrap() + 2..];
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
-}
-
-fn clock_ticks() -> u64 {
-    Command::new("getconf")
-        .arg("CLK_TCK")
-        .output()
-        .ok()
-        .and_then(|o| String::from_utf8(o.stdout).ok())
-        .and_then(|s| s.trim().parse().ok())
-        .unwrap_or(100)
-}
-
 async fn connected_agents(http: SocketAddr) -> usize {
     let mut connected = 0;
     let mut after: Option<String> = None;

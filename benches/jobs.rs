@@ -1,30 +1,33 @@
 //! One migration job of many groups on the simulator with zero operation latency, end to end: a
-//! real server (SQLite, then Postgres when `FERRY_BENCH_POSTGRES_URL` or
-//! `FERRY_TEST_POSTGRES_URL` is set), simulated ws2003 / ws2008 / ws2008r2 clusters, one agent
-//! each over real gRPC, `POST /v1/jobs`, and the wait until the job has finished.
+//! real server in this process (SQLite, then Postgres when `FERRY_BENCH_POSTGRES_URL` or
+//! `FERRY_TEST_POSTGRES_URL` is set), simulated ws2003 / ws2008 / ws2008r2 clusters, one
+//! `ferry agent` process each over real gRPC, `POST /v1/jobs`, and the wait until the job has
+//! finished.
 //!
-//! Reported per backend: total time, steps run (attempts, retries included), and the scheduler's
-//! own time per step: the time spent inside scheduler passes (reading the store, deciding,
-//! writing each transition with its task) divided by the steps. The agents' and the simulator's
-//! work is not in that figure; it is in the total. On a machine the agents keep busy, time
-//! inside passes includes waiting for a core, so the table also gives the scheduler's reaction
-//! per step: from a task's result being stored to its step settled and the next step's task
-//! stored with it (p50 and p99). Prints a table; asserts nothing about time.
+//! Reported per backend: total time; steps run (attempts, retries included); the server's CPU
+//! time per step (this process: scheduler, result handling, SQLite; the agents and the
+//! simulator run elsewhere, Postgres's own work is not counted); the wall time spent inside
+//! scheduler passes per step (reading the store, deciding, writing, on a machine the agents
+//! keep busy, so it includes waiting for a core); and the scheduler's reaction per step, from a
+//! task's result being stored to its step settled and the next step's task stored (p50, p99).
+//! Prints a table; asserts nothing about time.
 //!
 //! Run: `cargo bench --bench jobs` (options after `--`: `--groups N`, `--shares N`,
 //! `--parallel N`).
+
+#[path = "support/proc_stat.rs"]
+mod proc_stat;
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
 
-use ferry::agent::exec::{Builtin, DriverKind, NodeExecutor};
-use ferry::agent::session::AgentConfig;
 use ferry::auth::Caller;
 use ferry::config::Config;
 use ferry::model::{JobRequest, JobState, NewCluster, NewJoinToken, OsGeneration, Role};
 use ferry::sim::{SimCreateOptions, create_sim_cluster, load_state, present_disk};
 use ferry::store::Store;
+use proc_stat::{clock_ticks, cpu_ticks};
 
 struct Row {
     backend: &'static str,
@@ -36,6 +39,8 @@ struct Row {
     state: JobState,
     /// Task finished -> its step settled and the next one started, in ms: p50, p99.
     reaction: (f64, f64),
+    /// CPU time of this process (server, scheduler, store; not the agents) during the job.
+    server_cpu: Duration,
 }
 
 fn main() {
@@ -80,19 +85,20 @@ fn main() {
         }
     });
     println!(
-        "\n| backend  | groups | state     | steps  | total    | scheduler per step | passes | reaction p50 / p99 |"
+        "\n| backend  | groups | state     | steps  | total    | server CPU per step | in passes per step | passes | reaction p50 / p99 |"
     );
     println!(
-        "|----------|--------|-----------|--------|----------|--------------------|--------|--------------------|"
+        "|----------|--------|-----------|--------|----------|---------------------|--------------------|--------|--------------------|"
     );
     for r in rows {
         println!(
-            "| {:<8} | {:>6} | {:<9} | {:>6} | {:>6.1} s | {:>15.3} ms | {:>6} | {:>6.1} / {:>6.1} ms |",
+            "| {:<8} | {:>6} | {:<9} | {:>6} | {:>6.1} s | {:>16.3} ms | {:>15.3} ms | {:>6} | {:>6.1} / {:>6.1} ms |",
             r.backend,
             r.groups,
             r.state.as_str(),
             r.steps,
             r.total.as_secs_f64(),
+            r.server_cpu.as_secs_f64() * 1000.0 / r.steps.max(1) as f64,
             r.busy.as_secs_f64() * 1000.0 / r.steps.max(1) as f64,
             r.passes,
             r.reaction.0,
@@ -186,7 +192,8 @@ async fn run(
         .import_inventory(&admin, "OLD", document, None)
         .await
         .unwrap();
-    let (stop, stopped) = tokio::sync::watch::channel(false);
+    // The agents are `ferry agent` processes: the simulator's work stays out of this
+    // process, whose CPU time is then the server's own (scheduler, results, store).
     let mut agents = Vec::new();
     for (name, ..) in clusters {
         let join = service
@@ -200,26 +207,21 @@ async fn run(
             )
             .await
             .unwrap();
-        let mut agent = AgentConfig::new(
-            vec![format!("http://{}", server.grpc_addr)],
-            name,
-            format!("{name}-n1"),
-            sims.path().join(format!("{name}.agent")),
-        );
-        agent.join_token = join.token;
-        agent.max_concurrent_tasks = parallel as usize;
-        let executor = Arc::new(NodeExecutor::new(Builtin::new(
-            DriverKind::Sim,
-            Some(sims.path().join(name)),
-        )));
-        let mut stopped = stopped.clone();
-        agents.push(tokio::spawn(ferry::agent::session::run(
-            agent,
-            executor,
-            async move {
-                let _ = stopped.wait_for(|s| *s).await;
-            },
-        )));
+        let agent = std::process::Command::new(env!("CARGO_BIN_EXE_ferry"))
+            .arg("agent")
+            .args(["--server", &format!("http://{}", server.grpc_addr)])
+            .args(["--cluster", name, "--node", &format!("{name}-n1")])
+            .arg("--state-dir")
+            .arg(sims.path().join(format!("{name}.agent")))
+            .args(["--driver", "sim", "--sim-dir"])
+            .arg(sims.path().join(name))
+            .args(["--max-tasks", &parallel.to_string(), "--log-level", "warn"])
+            .env("FERRY_JOIN_TOKEN", join.token.unwrap())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("start ferry agent");
+        agents.push(agent);
     }
     while service.gateway().session_count() < 3 {
         tokio::time::sleep(Duration::from_millis(20)).await;
@@ -242,6 +244,7 @@ async fn run(
     };
     let totals = service.scheduler_totals().clone();
     let (busy0, passes0) = (totals.busy_nanos.load(Relaxed), totals.passes.load(Relaxed));
+    let cpu_before = cpu_ticks(std::process::id());
     let started = Instant::now();
     let job = service.create_job(&admin, &request).await.unwrap();
     eprintln!("[{backend}] job {} running", job.job.id);
@@ -258,6 +261,9 @@ async fn run(
         }
     };
     let total = started.elapsed();
+    let server_cpu = Duration::from_secs_f64(
+        (cpu_ticks(std::process::id()) - cpu_before) as f64 / clock_ticks() as f64,
+    );
     let groups_done = service.store().job_groups(detail.id).await.unwrap();
     let steps: u64 = groups_done
         .iter()
@@ -279,6 +285,7 @@ async fn run(
     let reaction = reaction_ms(service.store().as_ref(), &groups_done).await;
     let row = Row {
         reaction,
+        server_cpu,
         backend,
         groups: groups_done.len(),
         steps,
@@ -287,9 +294,9 @@ async fn run(
         passes: totals.passes.load(Relaxed) - passes0,
         state: detail.state,
     };
-    let _ = stop.send(true);
-    for agent in agents {
-        let _ = tokio::time::timeout(Duration::from_secs(5), agent).await;
+    for mut agent in agents {
+        let _ = agent.kill();
+        let _ = agent.wait();
     }
     server.stop().await.unwrap();
     row
