@@ -104,14 +104,19 @@ impl Builtin {
 }
 
 /// The executor of `ferry agent`: [`Builtin`] plus what it reports unasked, perf batches on an
-/// interval and an inventory report after each share scan.
+/// interval and an inventory report after a share scan (at most one a minute).
 #[derive(Debug)]
 pub struct NodeExecutor {
     pub inner: Builtin,
     /// How often perf batches are sampled and sent.
     pub perf_interval: Duration,
     events: OnceLock<mpsc::Sender<pb::AgentMessage>>,
+    last_inventory_report: std::sync::Mutex<Option<std::time::Instant>>,
 }
+
+/// Least time between two inventory reports. A report is the whole cluster: a migration scans
+/// shares after every online, and a report per scan grows with the cluster.
+const INVENTORY_REPORT_INTERVAL: Duration = Duration::from_secs(60);
 
 impl NodeExecutor {
     pub fn new(inner: Builtin) -> Self {
@@ -119,6 +124,7 @@ impl NodeExecutor {
             inner,
             perf_interval: super::reports::DEFAULT_PERF_INTERVAL,
             events: OnceLock::new(),
+            last_inventory_report: std::sync::Mutex::new(None),
         }
     }
 
@@ -158,6 +164,7 @@ impl Executor for NodeExecutor {
         // own result is what the caller waits for.
         if scan
             && result.is_ok()
+            && self.inventory_report_due()
             && let Some(events) = self.events.get()
             && let Ok(driver) = self.inner.open_driver()
         {
@@ -167,6 +174,21 @@ impl Executor for NodeExecutor {
             }
         }
         result
+    }
+}
+
+impl NodeExecutor {
+    /// True (and the clock restarted) when no inventory report went out in the last interval.
+    fn inventory_report_due(&self) -> bool {
+        let mut last = self
+            .last_inventory_report
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let due = last.is_none_or(|at| at.elapsed() >= INVENTORY_REPORT_INTERVAL);
+        if due {
+            *last = Some(std::time::Instant::now());
+        }
+        due
     }
 }
 
