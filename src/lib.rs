@@ -20,4 +20,5 @@ pub mod server;
 pub mod service;
 pub mod sim;
 pub mod store;
+pub mod validation;
 pub mod webhooks;

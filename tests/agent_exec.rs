@@ -569,6 +569,30 @@ async fn two_hop_runbook_moves_every_share_through_an_interim() {
             "{group:#}"
         );
     }
+    // Narrowed to the source's drive letter: that disk and its group, whatever else is there.
+    let narrowed = h
+        .ok(
+            &old,
+            json!({"action": "read_storage", "drive_letters": [letter.to_lowercase()]}),
+        )
+        .await;
+    let disks = narrowed["disks"].as_array().unwrap();
+    assert_eq!(disks.len(), 1, "{narrowed:#}");
+    assert_eq!(disks[0]["drive_letter"], letter.as_str());
+    let owners: Vec<&str> = narrowed["groups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|g| g["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(owners, vec![group.as_str()]);
+    let by_disk = h
+        .ok(
+            &old,
+            json!({"action": "read_storage", "disks": [disks[0]["resource"]]}),
+        )
+        .await;
+    assert_eq!(by_disk, narrowed);
 
     // The skeleton copy reads OLD's disk over its administrative share, as on Windows.
     let drive = letter.trim_end_matches(':');

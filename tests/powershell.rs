@@ -753,7 +753,8 @@ if ($null -ne $g) {
 
 fn facts_body(switches: &str, bindings: &str, csv: &str) -> String {
     format!(
-        r#"{NETWORKS}$nodes = @(Get-ClusterNode | ForEach-Object {{
+        r#"{NETWORKS}$hyperv = [bool](Get-Command Get-VMProcessor -ErrorAction SilentlyContinue)
+$nodes = @(Get-ClusterNode | ForEach-Object {{
   $n = [string]$_.Name
   $cpu = @(Get-WmiObject -Class Win32_Processor -ComputerName $n)[0]
   $switches = @(Get-WmiObject -Namespace '{switches}' -Class Msvm_VirtualSwitch -ComputerName $n -ErrorAction SilentlyContinue | ForEach-Object {{ [string]$_.ElementName }})
@@ -762,10 +763,12 @@ fn facts_body(switches: &str, bindings: &str, csv: &str) -> String {
   $send = $reg.GetDWORDValue(2147483650, $lsa, 'RestrictSendingNTLMTraffic').uValue
   $receive = $reg.GetDWORDValue(2147483650, $lsa, 'RestrictReceivingNTLMTraffic').uValue
   $hbas = @(Get-WmiObject -Namespace 'root\WMI' -Class MSFC_FCAdapterHBAAttributes -ComputerName $n -ErrorAction SilentlyContinue | ForEach-Object {{ [pscustomobject]@{{ Model = [string]$_.Model; DriverVersion = [string]$_.DriverVersion; FirmwareVersion = [string]$_.FirmwareVersion }} }})
-  [pscustomobject]@{{ Name = $n; Vendor = [string]$cpu.Manufacturer; Model = [string]$cpu.Name; Switches = $switches; NtlmSend = $send; NtlmReceive = $receive; Hbas = $hbas }}
+  $compat = @(if ($hyperv) {{ Get-VM -ComputerName $n -ErrorAction SilentlyContinue | Get-VMProcessor -ErrorAction SilentlyContinue | ForEach-Object {{ [bool]$_.CompatibilityForMigrationEnabled }} }})
+  [pscustomobject]@{{ Name = $n; Vendor = [string]$cpu.Manufacturer; Model = [string]$cpu.Name; Switches = $switches; NtlmSend = $send; NtlmReceive = $receive; Hbas = $hbas; ProcessorCompatibility = $compat }}
 }})
 {bindings}
-{csv}[pscustomobject]@{{ Cluster = [string](Get-Cluster).Name; Networks = $networks; Nodes = $nodes; Bindings = $bindings; Csv = $csv; Quorum = [string](Get-ClusterQuorum).QuorumType }} | ConvertTo-Json -Depth 6 -Compress
+{csv}$lmQos = if (Get-Command Get-SmbBandwidthLimit -ErrorAction SilentlyContinue) {{ @(Get-SmbBandwidthLimit -Category LiveMigration -ErrorAction SilentlyContinue).Count -gt 0 }} else {{ $null }}
+[pscustomobject]@{{ Cluster = [string](Get-Cluster).Name; Networks = $networks; Nodes = $nodes; Bindings = $bindings; Csv = $csv; Quorum = [string](Get-ClusterQuorum).QuorumType; LiveMigrationQos = $lmQos }} | ConvertTo-Json -Depth 6 -Compress
 "#
     )
 }

@@ -2121,6 +2121,14 @@ async fn save_groups_writes_each_group_over_its_version() {
             versions,
             vec![("FS1".into(), 1), ("FS2".into(), 1), ("FS3".into(), 1)]
         );
+        let active = |jobs: Vec<ferry::store::ActiveJob>| {
+            jobs.into_iter()
+                .find(|j| j.id == job_id)
+                .expect("the new job is active")
+        };
+        let fresh = active(store.active_jobs().await.unwrap());
+        assert_eq!(fresh.state, ferry::model::JobState::Running);
+        assert_eq!(fresh.groups_written, 0);
         // FS2 was changed by someone else since it was read.
         let mut fs2 = groups[1].clone();
         fs2.error = Some("operator".into());
@@ -2137,6 +2145,7 @@ async fn save_groups_writes_each_group_over_its_version() {
             )
             .await
             .unwrap()
+            .map(|saved| assert_eq!(saved.groups_written, 1, "the operator's write counts"))
             .unwrap();
         let event = |g: &str| ferry::model::NewJobEvent {
             kind: "group",
@@ -2177,11 +2186,34 @@ async fn save_groups_writes_each_group_over_its_version() {
         assert_eq!(saved[0].as_ref().unwrap().version, 2);
         assert!(saved[1].is_none(), "FS2's version moved on");
         assert_eq!(saved[2].as_ref().unwrap().version, 2);
+        // One transaction, one count: a reader that saw 1 and wrote once knows nobody else did.
+        assert_eq!(saved[0].as_ref().unwrap().groups_written, 2);
+        assert_eq!(saved[2].as_ref().unwrap().groups_written, 2);
+        assert_eq!(active(store.active_jobs().await.unwrap()).groups_written, 2);
+        // A write refused for every group counts nothing.
+        let stale = ferry::store::GroupUpdate {
+            group: &groups[0],
+            task: None,
+            baseline: None,
+            events: &[],
+            at: Utc::now(),
+        };
+        assert!(store.save_group(job_id, &stale).await.unwrap().is_none());
+        assert_eq!(active(store.active_jobs().await.unwrap()).groups_written, 2);
         // FS2's task and event were not written; the others' were.
         let tasks = store.get_tasks(&task_ids).await.unwrap();
         let mut stored: Vec<Uuid> = tasks.iter().map(|t| t.id).collect();
         stored.sort();
         assert_eq!(stored, vec![task_ids[0], task_ids[2]]);
+        let mut states = store.task_states(&task_ids).await.unwrap();
+        states.sort();
+        assert_eq!(
+            states,
+            vec![
+                (task_ids[0], ferry::model::TaskState::Pending),
+                (task_ids[2], ferry::model::TaskState::Pending)
+            ]
+        );
         let named = store
             .job_groups_named(job_id, &["FS3".into(), "FS2".into()])
             .await

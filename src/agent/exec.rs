@@ -358,9 +358,15 @@ impl Builtin {
             ),
             Action::GatherFacts => to_json(d.config_facts().await.map_err(driver_error)?),
             Action::ReadInventory => to_json(d.inventory().await.map_err(driver_error)?),
-            Action::ReadStorage => {
-                to_json(d.inventory().await.map_err(driver_error)?.storage_view())
-            }
+            Action::ReadStorage {
+                disks,
+                drive_letters,
+            } => to_json(
+                d.inventory()
+                    .await
+                    .map_err(driver_error)?
+                    .storage_view(&disks, &drive_letters),
+            ),
             Action::PrepareDisk { drive_letter } => {
                 to_json(d.prepare_disk(&drive_letter).await.map_err(driver_error)?)
             }

@@ -853,7 +853,13 @@ impl From<Action> for pb::Action {
             Action::GatherFacts => Kind::GatherFacts(pb::GatherFacts {}),
             Action::Echo { text, sleep_ms } => Kind::Echo(pb::Echo { text, sleep_ms }),
             Action::ReadInventory => Kind::ReadInventory(pb::ReadInventory {}),
-            Action::ReadStorage => Kind::ReadStorage(pb::ReadStorage {}),
+            Action::ReadStorage {
+                disks,
+                drive_letters,
+            } => Kind::ReadStorage(pb::ReadStorage {
+                disks,
+                drive_letters,
+            }),
             Action::PrepareDisk { drive_letter } => {
                 Kind::PrepareDisk(pb::PrepareDisk { drive_letter })
             }
@@ -918,7 +924,10 @@ pub(crate) fn action(action: Option<pb::Action>, field: &'static str) -> Result<
             sleep_ms: a.sleep_ms,
         },
         Kind::ReadInventory(_) => Action::ReadInventory,
-        Kind::ReadStorage(_) => Action::ReadStorage,
+        Kind::ReadStorage(a) => Action::ReadStorage {
+            disks: a.disks,
+            drive_letters: a.drive_letters,
+        },
         Kind::PrepareDisk(a) => Action::PrepareDisk {
             drive_letter: a.drive_letter,
         },
@@ -1242,7 +1251,10 @@ mod tests {
                 sleep_ms: 5,
             },
             Action::ReadInventory,
-            Action::ReadStorage,
+            Action::ReadStorage {
+                disks: vec![name("Cluster Disk 2")],
+                drive_letters: vec![name("F:")],
+            },
             Action::PrepareDisk {
                 drive_letter: name("F:"),
             },

@@ -78,8 +78,15 @@ pub enum Action {
     ReadInventory,
     /// Report the cluster's storage: nodes, disks, and each group with its disk resources only
     /// (an inventory without shares): what a preflight on an interim or target checks, at a
-    /// size that does not grow with the shares there.
-    ReadStorage,
+    /// size that does not grow with the shares there. Naming disks (by resource) or drive
+    /// letters narrows it to those disks and the groups owning them, so that its size does not
+    /// grow with the groups there either; naming neither reports all.
+    ReadStorage {
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        disks: Vec<String>,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        drive_letters: Vec<String>,
+    },
     /// Give a disk that belongs to no group `drive_letter`, for a migrated group to land on.
     PrepareDisk {
         drive_letter: String,
@@ -120,7 +127,7 @@ impl Action {
             Action::AssignDriveLetter { .. } => "assign_drive_letter",
             Action::GatherFacts => "gather_facts",
             Action::ReadInventory => "read_inventory",
-            Action::ReadStorage => "read_storage",
+            Action::ReadStorage { .. } => "read_storage",
             Action::PrepareDisk { .. } => "prepare_disk",
             Action::ReplaceDiskResource { .. } => "replace_disk_resource",
             Action::RemoveGroup { .. } => "remove_group",
@@ -219,10 +226,23 @@ impl Action {
                 check_name(e, "disk", disk);
                 drive(e, drive_letter);
             }
-            Action::ListGroups
-            | Action::GatherFacts
-            | Action::ReadInventory
-            | Action::ReadStorage => {}
+            Action::ReadStorage {
+                disks,
+                drive_letters,
+            } => {
+                for (i, disk) in disks.iter().enumerate() {
+                    check_name(e, &format!("disks[{i}]"), disk);
+                }
+                for (i, letter) in drive_letters.iter().enumerate() {
+                    if !valid_drive_letter(letter) {
+                        e.push(FieldError::new(
+                            format!("drive_letters[{i}]"),
+                            "must be a letter followed by a colon, e.g. `F:`",
+                        ));
+                    }
+                }
+            }
+            Action::ListGroups | Action::GatherFacts | Action::ReadInventory => {}
             Action::Echo { text, sleep_ms } => {
                 check_text(e, "text", text, MAX_TEXT_LEN);
                 if *sleep_ms > MAX_ECHO_SLEEP_MS {
@@ -568,7 +588,14 @@ mod tests {
             Action::ListGroups,
             Action::GatherFacts,
             Action::ReadInventory,
-            Action::ReadStorage,
+            Action::ReadStorage {
+                disks: Vec::new(),
+                drive_letters: Vec::new(),
+            },
+            Action::ReadStorage {
+                disks: vec!["Cluster Disk 2".into()],
+                drive_letters: vec!["F:".into()],
+            },
             Action::PrepareDisk {
                 drive_letter: "F:".into(),
             },

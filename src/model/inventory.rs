@@ -28,8 +28,9 @@ pub struct InventoryDocument {
 
 impl InventoryDocument {
     /// The inventory without what storage checks do not need: networks, shares, and every
-    /// group resource but its disks.
-    pub fn storage_view(mut self) -> Self {
+    /// group resource but its disks. When `disks` (resource names) or `drive_letters` name
+    /// any, only those disks and the groups owning them are kept.
+    pub fn storage_view(mut self, disks: &[String], drive_letters: &[String]) -> Self {
         self.networks.clear();
         for group in &mut self.groups {
             group.shares.clear();
@@ -37,6 +38,23 @@ impl InventoryDocument {
                 .resources
                 .retain(|r| r.kind == ResourceKind::PhysicalDisk);
         }
+        if disks.is_empty() && drive_letters.is_empty() {
+            return self;
+        }
+        self.disks.retain(|disk| {
+            disks.iter().any(|d| d.eq_ignore_ascii_case(&disk.resource))
+                || disk
+                    .drive_letter
+                    .as_deref()
+                    .is_some_and(|l| drive_letters.iter().any(|w| w.eq_ignore_ascii_case(l)))
+        });
+        let kept = &self.disks;
+        self.groups.retain(|group| {
+            group.resources.iter().any(|r| {
+                kept.iter()
+                    .any(|d| d.resource.eq_ignore_ascii_case(&r.name))
+            })
+        });
         self
     }
 }

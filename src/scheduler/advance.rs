@@ -73,6 +73,10 @@ pub struct Transition {
 
 /// The next state of `group`, or `None` when nothing changes now.
 pub fn advance(group: &JobGroup, inputs: &Inputs<'_>) -> Option<Transition> {
+    // Most calls find the current step's task still running: answer before copying the group.
+    if awaits_task(group, inputs) {
+        return None;
+    }
     let mut t = Transition {
         group: group.clone(),
         start: None,
@@ -131,6 +135,21 @@ pub fn advance(group: &JobGroup, inputs: &Inputs<'_>) -> Option<Transition> {
         t.group.updated_at = Some(inputs.now);
     }
     Some(t)
+}
+
+/// Whether the group's current step is running with its task in flight and nothing but the
+/// task's result can move it: what the loop of [`advance`] would find without changing anything.
+fn awaits_task(group: &JobGroup, inputs: &Inputs<'_>) -> bool {
+    if group.state.is_settled() || !matches!(inputs.task, TaskView::InFlight) {
+        return false;
+    }
+    let rolling_back = group.state == GroupState::RollingBack;
+    let cancel_applies = !rolling_back
+        && matches!(inputs.job_state, JobState::Cancelling | JobState::Cancelled)
+        && group.state != GroupState::CuttingOver;
+    current(group, rolling_back)
+        .is_some_and(|index| steps(group, rolling_back)[index].state == StepState::Running)
+        && !cancel_applies
 }
 
 fn steps(group: &JobGroup, rollback: bool) -> &Vec<JobStep> {
@@ -603,7 +622,23 @@ fn action_for(
     Ok(match step.action {
         StepAction::Run(kind) => match kind {
             StepKind::Preflight if step.cluster == source => Action::ShareScan { group: name },
-            StepKind::Preflight => Action::ReadStorage,
+            // Only the disk the step checks, so the report does not grow with the groups
+            // already there.
+            StepKind::Preflight if step.cluster == *group.route.last().unwrap_or(&source) => {
+                Action::ReadStorage {
+                    disks: ctx
+                        .source_disk
+                        .as_deref()
+                        .map(|disk| request.target_disk(disk).to_owned())
+                        .into_iter()
+                        .collect(),
+                    drive_letters: Vec::new(),
+                }
+            }
+            StepKind::Preflight => Action::ReadStorage {
+                disks: Vec::new(),
+                drive_letters: ctx.drive_letter.iter().cloned().collect(),
+            },
             StepKind::PrepareInterimDisk => Action::PrepareDisk {
                 drive_letter: letter()?,
             },
@@ -1105,7 +1140,7 @@ mod tests {
         move |start| {
             TaskView::Succeeded(match &start.action {
                 Action::ShareScan { .. } => scan(shares, true),
-                Action::ReadStorage => {
+                Action::ReadStorage { .. } => {
                     json!({"disks": [{"resource": "Cluster Disk 1", "size_bytes": 1, "free_bytes": 1}]})
                 }
                 Action::PrepareDisk { .. } => json!({"resource": "Cluster Disk 9"}),

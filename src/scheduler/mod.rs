@@ -27,7 +27,7 @@ use crate::model::{
     Action, GroupState, Job, JobGroup, JobState, NewJobEvent, Share, StepState, TaskState,
 };
 use crate::service::Service;
-use crate::store::{Change, GroupUpdate, JobUpdate, NewTask};
+use crate::store::{ActiveJob, Change, GroupUpdate, JobUpdate, NewTask};
 
 pub use advance::{Inputs, StartTask, TaskView, Transition, advance};
 
@@ -88,9 +88,20 @@ pub struct Scheduler {
 struct Memory {
     /// When the lease must be renewed; `None` when this replica does not hold it.
     renew_at: Option<DateTime<Utc>>,
-    /// Each active job's groups in request order, as last read or written.
-    groups: HashMap<Uuid, Vec<JobGroup>>,
+    /// Each active job as last read; its request never changes.
+    jobs: HashMap<Uuid, Job>,
+    /// Each active job's groups, as last read or written.
+    groups: HashMap<Uuid, KnownGroups>,
     baselines: HashMap<(Uuid, String), Arc<Vec<Share>>>,
+}
+
+/// A job's groups in request order, as a pass left them.
+#[derive(Default)]
+struct KnownGroups {
+    /// The job's `groups_written` these documents are current for; `None` when unsure (someone
+    /// else wrote between our read and our write), which makes the next pass compare versions.
+    written: Option<i64>,
+    groups: Vec<JobGroup>,
 }
 
 impl Scheduler {
@@ -120,21 +131,39 @@ impl Scheduler {
         }
         let jobs = store.active_jobs().await?;
         let memory = &mut *memory;
+        memory.jobs.retain(|id, _| jobs.iter().any(|j| j.id == *id));
         memory
             .groups
             .retain(|id, _| jobs.iter().any(|j| j.id == *id));
         memory
             .baselines
             .retain(|(id, _), _| jobs.iter().any(|j| j.id == *id));
-        for job in &jobs {
-            let known = memory.groups.remove(&job.id).unwrap_or_default();
-            let fresh = refresh_groups(store.as_ref(), job.id, known).await?;
-            memory.groups.insert(job.id, fresh);
+        for active in &jobs {
+            let id = active.id;
+            match memory.jobs.get_mut(&id) {
+                Some(job) => active.apply_to(job),
+                None => {
+                    let mut job = store.get_job(id).await?;
+                    active.apply_to(&mut job);
+                    memory.jobs.insert(id, job);
+                }
+            }
+            let known = memory.groups.remove(&id).unwrap_or_default();
+            // Nobody wrote the groups since we last did: what we remember is what is stored.
+            let known = if known.written == Some(active.groups_written) {
+                known
+            } else {
+                KnownGroups {
+                    written: Some(active.groups_written),
+                    groups: refresh_groups(store.as_ref(), id, known.groups).await?,
+                }
+            };
+            memory.groups.insert(id, known);
         }
         // Cutovers in progress per cluster, over every job: the per-cluster limit counts them all.
         let mut cutovers: HashMap<String, u32> = HashMap::new();
-        for groups in memory.groups.values() {
-            for group in groups.iter().filter(|g| g.state.in_cutover()) {
+        for known in memory.groups.values() {
+            for group in known.groups.iter().filter(|g| g.state.in_cutover()) {
                 for cluster in &group.route {
                     *cutovers.entry(cluster.clone()).or_default() += 1;
                 }
@@ -142,28 +171,31 @@ impl Scheduler {
         }
         let mut stats = PassStats::default();
         let mut clusters = ClusterCache::default();
-        for job in jobs {
-            let job_id = job.id;
-            let Some(mut groups) = memory.groups.remove(&job_id) else {
+        for ActiveJob { id: job_id, .. } in jobs {
+            let (Some(mut known), Some(mut job)) =
+                (memory.groups.remove(&job_id), memory.jobs.remove(&job_id))
+            else {
                 continue;
             };
-            let job = match job.state {
+            let moving = match job.state {
                 // A failed job with a group no longer settled had a group retried: it runs
                 // again (the operator's retry may have raced the job's failing; this settles it).
-                JobState::Failed if groups.iter().any(|g| !g.state.is_settled()) => {
-                    self.service
+                JobState::Failed if known.groups.iter().any(|g| !g.state.is_settled()) => {
+                    let reopened = self
+                        .service
                         .reopen_job(&job, "running again: a group was retried".to_owned())
-                        .await?
+                        .await?;
+                    reopened.map(|reopened| job = reopened).is_some()
                 }
                 // Failed jobs are read for their cutovers' sake only: nothing of theirs moves
                 // until an operator retries a group.
-                JobState::Failed => None,
-                _ => Some(job),
+                JobState::Failed => false,
+                _ => true,
             };
-            if let Some(job) = job {
+            if moving {
                 self.advance_job(
                     &job,
-                    &mut groups,
+                    &mut known,
                     &mut memory.baselines,
                     &mut cutovers,
                     &mut clusters,
@@ -171,7 +203,8 @@ impl Scheduler {
                 )
                 .await?;
             }
-            memory.groups.insert(job_id, groups);
+            memory.groups.insert(job_id, known);
+            memory.jobs.insert(job_id, job);
         }
         Ok(stats)
     }
@@ -181,23 +214,36 @@ impl Scheduler {
     async fn advance_job(
         &self,
         job: &Job,
-        groups: &mut [JobGroup],
+        known: &mut KnownGroups,
         baselines: &mut HashMap<(Uuid, String), Arc<Vec<Share>>>,
         cutovers: &mut HashMap<String, u32>,
         clusters: &mut ClusterCache,
         stats: &mut PassStats,
     ) -> Result<()> {
         let store = self.service.store();
+        let groups = &mut known.groups;
         let running: Vec<Uuid> = groups
             .iter()
             .filter(|g| !g.state.is_settled())
             .filter_map(running_task)
             .collect();
-        let tasks: HashMap<Uuid, crate::model::Task> = if running.is_empty() {
+        // Most running tasks are still in flight: only finished ones are read in full.
+        let mut unfinished = std::collections::HashSet::new();
+        let mut finished = Vec::new();
+        if !running.is_empty() {
+            for (id, state) in store.task_states(&running).await? {
+                if state.is_terminal() {
+                    finished.push(id);
+                } else {
+                    unfinished.insert(id);
+                }
+            }
+        }
+        let tasks: HashMap<Uuid, crate::model::Task> = if finished.is_empty() {
             HashMap::new()
         } else {
             store
-                .get_tasks(&running)
+                .get_tasks(&finished)
                 .await?
                 .into_iter()
                 .map(|t| (t.id, t))
@@ -221,6 +267,7 @@ impl Scheduler {
                 continue;
             }
             let task = match running_task(group) {
+                Some(id) if unfinished.contains(&id) => TaskView::InFlight,
                 // The task vanished with its cluster or agent: the attempt is lost.
                 Some(id) => tasks.get(&id).map_or(TaskView::Lost, task_view),
                 None => TaskView::None,
@@ -312,12 +359,20 @@ impl Scheduler {
             .collect();
         let saved = store.save_groups(job.id, &updates).await?;
         drop(updates);
+        // Our write counts one; any more means another writer came between.
+        if let Some(after) = saved.iter().flatten().map(|s| s.groups_written).next() {
+            known.written = known
+                .written
+                .filter(|&before| before + 1 == after)
+                .map(|_| after);
+        }
         let mut started = Vec::new();
         for ((index, transition, _), saved) in decided.into_iter().zip(saved) {
             let Some(saved) = saved else {
                 stats.conflicts += 1;
                 // Someone else wrote the group: the next pass reads it again.
                 groups[index].version = -1;
+                known.written = None;
                 continue;
             };
             stats.transitions += 1;

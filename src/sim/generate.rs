@@ -662,6 +662,7 @@ pub fn generate(opts: &SimCreateOptions) -> anyhow::Result<GeneratedCluster> {
             },
             ntlm_enabled: true,
             hbas: vec![hba(os)],
+            processor_compatibility: false,
         })
         .collect();
     let client_network = if os >= OsGeneration::Ws2008r2 {
@@ -883,6 +884,7 @@ pub fn generate(opts: &SimCreateOptions) -> anyhow::Result<GeneratedCluster> {
         faults: BTreeMap::new(),
         kerberos_pending: BTreeSet::new(),
         never_online: BTreeSet::new(),
+        live_migration_qos: false,
     };
     Ok(GeneratedCluster { state, trees })
 }

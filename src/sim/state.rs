@@ -49,6 +49,10 @@ pub struct SimState {
     /// (first field note), so these are lost if the group moves on before an online.
     #[serde(default)]
     pub never_online: BTreeSet<String>,
+    /// An SMB bandwidth limit caps live migration traffic (third field note: needed when no
+    /// network is dedicated to live migration).
+    #[serde(default)]
+    pub live_migration_qos: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -62,6 +66,10 @@ pub struct SimNode {
     pub ntlm_enabled: bool,
     #[serde(default)]
     pub hbas: Vec<HbaFacts>,
+    /// Hyper-V processor compatibility for migration is on for the node's virtual machines; off
+    /// by default, as in Hyper-V.
+    #[serde(default)]
+    pub processor_compatibility: bool,
 }
 
 fn yes() -> bool {

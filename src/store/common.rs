@@ -83,7 +83,7 @@ pub(crate) fn unique_or(err: sqlx::Error, conflict: impl FnOnce() -> Error) -> E
     }
 }
 
-fn corrupt(what: &str, value: &str) -> Error {
+pub(crate) fn corrupt(what: &str, value: &str) -> Error {
     Error::internal(format!("database holds an invalid {what}: `{value}`"))
 }
 
@@ -2457,20 +2457,34 @@ macro_rules! impl_store {
                 Self::load_jobs(&mut conn, ids).await
             }
 
-            async fn active_jobs(&self) -> $crate::error::Result<Vec<$crate::model::Job>> {
-                use $crate::store::common::db_error;
-                use $crate::store::common::JobRow;
-                sqlx::query_as::<_, JobRow>(
-                    "SELECT id, name, state, request, approval, created_by, created_at, \
-                     updated_at, version FROM jobs \
+            async fn active_jobs(
+                &self,
+            ) -> $crate::error::Result<Vec<$crate::store::ActiveJob>> {
+                use $crate::store::common::{corrupt, db_error, parse_json, parse_uuid};
+                type Row = (String, String, Option<String>, chrono::DateTime<chrono::Utc>, i64, i64);
+                let rows: Vec<Row> = sqlx::query_as(
+                    "SELECT id, state, approval, updated_at, version, groups_written FROM jobs \
                      WHERE state IN ('running', 'paused', 'cancelling', 'failed') ORDER BY id",
                 )
                 .fetch_all(self.reader())
                 .await
-                .map_err(db_error)?
-                .into_iter()
-                .map(|row| row.into_model(Default::default()))
-                .collect()
+                .map_err(db_error)?;
+                rows.into_iter()
+                    .map(|(id, state, approval, updated_at, version, groups_written)| {
+                        Ok($crate::store::ActiveJob {
+                            id: parse_uuid(&id)?,
+                            state: $crate::model::JobState::parse(&state)
+                                .ok_or_else(|| corrupt("job state", &state))?,
+                            approval: approval
+                                .as_deref()
+                                .map(|a| parse_json("job approval", a))
+                                .transpose()?,
+                            updated_at,
+                            version,
+                            groups_written,
+                        })
+                    })
+                    .collect()
             }
 
             async fn job_groups(
@@ -2526,12 +2540,21 @@ macro_rules! impl_store {
                 let mut tx = self.writer().begin().await.map_err(db_error)?;
                 // The job row first, in the order `update_job` takes its locks, so a scheduler
                 // write and an operator's verb cannot deadlock on Postgres.
-                sqlx::query("UPDATE jobs SET updated_at = $2 WHERE id = $1")
-                    .bind(&id)
-                    .bind(truncate(last.at))
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(db_error)?;
+                // Rolled back with the rest when no group is written.
+                let written: Option<(i64,)> = sqlx::query_as(
+                    "UPDATE jobs SET updated_at = $2, groups_written = groups_written + 1 \
+                     WHERE id = $1 RETURNING groups_written",
+                )
+                .bind(&id)
+                .bind(truncate(last.at))
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(db_error)?;
+                let Some((groups_written,)) = written else {
+                    // No such job: none of its groups can be written.
+                    saved.resize(updates.len(), None);
+                    return Ok(saved);
+                };
                 for update in updates {
                     let at = truncate(update.at);
                     let read = update.group.version;
@@ -2578,6 +2601,7 @@ macro_rules! impl_store {
                     saved.push(Some($crate::store::SavedGroup {
                         version: stored.version,
                         task,
+                        groups_written,
                     }));
                 }
                 if saved.iter().any(Option::is_some) {
@@ -2653,6 +2677,30 @@ macro_rules! impl_store {
                     }
                 }
                 Ok(tasks)
+            }
+
+            async fn task_states(
+                &self,
+                ids: &[uuid::Uuid],
+            ) -> $crate::error::Result<Vec<(uuid::Uuid, $crate::model::TaskState)>> {
+                use $crate::store::common::{corrupt, db_error, parse_uuid};
+                let mut states = Vec::with_capacity(ids.len());
+                for chunk in ids.chunks(Self::MAX_BINDS) {
+                    let mut qb =
+                        sqlx::QueryBuilder::<$db>::new("SELECT id, state FROM tasks WHERE id");
+                    Self::push_in_list(&mut qb, chunk.iter().map(ToString::to_string));
+                    let rows: Vec<(String, String)> = qb
+                        .build_query_as()
+                        .fetch_all(self.reader())
+                        .await
+                        .map_err(db_error)?;
+                    for (id, state) in rows {
+                        let state = $crate::model::TaskState::parse(&state)
+                            .ok_or_else(|| corrupt("task state", &state))?;
+                        states.push((parse_uuid(&id)?, state));
+                    }
+                }
+                Ok(states)
             }
 
             async fn job_holders(

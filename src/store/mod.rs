@@ -16,7 +16,7 @@ use crate::error::Result;
 use crate::model::{
     Action, Agent, AuditOutcome, AuditRecord, Cluster, ClusterPatch, GroupSummary, InventoryCounts,
     InventoryDocument, JoinTokenInfo, NewAudit, NewCluster, Resource, Share, SnapshotInfo, Task,
-    TaskOutcome, TaskProgress, TaskRef, TokenInfo,
+    TaskOutcome, TaskProgress, TaskRef, TaskState, TokenInfo,
 };
 use crate::model::{Approval, Job, JobEvent, JobGroup, JobRequest, JobState, NewJobEvent};
 
@@ -174,6 +174,32 @@ pub struct GroupUpdate<'a> {
 pub struct SavedGroup {
     pub version: i64,
     pub task: Option<Task>,
+    /// The job's [`ActiveJob::groups_written`] after this write.
+    pub groups_written: i64,
+}
+
+/// What changes of a job the scheduler moves: its request never does, so a reader that has
+/// it keeps it.
+#[derive(Debug, Clone)]
+pub struct ActiveJob {
+    pub id: Uuid,
+    pub state: JobState,
+    pub approval: Option<Approval>,
+    pub updated_at: DateTime<Utc>,
+    pub version: i64,
+    /// How many writes of its groups the job has had. A reader that remembers the groups as of
+    /// count `n` knows them current while the count is still `n`.
+    pub groups_written: i64,
+}
+
+impl ActiveJob {
+    /// `job` (the same job, read earlier) as it is now.
+    pub fn apply_to(&self, job: &mut Job) {
+        job.state = self.state;
+        job.approval.clone_from(&self.approval);
+        job.updated_at = self.updated_at;
+        job.version = self.version;
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -400,6 +426,9 @@ pub trait Store: Send + Sync + 'static {
     async fn get_task(&self, id: Uuid) -> Result<Task>;
     /// The tasks of `ids` that exist, in no particular order.
     async fn get_tasks(&self, ids: &[Uuid]) -> Result<Vec<Task>>;
+    /// The state of each task of `ids` that exists, in no particular order: whether a task is
+    /// worth reading in full.
+    async fn task_states(&self, ids: &[Uuid]) -> Result<Vec<(Uuid, TaskState)>>;
     /// The agent's unfinished tasks (pending, assigned, running), oldest first.
     async fn tasks_to_deliver(&self, agent_id: Uuid, limit: u32) -> Result<Vec<Task>>;
     /// Pending tasks of the cluster that wait for any of its agents, oldest first.
@@ -456,9 +485,8 @@ pub trait Store: Send + Sync + 'static {
     /// Oldest first; ids strictly above `after`.
     async fn list_jobs(&self, limit: u32, after: Option<Uuid>) -> Result<Vec<Job>>;
     /// Jobs running, paused, cancelling or failed (a failed job still holds its groups and can
-    /// be retried), oldest first. Their `summary` is left empty: the scheduler reads the groups
-    /// themselves.
-    async fn active_jobs(&self) -> Result<Vec<Job>>;
+    /// be retried), oldest first, without their requests.
+    async fn active_jobs(&self) -> Result<Vec<ActiveJob>>;
     /// The job's groups in request order, each with its version.
     async fn job_groups(&self, job_id: Uuid) -> Result<Vec<JobGroup>>;
     /// Each group's name and version in request order: what changed since a read, cheaply.

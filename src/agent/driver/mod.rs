@@ -287,6 +287,10 @@ pub struct ConfigFacts {
     pub nodes: Vec<NodeFacts>,
     pub csv_volumes: Vec<CsvVolumeFacts>,
     pub quorum: Option<QuorumFacts>,
+    /// An SMB bandwidth limit (QoS policy) caps live migration traffic, which the field note asks
+    /// for when no network is dedicated to live migration.
+    #[serde(default)]
+    pub live_migration_qos: Option<bool>,
 }
 
 impl ConfigFacts {
@@ -331,6 +335,11 @@ pub struct NodeFacts {
     pub virtual_switches: Vec<String>,
     pub ntlm_enabled: Option<bool>,
     pub hbas: Vec<HbaFacts>,
+    /// Hyper-V processor compatibility ("migrate to a physical computer with a different processor
+    /// version") is on for the node's virtual machines, which lets them live-migrate between
+    /// different processor models of one manufacturer.
+    #[serde(default)]
+    pub processor_compatibility: Option<bool>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

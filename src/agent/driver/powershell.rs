@@ -581,6 +581,7 @@ if ($null -ne $g) {{
         };
         wrap(&format!(
             "{NETWORKS}
+$hyperv = [bool](Get-Command Get-VMProcessor -ErrorAction SilentlyContinue)
 $nodes = @(Get-ClusterNode | ForEach-Object {{
   $n = [string]$_.Name
   $cpu = @(Get-WmiObject -Class Win32_Processor -ComputerName $n)[0]
@@ -590,11 +591,13 @@ $nodes = @(Get-ClusterNode | ForEach-Object {{
   $send = $reg.GetDWORDValue(2147483650, $lsa, 'RestrictSendingNTLMTraffic').uValue
   $receive = $reg.GetDWORDValue(2147483650, $lsa, 'RestrictReceivingNTLMTraffic').uValue
   $hbas = @(Get-WmiObject -Namespace 'root\\WMI' -Class MSFC_FCAdapterHBAAttributes -ComputerName $n -ErrorAction SilentlyContinue | ForEach-Object {{ [pscustomobject]@{{ Model = [string]$_.Model; DriverVersion = [string]$_.DriverVersion; FirmwareVersion = [string]$_.FirmwareVersion }} }})
-  [pscustomobject]@{{ Name = $n; Vendor = [string]$cpu.Manufacturer; Model = [string]$cpu.Name; Switches = $switches; NtlmSend = $send; NtlmReceive = $receive; Hbas = $hbas }}
+  $compat = @(if ($hyperv) {{ Get-VM -ComputerName $n -ErrorAction SilentlyContinue | Get-VMProcessor -ErrorAction SilentlyContinue | ForEach-Object {{ [bool]$_.CompatibilityForMigrationEnabled }} }})
+  [pscustomobject]@{{ Name = $n; Vendor = [string]$cpu.Manufacturer; Model = [string]$cpu.Name; Switches = $switches; NtlmSend = $send; NtlmReceive = $receive; Hbas = $hbas; ProcessorCompatibility = $compat }}
 }})
 {bindings}
 {csv}
-[pscustomobject]@{{ Cluster = [string](Get-Cluster).Name; Networks = $networks; Nodes = $nodes; Bindings = $bindings; Csv = $csv; Quorum = [string](Get-ClusterQuorum).QuorumType }} | ConvertTo-Json -Depth 6 -Compress
+$lmQos = if (Get-Command Get-SmbBandwidthLimit -ErrorAction SilentlyContinue) {{ @(Get-SmbBandwidthLimit -Category LiveMigration -ErrorAction SilentlyContinue).Count -gt 0 }} else {{ $null }}
+[pscustomobject]@{{ Cluster = [string](Get-Cluster).Name; Networks = $networks; Nodes = $nodes; Bindings = $bindings; Csv = $csv; Quorum = [string](Get-ClusterQuorum).QuorumType; LiveMigrationQos = $lmQos }} | ConvertTo-Json -Depth 6 -Compress
 "
         ))
     }
@@ -1328,6 +1331,9 @@ struct PsNodeFacts {
     ntlm_receive: Option<i64>,
     #[serde(default, deserialize_with = "de_many")]
     hbas: Vec<PsHba>,
+    /// One value per virtual machine on the node; none when Hyper-V's cmdlets are absent.
+    #[serde(default, deserialize_with = "de_many")]
+    processor_compatibility: Vec<bool>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -1366,6 +1372,8 @@ struct PsFacts {
     csv: Vec<PsPartition>,
     #[serde(default)]
     quorum: Option<String>,
+    #[serde(default)]
+    live_migration_qos: Option<bool>,
 }
 
 /// Configuration facts from the answer of the `config_facts` script.
@@ -1432,6 +1440,10 @@ pub fn parse_config_facts(value: Value, os: OsGeneration) -> Result<ConfigFacts,
                         firmware_version: h.firmware_version,
                     })
                     .collect(),
+                // A node without virtual machines says nothing about the setting; one VM without
+                // it is enough to fail a migration to a different processor model.
+                processor_compatibility: (!n.processor_compatibility.is_empty())
+                    .then(|| n.processor_compatibility.iter().all(|on| *on)),
             })
             .collect(),
         csv_volumes: facts
@@ -1448,6 +1460,7 @@ pub fn parse_config_facts(value: Value, os: OsGeneration) -> Result<ConfigFacts,
             quorum_type,
             node_count,
         }),
+        live_migration_qos: facts.live_migration_qos,
     })
 }
 
@@ -1704,5 +1717,42 @@ mod tests {
         assert_eq!(cidr("10.0.1.0", "255.255.255.0"), "10.0.1.0/24");
         assert_eq!(cidr("10.0.0.0", "255.255.0.0"), "10.0.0.0/16");
         assert_eq!(cidr("", ""), "");
+    }
+
+    #[test]
+    fn processor_compatibility_and_live_migration_qos_parse_when_present() {
+        let facts = parse_config_facts(
+            serde_json::json!({
+                "Nodes": [
+                    {"Name": "N1", "ProcessorCompatibility": [true, true]},
+                    {"Name": "N2", "ProcessorCompatibility": [true, false]},
+                    {"Name": "N3", "ProcessorCompatibility": true},
+                    {"Name": "N4", "ProcessorCompatibility": []},
+                    {"Name": "N5"}
+                ],
+                "LiveMigrationQos": false
+            }),
+            OsGeneration::Ws2016,
+        )
+        .unwrap();
+        let compatibility: Vec<Option<bool>> = facts
+            .nodes
+            .iter()
+            .map(|n| n.processor_compatibility)
+            .collect();
+        assert_eq!(
+            compatibility,
+            [Some(true), Some(false), Some(true), None, None]
+        );
+        assert_eq!(facts.live_migration_qos, Some(false));
+
+        // An older agent's answer, or a cluster without the SMB bandwidth cmdlets.
+        let older = parse_config_facts(
+            serde_json::json!({"Nodes": {"Name": "N1"}, "LiveMigrationQos": null}),
+            OsGeneration::Ws2008r2,
+        )
+        .unwrap();
+        assert_eq!(older.nodes[0].processor_compatibility, None);
+        assert_eq!(older.live_migration_qos, None);
     }
 }

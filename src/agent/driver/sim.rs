@@ -1527,6 +1527,7 @@ fn op_config_facts(s: &SimState) -> ConfigFacts {
                 virtual_switches: n.virtual_switches.clone(),
                 ntlm_enabled: Some(n.ntlm_enabled),
                 hbas: n.hbas.clone(),
+                processor_compatibility: Some(n.processor_compatibility),
             })
             .collect(),
         csv_volumes: s
@@ -1545,6 +1546,7 @@ fn op_config_facts(s: &SimState) -> ConfigFacts {
             quorum_type: s.quorum,
             node_count: s.nodes.len() as u32,
         }),
+        live_migration_qos: Some(s.live_migration_qos),
     }
 }
 
@@ -1738,6 +1740,37 @@ mod tests {
         assert!(loses_file_shares(Ws2003, Ws2008r2));
         assert!(!loses_file_shares(Ws2003, Ws2008));
         assert!(!loses_file_shares(Ws2008, Ws2008r2));
+    }
+
+    #[test]
+    fn config_facts_carry_processor_compatibility_and_live_migration_qos() {
+        let options = crate::sim::SimCreateOptions::new("unused", "HV", OsGeneration::Ws2012r2);
+        let mut state = crate::sim::generate(&options).unwrap().state;
+        let facts = op_config_facts(&state);
+        assert!(
+            facts
+                .nodes
+                .iter()
+                .all(|n| n.processor_compatibility == Some(false))
+        );
+        assert_eq!(facts.live_migration_qos, Some(false));
+
+        state.nodes[0].processor_compatibility = true;
+        state.live_migration_qos = true;
+        let facts = op_config_facts(&state);
+        assert_eq!(facts.nodes[0].processor_compatibility, Some(true));
+        assert_eq!(facts.live_migration_qos, Some(true));
+
+        // A state file written before these settings existed still loads, with both off.
+        let mut old = serde_json::to_value(&state).unwrap();
+        old.as_object_mut().unwrap().remove("live_migration_qos");
+        old["nodes"][0]
+            .as_object_mut()
+            .unwrap()
+            .remove("processor_compatibility");
+        let old: SimState = serde_json::from_value(old).unwrap();
+        assert!(!old.live_migration_qos);
+        assert!(!old.nodes[0].processor_compatibility);
     }
 
     #[test]

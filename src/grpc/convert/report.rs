@@ -90,7 +90,9 @@ impl TaskReport {
             }
             Action::GatherFacts => TaskReport::Facts(read(value)?),
             Action::Echo { .. } => TaskReport::Echo(read(value)?),
-            Action::ReadInventory | Action::ReadStorage => TaskReport::Inventory(read(value)?),
+            Action::ReadInventory | Action::ReadStorage { .. } => {
+                TaskReport::Inventory(read(value)?)
+            }
             Action::ReplaceDiskResource { .. } => TaskReport::DiskReplacement(read(value)?),
             Action::RemoveGroup { .. } => TaskReport::GroupRemoved(read(value)?),
         })
@@ -332,6 +334,7 @@ impl From<ConfigFacts> for pb::ConfigFacts {
                             firmware_version: h.firmware_version,
                         })
                         .collect(),
+                    processor_compatibility: n.processor_compatibility,
                 })
                 .collect(),
             csv_volumes: f
@@ -348,6 +351,7 @@ impl From<ConfigFacts> for pb::ConfigFacts {
                 quorum_type: pb::QuorumType::from(q.quorum_type) as i32,
                 node_count: q.node_count,
             }),
+            live_migration_qos: f.live_migration_qos,
         }
     }
 }
@@ -556,6 +560,7 @@ fn facts(f: pb::ConfigFacts) -> Result<ConfigFacts, Bad> {
                             firmware_version: h.firmware_version,
                         })
                         .collect(),
+                    processor_compatibility: n.processor_compatibility,
                 }
             })
             .collect(),
@@ -579,6 +584,7 @@ fn facts(f: pb::ConfigFacts) -> Result<ConfigFacts, Bad> {
                 })
             })
             .transpose()?,
+        live_migration_qos: f.live_migration_qos,
         cluster: f.cluster,
     })
 }
@@ -1037,6 +1043,7 @@ mod tests {
                     driver_version: "9.4".into(),
                     firmware_version: "8.8".into(),
                 }],
+                processor_compatibility: Some(false),
             }],
             csv_volumes: vec![CsvVolumeFacts {
                 name: "Volume1".into(),
@@ -1048,6 +1055,7 @@ mod tests {
                 quorum_type: QuorumType::NodeAndDiskMajority,
                 node_count: 3,
             }),
+            live_migration_qos: Some(true),
         };
         let gather = action(json!({"action": "gather_facts"}));
         let expected = serde_json::to_value(&facts).unwrap();
