@@ -36,6 +36,9 @@ pub const SCHEDULER_ACTOR: &str = "scheduler";
 
 /// How often a pass runs when nothing wakes it.
 const TICK: Duration = Duration::from_secs(1);
+/// How long the scheduler trusts its count of a job's group writes before comparing versions
+/// anyway.
+const RECHECK: Duration = Duration::from_secs(10);
 /// How long the scheduler lease lasts; renewed on every pass.
 const LEASE: Duration = Duration::from_secs(15);
 
@@ -82,8 +85,9 @@ pub struct Scheduler {
 }
 
 /// The scheduler's memory between passes. Every entry is checked against the store before it is
-/// used (group versions) or never changes once written (baselines), so losing it costs reads,
-/// never correctness: a pass over 1,000 groups reads 1,000 versions, not 1,000 documents.
+/// used (the job's count of group writes, group versions) or never changes once written
+/// (requests, baselines), so losing it costs reads, never correctness: a pass over 1,000 groups
+/// that nobody else wrote reads no group at all.
 #[derive(Default)]
 struct Memory {
     /// When the lease must be renewed; `None` when this replica does not hold it.
@@ -98,6 +102,10 @@ struct Memory {
 /// A job's groups in request order, as a pass left them.
 #[derive(Default)]
 struct KnownGroups {
+    /// When the versions were last compared with the store's. A writer that does not count its
+    /// writes (a replica of an older release, during a rolling upgrade) is noticed within
+    /// [`RECHECK`] all the same.
+    checked_at: Option<std::time::Instant>,
     /// The job's `groups_written` these documents are current for; `None` when unsure (someone
     /// else wrote between our read and our write), which makes the next pass compare versions.
     written: Option<i64>,
@@ -150,10 +158,14 @@ impl Scheduler {
             }
             let known = memory.groups.remove(&id).unwrap_or_default();
             // Nobody wrote the groups since we last did: what we remember is what is stored.
-            let known = if known.written == Some(active.groups_written) {
+            let trusted = known.written == Some(active.groups_written)
+                && known.checked_at.is_some_and(|at| at.elapsed() < RECHECK);
+            let known = if trusted {
                 known
             } else {
+                let checked_at = Some(std::time::Instant::now());
                 KnownGroups {
+                    checked_at,
                     written: Some(active.groups_written),
                     groups: refresh_groups(store.as_ref(), id, known.groups).await?,
                 }
