@@ -99,13 +99,9 @@ pub fn advance(group: &JobGroup, inputs: &Inputs<'_>) -> Option<Transition> {
         let step = &steps(&t.group, rolling_back)[index];
         match step.state {
             StepState::Running
-                if !rolling_back
-                    && matches!(inputs.job_state, JobState::Cancelling | JobState::Cancelled)
-                    && t.group.state != GroupState::CuttingOver
-                    && matches!(task, TaskView::InFlight) =>
+                if matches!(task, TaskView::InFlight)
+                    && cancel_skips_wait(&t.group, inputs.job_state) =>
             {
-                // Before the cutover nothing needs undoing: a cancel need not wait for a step
-                // whose agent may never come (the task is left to finish or expire unheeded).
                 cancel(&mut t, inputs.now);
                 break;
             }
@@ -144,12 +140,18 @@ fn awaits_task(group: &JobGroup, inputs: &Inputs<'_>) -> bool {
         return false;
     }
     let rolling_back = group.state == GroupState::RollingBack;
-    let cancel_applies = !rolling_back
-        && matches!(inputs.job_state, JobState::Cancelling | JobState::Cancelled)
-        && group.state != GroupState::CuttingOver;
     current(group, rolling_back)
         .is_some_and(|index| steps(group, rolling_back)[index].state == StepState::Running)
-        && !cancel_applies
+        && !cancel_skips_wait(group, inputs.job_state)
+}
+
+/// Whether a cancel ends the group without waiting for its running step. Before the cutover
+/// nothing needs undoing: a cancel need not wait for a step whose agent may never come (the
+/// task is left to finish or expire unheeded).
+fn cancel_skips_wait(group: &JobGroup, job_state: JobState) -> bool {
+    group.state != GroupState::RollingBack
+        && group.state != GroupState::CuttingOver
+        && matches!(job_state, JobState::Cancelling | JobState::Cancelled)
 }
 
 fn steps(group: &JobGroup, rollback: bool) -> &Vec<JobStep> {
