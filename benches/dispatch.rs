@@ -304,6 +304,7 @@ async fn connect_agent(url: &str, join: &str, n: usize, seen: Arc<Mutex<Seen>>) 
                                 slept_ms: 0,
                             })),
                         })),
+                        final_progress: None,
                     };
                     if out.send(message(AgentBody::Result(result))).await.is_err() {
                         return;

@@ -33,6 +33,10 @@ use ferry::grpc::pb::agent_service_client::AgentServiceClient;
 use ferry::grpc::pb::server_message::Body as ServerBody;
 use proc_stat::{clock_ticks, cpu_ticks};
 
+// The shipped `ferry` binary's allocator: the server in this process costs what it does there.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const BOOTSTRAP: &str = "bench-bootstrap-secret-0123456789";
 const HEARTBEAT_MS: u64 = 10_000;
 

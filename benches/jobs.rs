@@ -13,7 +13,7 @@
 //! Prints a table; asserts nothing about time.
 //!
 //! Run: `cargo bench --bench jobs` (options after `--`: `--groups N`, `--shares N`,
-//! `--parallel N`).
+//! `--parallel N`). With `FERRY_BENCH_SQL=1` every statement is logged to stderr.
 
 #[path = "support/proc_stat.rs"]
 mod proc_stat;
@@ -28,6 +28,10 @@ use ferry::model::{JobRequest, JobState, NewCluster, NewJoinToken, OsGeneration,
 use ferry::sim::{SimCreateOptions, create_sim_cluster, load_state, present_disk};
 use ferry::store::Store;
 use proc_stat::{clock_ticks, cpu_ticks};
+
+// The shipped `ferry` binary's allocator: the server in this process costs what it does there.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 struct Row {
     backend: &'static str,
@@ -59,6 +63,13 @@ fn main() {
             "--parallel" => parallel = value().parse().expect("--parallel N"),
             _ => {}
         }
+    }
+    // Every statement the server runs, with its time: how the statements per step are counted.
+    if std::env::var_os("FERRY_BENCH_SQL").is_some() {
+        tracing_subscriber::fmt()
+            .with_env_filter("sqlx::query=debug")
+            .with_writer(std::io::stderr)
+            .init();
     }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

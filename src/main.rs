@@ -10,6 +10,12 @@ use ferry::agent::session::AgentConfig;
 use ferry::config::{Config, LogFormat, Overrides};
 use ferry::model::{NewJoinToken, NewToken, Role};
 
+// The server's hot paths (scheduler passes, results, the store's worker threads) allocate small
+// objects on one thread and free them on another, which glibc's malloc handles poorly (its
+// arenas consolidate under contention); mimalloc is built for that pattern.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "ferry",

@@ -41,6 +41,8 @@ pub struct Metrics {
     pub agent_perf_samples: Counter,
     /// Inventory reports received from agents (logged until they are imported).
     pub agent_inventory_reports: Counter,
+    /// Progress reports received from agents on their own (not inside a result).
+    pub agent_progress_reports: Counter,
 }
 
 impl Default for Metrics {
@@ -88,6 +90,12 @@ impl Metrics {
             "Inventory reports received from agents",
             agent_inventory_reports.clone(),
         );
+        let agent_progress_reports = Counter::default();
+        registry.register(
+            "agent_progress_reports",
+            "Progress reports received from agents on their own, not inside a result",
+            agent_progress_reports.clone(),
+        );
         Self {
             registry,
             requests,
@@ -96,6 +104,7 @@ impl Metrics {
             agent_sessions,
             agent_perf_samples,
             agent_inventory_reports,
+            agent_progress_reports,
         }
     }
 

@@ -157,10 +157,17 @@ impl Harness {
     }
 
     async fn metric(&self, verdict: &str) -> u64 {
+        self.counter(&format!(
+            "ferry_agent_results_total{{verdict=\"RESULT_VERDICT_{verdict}\"}}"
+        ))
+        .await
+    }
+
+    async fn counter(&self, series: &str) -> u64 {
         let (status, text) =
             common::http(self.server.http_addr, "GET", "/metrics", None, None).await;
         assert_eq!(status, 200);
-        let prefix = format!("ferry_agent_results_total{{verdict=\"RESULT_VERDICT_{verdict}\"}} ");
+        let prefix = format!("{series} ");
         text.lines()
             .find_map(|l| l.strip_prefix(&prefix))
             .map_or(0, |v| v.trim().parse().unwrap())
@@ -421,6 +428,7 @@ impl RawSession {
                     slept_ms: 0,
                 })),
             })),
+            final_progress: None,
         }))
         .await;
         match self.next().await.unwrap() {
@@ -598,6 +606,25 @@ async fn tasks_run_end_to_end_and_wait_for_an_offline_agent() {
         assert_eq!(done["generation"], 1);
         assert_eq!(done["created_by"], "bootstrap");
         assert_eq!(done["progress"]["message"], "done");
+        // A task that ends at once sends its last progress inside its result: one message.
+        assert_eq!(h.counter("ferry_agent_progress_reports_total").await, 0);
+        // A longer one reports while it runs, and its last progress still comes with the end.
+        let slow = h
+            .run_task(
+                &id,
+                json!({"action": "echo", "text": "slow", "sleep_ms": 1500}),
+            )
+            .await;
+        let running = eventually("progress while running", || async {
+            let task = h.task(slow["id"].as_str().unwrap()).await;
+            (task["progress"]["message"] == "sleeping").then_some(task)
+        })
+        .await;
+        assert_eq!(running["state"], "running", "{running:#}");
+        let slow = h.task_in(slow["id"].as_str().unwrap(), "succeeded").await;
+        assert_eq!(slow["progress"]["message"], "done");
+        assert_eq!(slow["progress"]["done"], slow["progress"]["total"]);
+        assert!(h.counter("ferry_agent_progress_reports_total").await >= 1);
 
         let unsupported = h.run_task(&id, json!({"action": "list_groups"})).await;
         let failed = h

@@ -469,6 +469,27 @@ async fn a_three_group_two_hop_migration_is_verified_share_by_share() {
                 .unwrap();
             assert_eq!(online_interim["attempt"], 2, "{online_interim:#}");
             assert!(g["retries"].as_u64().unwrap() >= 1);
+            // Every step shows its agent's report (or, when large, where it is).
+            for step in g["steps"].as_array().unwrap() {
+                let output = &step["output"];
+                assert!(
+                    output.is_object() && output.as_object().is_some_and(|o| !o.is_empty()),
+                    "{step:#}"
+                );
+                if let Some(see) = output.get("see") {
+                    assert_eq!(
+                        see,
+                        &json!(format!("/v1/tasks/{}", step["task_id"].as_str().unwrap()))
+                    );
+                }
+            }
+            let migrated = g["steps"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|s| s["action"]["kind"] == "migrate_to_target")
+                .unwrap();
+            assert_eq!(migrated["output"]["group"], group.as_str(), "{migrated:#}");
             // Share by share, on the target's own state.
             assert_eq!(shares_of(&h.sim("NEW"), group), before[i], "group {group}");
         }
@@ -832,6 +853,15 @@ async fn a_failed_job_with_a_retried_group_runs_again() {
         .job_until(&id, "job succeeded", |job| job["state"] == "succeeded")
         .await;
     assert_eq!(job["groups"][0]["state"], "succeeded", "{job:#}");
+    // The steps run again show the reports of their new runs.
+    let online_target = job["groups"][0]["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["action"]["kind"] == "online_target")
+        .unwrap();
+    assert_eq!(online_target["state"], "succeeded");
+    assert_eq!(online_target["output"]["group"], group, "{online_target:#}");
     let (_, events) = h.get(&format!("/v1/jobs/{id}/logs?limit=1000")).await;
     assert!(
         events["items"]

@@ -1809,6 +1809,7 @@ async fn a_task_for_a_connected_agent_is_stored_assigned_and_the_sweep_sees_only
                 agent.id,
                 &assigned.task_ref(),
                 &TaskOutcome::Succeeded(serde_json::json!({"ok": true})),
+                None,
                 Utc::now(),
             )
             .await
@@ -1955,20 +1956,20 @@ async fn tasks_are_assigned_once_per_generation_and_fenced() {
         let outcome = TaskOutcome::Succeeded(serde_json::json!({"text": "hi"}));
         assert_eq!(
             store
-                .complete_task(agent.id, &stale, &outcome, Utc::now())
+                .complete_task(agent.id, &stale, &outcome, None, Utc::now())
                 .await
                 .unwrap(),
             None
         );
         assert_eq!(
             store
-                .complete_task(other.id, &current, &outcome, Utc::now())
+                .complete_task(other.id, &current, &outcome, None, Utc::now())
                 .await
                 .unwrap(),
             None
         );
         let done = store
-            .complete_task(agent.id, &current, &outcome, Utc::now())
+            .complete_task(agent.id, &current, &outcome, None, Utc::now())
             .await
             .unwrap()
             .unwrap();
@@ -1976,9 +1977,15 @@ async fn tasks_are_assigned_once_per_generation_and_fenced() {
         assert_eq!(done.result, Some(serde_json::json!({"text": "hi"})));
         assert_eq!(done.lease_deadline, None);
         assert_eq!(store.get_task(task.id).await.unwrap(), done);
+        let kept = done.progress.as_ref().unwrap();
+        assert_eq!(
+            (kept.done, kept.total),
+            (3, Some(10)),
+            "no new progress: kept"
+        );
         assert_eq!(
             store
-                .complete_task(agent.id, &current, &outcome, Utc::now())
+                .complete_task(agent.id, &current, &outcome, None, Utc::now())
                 .await
                 .unwrap(),
             None,
@@ -2008,14 +2015,41 @@ async fn tasks_are_assigned_once_per_generation_and_fenced() {
                 agent.id,
                 &failing.task_ref(),
                 &TaskOutcome::Failed(error.clone()),
+                Some(&TaskProgress {
+                    done: 7,
+                    total: Some(7),
+                    message: "gave up".into(),
+                    at: Utc::now(),
+                }),
                 Utc::now(),
             )
             .await
             .unwrap()
             .unwrap();
         assert_eq!(
-            (failed.state, failed.error, failed.result),
-            (TaskState::Failed, Some(error), None)
+            (failed.state, &failed.error, &failed.result),
+            (TaskState::Failed, &Some(error.clone()), &None)
+        );
+        // The last progress came with the result: stored in the same write.
+        let last = failed.progress.as_ref().unwrap();
+        assert_eq!((last.done, last.message.as_str()), (7, "gave up"));
+        assert_eq!(store.get_task(failing.id).await.unwrap(), failed);
+        // What the scheduler settles steps on: each outcome, without reading the tasks whole.
+        let mut statuses = store.task_statuses(&[task.id, failing.id]).await.unwrap();
+        statuses.sort_by_key(|s| s.id == failing.id);
+        assert_eq!(
+            statuses
+                .into_iter()
+                .map(|s| (s.state, s.result, s.error))
+                .collect::<Vec<_>>(),
+            vec![
+                (
+                    TaskState::Succeeded,
+                    Some(serde_json::json!({"text": "hi"})),
+                    None
+                ),
+                (TaskState::Failed, None, Some(error)),
+            ]
         );
     })
     .await;
@@ -2059,7 +2093,7 @@ async fn expired_leases_become_lost_attempts() {
         let outcome = TaskOutcome::Succeeded(serde_json::json!(null));
         assert_eq!(
             store
-                .complete_task(agent.id, &short.task_ref(), &outcome, Utc::now())
+                .complete_task(agent.id, &short.task_ref(), &outcome, None, Utc::now())
                 .await
                 .unwrap(),
             None
@@ -2153,6 +2187,7 @@ async fn save_groups_writes_each_group_over_its_version() {
             step: None,
             state: "preparing".into(),
             message: None,
+            output: None,
         };
         let events = [vec![event("FS1")], vec![event("FS2")], vec![event("FS3")]];
         let action = Action::ReadInventory;
@@ -2205,13 +2240,19 @@ async fn save_groups_writes_each_group_over_its_version() {
         let mut stored: Vec<Uuid> = tasks.iter().map(|t| t.id).collect();
         stored.sort();
         assert_eq!(stored, vec![task_ids[0], task_ids[2]]);
-        let mut states = store.task_states(&task_ids).await.unwrap();
-        states.sort();
+        let mut statuses: Vec<_> = store
+            .task_statuses(&task_ids)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|t| (t.id, t.state, t.result, t.error))
+            .collect();
+        statuses.sort_by_key(|s| s.0);
         assert_eq!(
-            states,
+            statuses,
             vec![
-                (task_ids[0], ferry::model::TaskState::Pending),
-                (task_ids[2], ferry::model::TaskState::Pending)
+                (task_ids[0], ferry::model::TaskState::Pending, None, None),
+                (task_ids[2], ferry::model::TaskState::Pending, None, None)
             ]
         );
         let named = store

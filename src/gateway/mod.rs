@@ -19,7 +19,7 @@ pub mod stream;
 use std::collections::{HashMap, HashSet};
 use std::ops::RangeInclusive;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot, watch};
@@ -96,6 +96,9 @@ pub struct Gateway {
     seen: Mutex<HashSet<Uuid>>,
     /// Set at shutdown: no new session is accepted.
     closing: AtomicBool,
+    /// Bumped whenever a session opens or closes: what caches the set of connected agents
+    /// compares.
+    generation: AtomicU64,
 }
 
 impl Gateway {
@@ -105,6 +108,7 @@ impl Gateway {
             sessions: Mutex::new(HashMap::new()),
             seen: Mutex::new(HashSet::new()),
             closing: AtomicBool::new(false),
+            generation: AtomicU64::new(0),
         }
     }
 
@@ -136,6 +140,7 @@ impl Gateway {
                 close,
             },
         );
+        self.generation.fetch_add(1, Ordering::SeqCst);
         if let Some(old) = old {
             tracing::info!(
                 %agent_id,
@@ -155,7 +160,13 @@ impl Gateway {
         let mut sessions = self.lock();
         if sessions.get(&agent_id).is_some_and(|s| s.id == session_id) {
             sessions.remove(&agent_id);
+            self.generation.fetch_add(1, Ordering::SeqCst);
         }
+    }
+
+    /// Changes whenever an agent connects here or its session ends.
+    pub fn session_generation(&self) -> u64 {
+        self.generation.load(Ordering::SeqCst)
     }
 
     /// True once the server began shutting down; long-lived streams end when they see it.
@@ -201,6 +212,7 @@ impl Gateway {
             Err(mpsc::error::TrySendError::Full(_)) => {
                 tracing::warn!(%agent_id, "agent is not reading its stream; closing the session");
                 if let Some(session) = sessions.remove(&agent_id) {
+                    self.generation.fetch_add(1, Ordering::SeqCst);
                     let _ = session.close.send(Status::resource_exhausted(
                         "the agent fell too far behind reading its stream",
                     ));

@@ -349,32 +349,10 @@ impl Session {
                     tracing::warn!(agent = %agent_id, error = %e, "could not renew leases");
                 }
             }
-            Some(AgentBody::Progress(progress)) => match convert::task_progress(progress) {
-                Ok((task, progress)) => {
-                    match self
-                        .service
-                        .record_progress(agent_id, &task, &progress, self.source.clone())
-                        .await
-                    {
-                        Ok(true) => {}
-                        Ok(false) => {
-                            tracing::debug!(
-                                agent = %agent_id,
-                                task = %task.task_id,
-                                "progress of an attempt that is not current ignored"
-                            );
-                        }
-                        Err(e) => {
-                            tracing::warn!(
-                                agent = %agent_id,
-                                error = %e,
-                                "progress not recorded"
-                            );
-                        }
-                    }
-                }
-                Err(e) => tracing::warn!(agent = %agent_id, "progress ignored: {e}"),
-            },
+            Some(AgentBody::Progress(progress)) => {
+                self.metrics.agent_progress_reports.inc();
+                self.progress(agent_id, progress).await;
+            }
             Some(AgentBody::Log(line)) => self.log(&line),
             Some(AgentBody::Result(result)) => self.result(result).await?,
             Some(AgentBody::Perf(batch)) => {
@@ -401,6 +379,35 @@ impl Session {
         Ok(())
     }
 
+    async fn progress(&self, agent_id: Uuid, progress: pb::TaskProgress) {
+        match convert::task_progress(progress) {
+            Ok((task, progress)) => {
+                match self
+                    .service
+                    .record_progress(agent_id, &task, &progress, self.source.clone())
+                    .await
+                {
+                    Ok(true) => {}
+                    Ok(false) => {
+                        tracing::debug!(
+                            agent = %agent_id,
+                            task = %task.task_id,
+                            "progress of an attempt that is not current ignored"
+                        );
+                    }
+                    Err(e) => {
+                        tracing::warn!(
+                            agent = %agent_id,
+                            error = %e,
+                            "progress not recorded"
+                        );
+                    }
+                }
+            }
+            Err(e) => tracing::warn!(agent = %agent_id, "progress ignored: {e}"),
+        }
+    }
+
     fn log(&self, line: &pb::LogLine) {
         let (agent, node, task) = (&self.agent.id, &self.agent.node, &line.task_id);
         let message = &line.message;
@@ -418,9 +425,15 @@ impl Session {
         let echo = result.task.clone();
         let (verdict, message) = match convert::task_result(result) {
             Err(e) => (pb::ResultVerdict::Refused, e.message),
-            Ok((task, outcome)) => match self
+            Ok((task, outcome, progress)) => match self
                 .service
-                .report_result(&self.agent, &task, &outcome, self.source.clone())
+                .report_result(
+                    &self.agent,
+                    &task,
+                    &outcome,
+                    progress.as_ref(),
+                    self.source.clone(),
+                )
                 .await
             {
                 Ok(ResultVerdict::Applied(applied)) => {

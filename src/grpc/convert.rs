@@ -974,8 +974,17 @@ pub(crate) fn task_assignment(task: &Task) -> pb::TaskAssignment {
 /// An agent's result: its fencing token and outcome. A success whose report this server cannot
 /// read (an unknown or empty report, a required enum unset) becomes a `bad_result` failure, so
 /// the task ends instead of waiting for a lease to run out: a retry would bring the same report.
-pub(crate) fn task_result(result: pb::TaskResult) -> Result<(TaskRef, TaskOutcome)> {
+/// The task, its outcome, and the last progress it sent along.
+pub(crate) fn task_result(
+    result: pb::TaskResult,
+) -> Result<(TaskRef, TaskOutcome, Option<TaskProgress>)> {
     let task = task_ref(result.task, "task")?;
+    let progress = result.final_progress.map(|p| TaskProgress {
+        done: p.done,
+        total: p.total,
+        message: p.message,
+        at: Utc::now(),
+    });
     let outcome = match result.outcome {
         Some(pb::task_result::Outcome::Succeeded(s)) => match report::report_json(s) {
             Ok(value) => TaskOutcome::Succeeded(value),
@@ -992,7 +1001,7 @@ pub(crate) fn task_result(result: pb::TaskResult) -> Result<(TaskRef, TaskOutcom
         }),
         None => return Err(Error::invalid_field("outcome", "must be set")),
     };
-    Ok((task, outcome))
+    Ok((task, outcome, progress))
 }
 
 pub(crate) fn task_progress(progress: pb::TaskProgress) -> Result<(TaskRef, TaskProgress)> {
@@ -1284,23 +1293,25 @@ mod tests {
         let result = |outcome| pb::TaskResult {
             task: Some(task.clone()),
             outcome,
+            final_progress: None,
         };
-        let (parsed, outcome) = task_result(result(Some(pb::task_result::Outcome::Succeeded(
-            pb::Succeeded {
+        let (parsed, outcome, progress) = task_result(result(Some(
+            pb::task_result::Outcome::Succeeded(pb::Succeeded {
                 report: Some(pb::succeeded::Report::Echo(pb::EchoReport {
                     text: "a".into(),
                     slept_ms: 1,
                 })),
-            },
-        ))))
+            }),
+        )))
         .unwrap();
         assert_eq!((parsed.attempt, parsed.generation), (1, 2));
+        assert_eq!(progress, None);
         assert_eq!(
             outcome,
             TaskOutcome::Succeeded(serde_json::json!({"text": "a", "slept_ms": 1}))
         );
         // A report kind from a newer agent decodes as an empty oneof.
-        let (_, outcome) = task_result(result(Some(pb::task_result::Outcome::Succeeded(
+        let (_, outcome, _) = task_result(result(Some(pb::task_result::Outcome::Succeeded(
             pb::Succeeded { report: None },
         ))))
         .unwrap();
@@ -1319,6 +1330,7 @@ mod tests {
                 ..task.clone()
             }),
             outcome: None,
+            final_progress: None,
         };
         assert_eq!(
             task_result(bad).unwrap_err().fields[0].field,

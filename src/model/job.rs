@@ -623,6 +623,9 @@ pub struct NewJobEvent {
     pub step: Option<u32>,
     pub state: String,
     pub message: Option<String>,
+    /// On a step's success: its agent's report, kept with the event rather than in the
+    /// group's document, which every later step of the group rewrites.
+    pub output: Option<serde_json::Value>,
 }
 
 /// Answer of an approval: what it applies to.

@@ -183,10 +183,20 @@ fn group_event(t: &mut Transition, state: GroupState, message: Option<String>) {
         step: None,
         state: state.as_str().to_owned(),
         message,
+        output: None,
     });
 }
 
 fn step_event(t: &mut Transition, step: &JobStep, message: Option<String>) {
+    push_step_event(t, step, message, None);
+}
+
+fn push_step_event(
+    t: &mut Transition,
+    step: &JobStep,
+    message: Option<String>,
+    output: Option<serde_json::Value>,
+) {
     t.events.push(NewJobEvent {
         kind: "step",
         group: Some(t.group.name.clone()),
@@ -196,6 +206,7 @@ fn step_event(t: &mut Transition, step: &JobStep, message: Option<String>) {
             Some(m) => format!("{}: {m}", step.label()),
             None => step.label(),
         }),
+        output,
     });
 }
 
@@ -213,9 +224,8 @@ fn finish(t: &mut Transition, now: DateTime<Utc>, rolled_back: bool) {
     }
 }
 
-/// Largest agent report kept in a step. Steps live in the group's document, which passes read
-/// and write: an inventory of the whole cluster or a scan of hundreds of shares would make every
-/// group's document as large as the cluster, so such a report stays with its task.
+/// Largest agent report kept with a step's success event (and shown as the step's output): an
+/// inventory of the whole cluster or a scan of hundreds of shares stays with its task instead.
 pub const MAX_STEP_OUTPUT: usize = 4096;
 
 /// What a step keeps of its task's report: the report itself when small, else where it is.
@@ -250,10 +260,10 @@ fn settle(
                     let step = &mut steps_mut(&mut t.group, rollback)[index];
                     step.state = StepState::Succeeded;
                     step.finished_at = Some(now);
-                    step.output = Some(step_output(report, step.task_id));
                     step.error = None;
                     let step = step.clone();
-                    step_event(t, &step, None);
+                    let output = step_output(report, step.task_id);
+                    push_step_event(t, &step, None, Some(output));
                     on_step_succeeded(t, &step, now);
                     return true;
                 }

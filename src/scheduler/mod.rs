@@ -27,7 +27,7 @@ use crate::model::{
     Action, GroupState, Job, JobGroup, JobState, NewJobEvent, Share, StepState, TaskState,
 };
 use crate::service::Service;
-use crate::store::{ActiveJob, Change, GroupUpdate, JobUpdate, NewTask};
+use crate::store::{ActiveJob, Change, GroupUpdate, JobUpdate, NewTask, TaskStatus};
 
 pub use advance::{Inputs, StartTask, TaskView, Transition, advance};
 
@@ -41,6 +41,8 @@ const TICK: Duration = Duration::from_secs(1);
 const RECHECK: Duration = Duration::from_secs(10);
 /// How long the scheduler lease lasts; renewed on every pass.
 const LEASE: Duration = Duration::from_secs(15);
+/// Longest a pass trusts the clusters and agents an earlier pass read.
+const CLUSTERS_FOR: Duration = Duration::from_secs(10);
 
 /// What one pass did, for tests and the benchmark.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -53,6 +55,9 @@ pub struct PassStats {
     pub conflicts: u64,
     /// Jobs that finished in this pass.
     pub finished_jobs: u64,
+    /// Transitions that freed a slot (a group left the active or cutover states) or settled a
+    /// group: what can let another group, or the job, move without anything else happening.
+    pub releases: u64,
 }
 
 /// Totals over the scheduler's passes on this server, for `/metrics` and the benchmark.
@@ -97,6 +102,7 @@ struct Memory {
     /// Each active job's groups, as last read or written.
     groups: HashMap<Uuid, KnownGroups>,
     baselines: HashMap<(Uuid, String), Arc<Vec<Share>>>,
+    clusters: ClusterCache,
 }
 
 /// A job's groups in request order, as a pass left them.
@@ -182,7 +188,12 @@ impl Scheduler {
             }
         }
         let mut stats = PassStats::default();
-        let mut clusters = ClusterCache::default();
+        // Taken out so that a pass that fails on the way leaves none behind.
+        let mut clusters = std::mem::take(&mut memory.clusters);
+        clusters.forget_if_stale(
+            self.service.gateway().session_generation(),
+            std::time::Instant::now(),
+        );
         for ActiveJob { id: job_id, .. } in jobs {
             let (Some(mut known), Some(mut job)) =
                 (memory.groups.remove(&job_id), memory.jobs.remove(&job_id))
@@ -218,6 +229,7 @@ impl Scheduler {
             memory.groups.insert(job_id, known);
             memory.jobs.insert(job_id, job);
         }
+        memory.clusters = clusters;
         Ok(stats)
     }
 
@@ -239,26 +251,14 @@ impl Scheduler {
             .filter(|g| !g.state.is_settled())
             .filter_map(running_task)
             .collect();
-        // Most running tasks are still in flight: only finished ones are read in full.
-        let mut unfinished = std::collections::HashSet::new();
-        let mut finished = Vec::new();
-        if !running.is_empty() {
-            for (id, state) in store.task_states(&running).await? {
-                if state.is_terminal() {
-                    finished.push(id);
-                } else {
-                    unfinished.insert(id);
-                }
-            }
-        }
-        let tasks: HashMap<Uuid, crate::model::Task> = if finished.is_empty() {
+        let mut tasks: HashMap<Uuid, TaskView> = if running.is_empty() {
             HashMap::new()
         } else {
             store
-                .get_tasks(&finished)
+                .task_statuses(&running)
                 .await?
                 .into_iter()
-                .map(|t| (t.id, t))
+                .map(|t| (t.id, task_view(t)))
                 .collect()
         };
         // Slots are taken as soon as a transition takes them but freed only by the next pass:
@@ -279,9 +279,8 @@ impl Scheduler {
                 continue;
             }
             let task = match running_task(group) {
-                Some(id) if unfinished.contains(&id) => TaskView::InFlight,
                 // The task vanished with its cluster or agent: the attempt is lost.
-                Some(id) => tasks.get(&id).map_or(TaskView::Lost, task_view),
+                Some(id) => tasks.remove(&id).unwrap_or(TaskView::Lost),
                 None => TaskView::None,
             };
             let baseline = if needs_baseline(group) {
@@ -389,6 +388,13 @@ impl Scheduler {
             };
             stats.transitions += 1;
             let mut group = transition.group;
+            let before = groups[index].state;
+            if (before.is_active() && !group.state.is_active())
+                || (before.in_cutover() && !group.state.in_cutover())
+                || (!before.is_settled() && group.state.is_settled())
+            {
+                stats.releases += 1;
+            }
             group.version = saved.version;
             if let Some(shares) = transition.baseline {
                 baselines.insert((job.id, group.name.clone()), Arc::new(shares));
@@ -413,7 +419,7 @@ impl Scheduler {
         start: &StartTask,
     ) -> Result<PlannedTask> {
         let key = start.cluster.to_lowercase();
-        let (cluster_id, agents) = match clusters.0.get(&key) {
+        let (cluster_id, agents) = match clusters.entries.get(&key) {
             Some(known) => known.clone(),
             None => {
                 let store = self.service.store();
@@ -432,15 +438,20 @@ impl Scheduler {
                 });
                 let agents: Vec<(Uuid, String)> =
                     agents.into_iter().map(|a| (a.id, a.node)).collect();
-                clusters.0.insert(key, (cluster.id, agents.clone()));
+                clusters.entries.insert(key, (cluster.id, agents.clone()));
                 (cluster.id, agents)
             }
         };
         let id = Uuid::now_v7();
+        let gateway = self.service.gateway();
         let wanted = if start.action.runs_on_any_node() {
             None
         } else {
-            agents.first().map(|(agent, _)| *agent)
+            agents
+                .iter()
+                .find(|(agent, _)| gateway.is_connected(*agent))
+                .or(agents.first())
+                .map(|(agent, _)| *agent)
         };
         let placed = self.service.place_task(cluster_id, wanted, id);
         let agent_id = placed.map(|(agent, _)| agent).or(wanted);
@@ -484,6 +495,7 @@ impl Scheduler {
             step: None,
             state: state.as_str().to_owned(),
             message: Some(format!("{succeeded} of {} groups succeeded", groups.len())),
+            output: None,
         };
         let updated = self
             .service
@@ -517,10 +529,27 @@ struct PlannedTask {
     action: Action,
 }
 
-/// Each cluster a pass starts tasks on, read once per pass: its id and its agents (id, node),
-/// connected ones first.
+/// Each cluster tasks are started on: its id and its agents (id, node), connected ones (as the
+/// store has it) first. Kept across passes while no agent connects here or leaves, for at most
+/// [`CLUSTERS_FOR`] (agents enrolled, revoked or connected elsewhere); a failed pass drops it.
 #[derive(Default)]
-struct ClusterCache(HashMap<String, (Uuid, Vec<(Uuid, String)>)>);
+struct ClusterCache {
+    entries: HashMap<String, (Uuid, Vec<(Uuid, String)>)>,
+    /// The gateway's session generation when the entries began, and when.
+    since: Option<(u64, std::time::Instant)>,
+}
+
+impl ClusterCache {
+    fn forget_if_stale(&mut self, sessions: u64, now: std::time::Instant) {
+        let current = self.since.is_some_and(|(generation, at)| {
+            generation == sessions && now.duration_since(at) < CLUSTERS_FOR
+        });
+        if !current {
+            self.entries.clear();
+            self.since = Some((sessions, now));
+        }
+    }
+}
 
 /// The groups of a job as the store has them now, reusing the documents of `known` whose
 /// version has not moved.
@@ -563,20 +592,16 @@ fn running_task(group: &JobGroup) -> Option<Uuid> {
 }
 
 /// A stored task as `advance` sees it.
-fn task_view(task: &crate::model::Task) -> TaskView {
+fn task_view(task: TaskStatus) -> TaskView {
     match task.state {
         TaskState::Pending | TaskState::Assigned | TaskState::Running => TaskView::InFlight,
-        TaskState::Succeeded => TaskView::Succeeded(task.result.clone().unwrap_or_default()),
+        TaskState::Succeeded => TaskView::Succeeded(task.result.unwrap_or_default()),
         TaskState::Failed => {
-            TaskView::Failed(
-                task.error
-                    .clone()
-                    .unwrap_or_else(|| crate::model::TaskError {
-                        kind: "unknown".into(),
-                        message: "the task failed without saying why".into(),
-                        retryable: false,
-                    }),
-            )
+            TaskView::Failed(task.error.unwrap_or_else(|| crate::model::TaskError {
+                kind: "unknown".into(),
+                message: "the task failed without saying why".into(),
+                retryable: false,
+            }))
         }
         TaskState::Lost => TaskView::Lost,
         TaskState::Cancelled => TaskView::Cancelled,
@@ -624,8 +649,9 @@ pub async fn start(
                 }
                 _ = stopped.wait_for(|s| *s) => break,
             }
-            // A pass that found work runs again at once: one pass moves each group one
-            // transition, and the next may already be possible.
+            // A pass moves each group as far as it can go by itself; what it cannot move waits
+            // for a slot or for the job's other groups. A pass that freed some runs again at
+            // once; anything else waits for a result, a verb or the tick.
             loop {
                 let started = std::time::Instant::now();
                 let result = scheduler.pass().await;
@@ -636,7 +662,7 @@ pub async fn start(
                         .add(stats, started.elapsed());
                 }
                 match result {
-                    Ok(stats) if stats.transitions > 0 && stats.conflicts == 0 => continue,
+                    Ok(stats) if stats.releases > 0 && stats.conflicts == 0 => continue,
                     Ok(_) => break,
                     Err(e) => {
                         tracing::warn!(error = %e, "scheduler pass failed; retrying");
@@ -657,4 +683,40 @@ pub fn next_due(group: &JobGroup) -> Option<DateTime<Utc>> {
         .chain(group.rollback.iter())
         .filter_map(|s| s.next_attempt_at)
         .min()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cache_with_one(sessions: u64, at: std::time::Instant) -> ClusterCache {
+        let mut cache = ClusterCache::default();
+        cache.forget_if_stale(sessions, at);
+        cache.entries.insert(
+            "old".into(),
+            (Uuid::now_v7(), vec![(Uuid::now_v7(), "n1".into())]),
+        );
+        cache
+    }
+
+    #[test]
+    fn clusters_are_reread_when_an_agent_connects_or_leaves_or_they_are_old() {
+        let start = std::time::Instant::now();
+        let mut kept = cache_with_one(7, start);
+        kept.forget_if_stale(7, start + CLUSTERS_FOR / 2);
+        assert_eq!(kept.entries.len(), 1, "same sessions, recent: kept");
+
+        let mut moved = cache_with_one(7, start);
+        moved.forget_if_stale(8, start + Duration::from_millis(1));
+        assert!(moved.entries.is_empty(), "a session opened or closed");
+
+        let mut old = cache_with_one(7, start);
+        old.forget_if_stale(7, start + CLUSTERS_FOR);
+        assert!(old.entries.is_empty(), "read too long ago");
+        // The clock restarts with the new read.
+        old.entries
+            .insert("old".into(), (Uuid::now_v7(), Vec::new()));
+        old.forget_if_stale(7, start + CLUSTERS_FOR + CLUSTERS_FOR / 2);
+        assert_eq!(old.entries.len(), 1);
+    }
 }

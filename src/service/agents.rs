@@ -585,20 +585,22 @@ impl Service {
         Ok(false)
     }
 
-    /// Applies a result, fenced by (task id, attempt, generation). A result on a task that is not
-    /// this agent's is refused with `PermissionDenied` and audited; stale and duplicate ones are
-    /// answered, logged, and change nothing.
+    /// Applies a result (with the task's last progress, when it came along), fenced by (task id,
+    /// attempt, generation). A result on a task that is not this agent's is refused with
+    /// `PermissionDenied` and audited; stale and duplicate ones are answered, logged, and change
+    /// nothing.
     pub async fn report_result(
         &self,
         agent: &Agent,
         task: &TaskRef,
         outcome: &TaskOutcome,
+        progress: Option<&TaskProgress>,
         source: Option<String>,
     ) -> Result<ResultVerdict> {
         self.gateway.seen(agent.id);
         if let Some(applied) = self
             .store
-            .complete_task(agent.id, task, outcome, Utc::now())
+            .complete_task(agent.id, task, outcome, progress, Utc::now())
             .await?
         {
             if applied.created_by == crate::scheduler::SCHEDULER_ACTOR {

@@ -2,7 +2,7 @@
 //! and the operator's verbs. The scheduler (`crate::scheduler`) does the moving; these calls
 //! only change what it reads, then wake it.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use chrono::Utc;
 use uuid::Uuid;
@@ -400,7 +400,26 @@ impl Service {
 
     async fn job_detail(&self, id: Uuid) -> Result<JobDetail> {
         let job = self.store.get_job(id).await?;
-        let groups = self.store.job_groups(id).await?;
+        let mut groups = self.store.job_groups(id).await?;
+        // Oldest first: a step's newer report replaces an older one.
+        let mut outputs: HashMap<String, HashMap<u32, serde_json::Value>> = HashMap::new();
+        for o in self.store.step_outputs(id).await? {
+            outputs.entry(o.group).or_default().insert(o.step, o.output);
+        }
+        // Only a step that succeeded shows one: a retried group's later steps start over. A
+        // document written before outputs moved to the events keeps its own.
+        for group in &mut groups {
+            let Some(mut reports) = outputs.remove(&group.name) else {
+                continue;
+            };
+            for step in group.steps.iter_mut().chain(group.rollback.iter_mut()) {
+                if step.state == StepState::Succeeded
+                    && let Some(output) = reports.remove(&step.seq)
+                {
+                    step.output = Some(output);
+                }
+            }
+        }
         Ok(JobDetail { job, groups })
     }
 
@@ -493,6 +512,7 @@ impl Service {
                         step: None,
                         state: "approved".into(),
                         message: Some(format!("every group approved by {}", caller.name)),
+                        output: None,
                     };
                     self.store
                         .update_job(
@@ -514,6 +534,7 @@ impl Service {
                         step: None,
                         state: "approved".into(),
                         message: Some(format!("approved by {}", caller.name)),
+                        output: None,
                     }];
                     self.change_group(job_id, name, &events, |group| {
                         group.approval = Some(approval.clone());
@@ -576,6 +597,7 @@ impl Service {
                     step: None,
                     state: next.as_str().to_owned(),
                     message: Some(format!("{} by {}", verb.past(), caller.name)),
+                    output: None,
                 };
                 self.store
                     .update_job(
@@ -626,6 +648,7 @@ impl Service {
                     step: None,
                     state: GroupState::Pending.as_str().to_owned(),
                     message: Some(format!("retried by {}", caller.name)),
+                    output: None,
                 }];
                 self.change_group(job_id, group, &events, |g| {
                     let resume_from = match g.state {
@@ -691,6 +714,7 @@ impl Service {
             step: None,
             state: JobState::Running.as_str().to_owned(),
             message: Some(message),
+            output: None,
         };
         self.store
             .update_job(

@@ -96,6 +96,14 @@ pub(crate) fn parse_json<T: serde::de::DeserializeOwned>(what: &str, value: &str
         .map_err(|e| Error::internal(format!("database holds invalid {what} JSON: {e}")))
 }
 
+pub(crate) fn parse_task_result(result: Option<&str>) -> Result<Option<serde_json::Value>> {
+    result.map(|r| parse_json("task result", r)).transpose()
+}
+
+pub(crate) fn parse_task_error(error: Option<&str>) -> Result<Option<crate::model::TaskError>> {
+    error.map(|e| parse_json("task error", e)).transpose()
+}
+
 pub(crate) fn to_json<T: serde::Serialize>(value: &T) -> String {
     serde_json::to_string(value).expect("plain data serializes")
 }
@@ -545,16 +553,8 @@ impl TaskRow {
             attempt: self.attempt,
             generation: self.generation,
             lease_deadline: self.lease_deadline,
-            result: self
-                .result
-                .as_deref()
-                .map(|r| parse_json("task result", r))
-                .transpose()?,
-            error: self
-                .error
-                .as_deref()
-                .map(|e| parse_json("task error", e))
-                .transpose()?,
+            result: parse_task_result(self.result.as_deref())?,
+            error: parse_task_error(self.error.as_deref())?,
             progress: self
                 .progress
                 .as_deref()
@@ -862,7 +862,7 @@ pub(crate) fn has_duplicate_group(document: &InventoryDocument) -> bool {
 /// - `principal`: SQL around the bound lowercased principal, true when `s.principals` (a JSON
 ///   array of strings) contains it.
 /// - `event_lock`: run before inserting job events, so their sequence numbers commit in order
-///   (an advisory lock where several writers can race).
+///   (an advisory lock where several writers can race); `None` where writers are serialised.
 /// - `max_binds`: the most bind parameters one statement may carry.
 macro_rules! impl_store {
     (
@@ -871,11 +871,12 @@ macro_rules! impl_store {
         backend = $backend:expr,
         lock = $lock:literal,
         principal = ($principal_open:literal, $principal_close:literal),
-        event_lock = $event_lock:literal,
+        event_lock = $event_lock:expr,
         max_binds = $max_binds:expr $(,)?
     ) => {
         impl $ty {
             const MAX_BINDS: usize = $max_binds;
+            const EVENT_LOCK: Option<&'static str> = $event_lock;
 
             async fn lock_cluster(
                 conn: &mut <$db as sqlx::Database>::Connection,
@@ -1011,25 +1012,28 @@ macro_rules! impl_store {
             async fn insert_events(
                 conn: &mut <$db as sqlx::Database>::Connection,
                 job_id: &str,
-                events: &[$crate::model::NewJobEvent],
-                at: chrono::DateTime<chrono::Utc>,
+                events: &[(chrono::DateTime<chrono::Utc>, &$crate::model::NewJobEvent)],
             ) -> sqlx::Result<()> {
                 if events.is_empty() {
                     return Ok(());
                 }
-                sqlx::query($event_lock).execute(&mut *conn).await?;
-                for chunk in events.chunks(Self::MAX_BINDS / 7) {
+                if let Some(lock) = Self::EVENT_LOCK {
+                    sqlx::query(lock).execute(&mut *conn).await?;
+                }
+                for chunk in events.chunks(Self::MAX_BINDS / 8) {
                     let mut qb = sqlx::QueryBuilder::<$db>::new(
-                        "INSERT INTO job_events (at, job_id, kind, grp, step, state, message) ",
+                        "INSERT INTO job_events \
+                         (at, job_id, kind, grp, step, state, message, output) ",
                     );
-                    qb.push_values(chunk, |mut b, e| {
-                        b.push_bind(at)
+                    qb.push_values(chunk, |mut b, (at, e)| {
+                        b.push_bind(*at)
                             .push_bind(job_id)
                             .push_bind(e.kind)
                             .push_bind(e.group.as_deref())
                             .push_bind(e.step.map(i64::from))
                             .push_bind(e.state.as_str())
-                            .push_bind(e.message.as_deref());
+                            .push_bind(e.message.as_deref())
+                            .push_bind(e.output.as_ref().map($crate::store::common::to_json));
                     });
                     qb.build().execute(&mut *conn).await?;
                 }
@@ -2277,6 +2281,7 @@ macro_rules! impl_store {
                 agent_id: uuid::Uuid,
                 task: &$crate::model::TaskRef,
                 outcome: &$crate::model::TaskOutcome,
+                progress: Option<&$crate::model::TaskProgress>,
                 at: chrono::DateTime<chrono::Utc>,
             ) -> $crate::error::Result<Option<$crate::model::Task>> {
                 use $crate::model::TaskOutcome;
@@ -2285,9 +2290,15 @@ macro_rules! impl_store {
                     TaskOutcome::Succeeded(value) => ("succeeded", Some(to_json(value)), None),
                     TaskOutcome::Failed(error) => ("failed", None, Some(to_json(error))),
                 };
+                let progress = progress.map(|p| {
+                    to_json(&$crate::model::TaskProgress {
+                        at: truncate(p.at),
+                        ..p.clone()
+                    })
+                });
                 sqlx::query_as::<_, TaskRow>(concat!(
                     "UPDATE tasks SET state = $5, result = $6, error = $7, lease_deadline = NULL, \
-                     updated_at = $8 \
+                     updated_at = $8, progress = COALESCE($9, progress) \
                      WHERE id = $1 AND attempt = $2 AND generation = $3 AND agent_id = $4 \
                      AND state IN ('assigned', 'running') RETURNING ",
                     task_columns!()
@@ -2300,6 +2311,7 @@ macro_rules! impl_store {
                 .bind(result)
                 .bind(error)
                 .bind(truncate(at))
+                .bind(progress)
                 .fetch_optional(self.writer())
                 .await
                 .map_err(db_error)?
@@ -2413,14 +2425,15 @@ macro_rules! impl_store {
                             ))
                         }))?;
                 }
-                let created = [$crate::model::NewJobEvent {
+                let created = $crate::model::NewJobEvent {
                     kind: "job",
                     group: None,
                     step: None,
                     state: $crate::model::JobState::Running.as_str().to_owned(),
                     message: Some(format!("created with {} groups", job.groups.len())),
-                }];
-                Self::insert_events(&mut tx, &id, &created, at)
+                    output: None,
+                };
+                Self::insert_events(&mut tx, &id, &[(at, &created)])
                     .await
                     .map_err(db_error)?;
                 let stored = Self::load_job(&mut tx, &id).await?;
@@ -2555,20 +2568,22 @@ macro_rules! impl_store {
                     saved.resize(updates.len(), None);
                     return Ok(saved);
                 };
+                // Written together after the groups, in the updates' order.
+                let mut events = Vec::new();
                 for update in updates {
-                    let at = truncate(update.at);
-                    let read = update.group.version;
-                    let mut stored = update.group.clone();
-                    stored.version = read + 1;
+                    let group = update.group;
+                    let read = group.version;
+                    // The document keeps the version it was read at: every read takes the
+                    // column's, and copying the group to change it costs more than the write.
                     let changed = sqlx::query(
                         "UPDATE job_groups SET state = $3, doc = $4, version = $5 \
                          WHERE job_id = $1 AND name = $2 AND version = $6",
                     )
                     .bind(&id)
-                    .bind(&stored.name)
-                    .bind(stored.state.as_str())
-                    .bind(to_json(&stored))
-                    .bind(stored.version)
+                    .bind(&group.name)
+                    .bind(group.state.as_str())
+                    .bind(to_json(group))
+                    .bind(read + 1)
                     .bind(read)
                     .execute(&mut *tx)
                     .await
@@ -2589,21 +2604,23 @@ macro_rules! impl_store {
                              ON CONFLICT (job_id, name) DO UPDATE SET shares = excluded.shares",
                         )
                         .bind(&id)
-                        .bind(&stored.name)
+                        .bind(&group.name)
                         .bind(to_json(&shares))
                         .execute(&mut *tx)
                         .await
                         .map_err(db_error)?;
                     }
-                    Self::insert_events(&mut tx, &id, update.events, at)
-                        .await
-                        .map_err(db_error)?;
+                    let at = truncate(update.at);
+                    events.extend(update.events.iter().map(|e| (at, e)));
                     saved.push(Some($crate::store::SavedGroup {
-                        version: stored.version,
+                        version: read + 1,
                         task,
                         groups_written,
                     }));
                 }
+                Self::insert_events(&mut tx, &id, &events)
+                    .await
+                    .map_err(db_error)?;
                 if saved.iter().any(Option::is_some) {
                     tx.commit().await.map_err(db_error)?;
                 } else {
@@ -2679,28 +2696,35 @@ macro_rules! impl_store {
                 Ok(tasks)
             }
 
-            async fn task_states(
+            async fn task_statuses(
                 &self,
                 ids: &[uuid::Uuid],
-            ) -> $crate::error::Result<Vec<(uuid::Uuid, $crate::model::TaskState)>> {
-                use $crate::store::common::{corrupt, db_error, parse_uuid};
-                let mut states = Vec::with_capacity(ids.len());
+            ) -> $crate::error::Result<Vec<$crate::store::TaskStatus>> {
+                use $crate::store::common::{
+                    corrupt, db_error, parse_task_error, parse_task_result, parse_uuid,
+                };
+                let mut statuses = Vec::with_capacity(ids.len());
                 for chunk in ids.chunks(Self::MAX_BINDS) {
-                    let mut qb =
-                        sqlx::QueryBuilder::<$db>::new("SELECT id, state FROM tasks WHERE id");
+                    let mut qb = sqlx::QueryBuilder::<$db>::new(
+                        "SELECT id, state, result, error FROM tasks WHERE id",
+                    );
                     Self::push_in_list(&mut qb, chunk.iter().map(ToString::to_string));
-                    let rows: Vec<(String, String)> = qb
+                    let rows: Vec<(String, String, Option<String>, Option<String>)> = qb
                         .build_query_as()
                         .fetch_all(self.reader())
                         .await
                         .map_err(db_error)?;
-                    for (id, state) in rows {
-                        let state = $crate::model::TaskState::parse(&state)
-                            .ok_or_else(|| corrupt("task state", &state))?;
-                        states.push((parse_uuid(&id)?, state));
+                    for (id, state, result, error) in rows {
+                        statuses.push($crate::store::TaskStatus {
+                            id: parse_uuid(&id)?,
+                            state: $crate::model::TaskState::parse(&state)
+                                .ok_or_else(|| corrupt("task state", &state))?,
+                            result: parse_task_result(result.as_deref())?,
+                            error: parse_task_error(error.as_deref())?,
+                        });
                     }
                 }
-                Ok(states)
+                Ok(statuses)
             }
 
             async fn job_holders(
@@ -2804,7 +2828,8 @@ macro_rules! impl_store {
                         .await
                         .map_err(db_error)?;
                 }
-                Self::insert_events(&mut tx, &id, update.events, at)
+                let events: Vec<_> = update.events.iter().map(|e| (at, e)).collect();
+                Self::insert_events(&mut tx, &id, &events)
                     .await
                     .map_err(db_error)?;
                 let job = Self::load_job(&mut tx, &id).await?;
@@ -2840,6 +2865,31 @@ macro_rules! impl_store {
                     .map_err(db_error)?
                     .into_iter()
                     .map(JobEventRow::into_model)
+                    .collect()
+            }
+
+            async fn step_outputs(
+                &self,
+                job_id: uuid::Uuid,
+            ) -> $crate::error::Result<Vec<$crate::store::StepOutput>> {
+                use $crate::store::common::{corrupt, db_error, parse_json};
+                let rows: Vec<(String, i64, String)> = sqlx::query_as(
+                    "SELECT grp, step, output FROM job_events \
+                     WHERE job_id = $1 AND output IS NOT NULL ORDER BY seq",
+                )
+                .bind(job_id.to_string())
+                .fetch_all(self.reader())
+                .await
+                .map_err(db_error)?;
+                rows.into_iter()
+                    .map(|(group, step, output)| {
+                        Ok($crate::store::StepOutput {
+                            step: u32::try_from(step)
+                                .map_err(|_| corrupt("step number", &step.to_string()))?,
+                            output: parse_json("step output", &output)?,
+                            group,
+                        })
+                    })
                     .collect()
             }
 

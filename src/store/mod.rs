@@ -170,6 +170,24 @@ pub struct GroupUpdate<'a> {
     pub at: DateTime<Utc>,
 }
 
+/// A step's report, as its success event stored it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StepOutput {
+    pub group: String,
+    pub step: u32,
+    pub output: serde_json::Value,
+}
+
+/// Where a task stands: its outcome once it has one (`result` on success, `error` on failure
+/// or loss).
+#[derive(Debug, Clone, PartialEq)]
+pub struct TaskStatus {
+    pub id: Uuid,
+    pub state: TaskState,
+    pub result: Option<serde_json::Value>,
+    pub error: Option<crate::model::TaskError>,
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct SavedGroup {
     pub version: i64,
@@ -426,9 +444,9 @@ pub trait Store: Send + Sync + 'static {
     async fn get_task(&self, id: Uuid) -> Result<Task>;
     /// The tasks of `ids` that exist, in no particular order.
     async fn get_tasks(&self, ids: &[Uuid]) -> Result<Vec<Task>>;
-    /// The state of each task of `ids` that exists, in no particular order: whether a task is
-    /// worth reading in full.
-    async fn task_states(&self, ids: &[Uuid]) -> Result<Vec<(Uuid, TaskState)>>;
+    /// The state and outcome of each task of `ids` that exists, in no particular order: what
+    /// the scheduler settles steps on, without the tasks' actions.
+    async fn task_statuses(&self, ids: &[Uuid]) -> Result<Vec<TaskStatus>>;
     /// The agent's unfinished tasks (pending, assigned, running), oldest first.
     async fn tasks_to_deliver(&self, agent_id: Uuid, limit: u32) -> Result<Vec<Task>>;
     /// Pending tasks of the cluster that wait for any of its agents, oldest first.
@@ -460,13 +478,15 @@ pub trait Store: Send + Sync + 'static {
         progress: &TaskProgress,
         lease_deadline: DateTime<Utc>,
     ) -> Result<bool>;
-    /// Applies an outcome, fenced: only to the current attempt and generation of a task in flight
-    /// and held by `agent_id`. `None` when nothing matched (stale, duplicate or not this agent's).
+    /// Applies an outcome, and the last progress when given, fenced: only to the current attempt
+    /// and generation of a task in flight and held by `agent_id`. `None` when nothing matched
+    /// (stale, duplicate or not this agent's).
     async fn complete_task(
         &self,
         agent_id: Uuid,
         task: &TaskRef,
         outcome: &TaskOutcome,
+        progress: Option<&TaskProgress>,
         at: DateTime<Utc>,
     ) -> Result<Option<Task>>;
     /// Marks every attempt in flight whose lease ended before `now` lost; returns them.
@@ -530,6 +550,9 @@ pub trait Store: Send + Sync + 'static {
         after: i64,
         limit: u32,
     ) -> Result<Vec<JobEvent>>;
+    /// The reports carried by the job's step events (see [`NewJobEvent::output`]), oldest
+    /// first: the last one of a group's step is its current output.
+    async fn step_outputs(&self, job_id: Uuid) -> Result<Vec<StepOutput>>;
     /// Takes or renews the scheduler lease for `holder` until `until`; false while another
     /// holder's lease runs.
     async fn claim_scheduler(

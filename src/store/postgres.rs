@@ -160,6 +160,6 @@ impl_store!(
     lock = "FOR UPDATE OF c",
     principal = ("s.principals::jsonb @> jsonb_build_array(", "::text)"),
     // The protocol counts parameters in an i16 slot; the server accepts fewer than 65,535.
-    event_lock = "SELECT pg_advisory_xact_lock(7262000001)",
+    event_lock = Some("SELECT pg_advisory_xact_lock(7262000001)"),
     max_binds = 65534,
 );

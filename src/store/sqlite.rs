@@ -123,6 +123,7 @@ impl_store!(
         ")"
     ),
     // SQLITE_MAX_VARIABLE_NUMBER of the bundled SQLite.
-    event_lock = "SELECT 1",
+    // The one writer connection already serialises the writes.
+    event_lock = None,
     max_binds = 32766,
 );
