@@ -7,6 +7,7 @@
 
 mod agents;
 mod jobs;
+mod validations;
 mod webhooks;
 
 pub use agents::ResultVerdict;
@@ -687,7 +688,7 @@ pub async fn ensure_bootstrap_token(store: &dyn Store, secret: &str) -> Result<(
         .await
 }
 
-fn invalid_cursor() -> Error {
+pub(super) fn invalid_cursor() -> Error {
     Error::bad_request("invalid cursor: pass back the `next` value of the previous page unchanged")
 }
 

@@ -382,6 +382,66 @@ async fn offline_online_faults_and_facts() {
     h.stop().await;
 }
 
+/// A validation without posted facts: the cluster's agent gathers them, and reading the
+/// validation judges them. A gathering that fails says why.
+#[tokio::test]
+async fn a_validation_gathers_facts_through_the_agent() {
+    let mut h = Harness::start().await;
+    let (agent, dir) = h.cluster("C", OsGeneration::Ws2012r2, 1, 2).await;
+    let (status, started) = h.post("/v1/clusters/C/validations", json!({})).await;
+    assert_eq!(status, 202, "{started:#}");
+    assert_eq!(started["state"], "gathering");
+    assert!(started["task_id"].is_string());
+    let id = started["id"].as_str().unwrap().to_owned();
+    let idr = &id;
+    let this = &h;
+    let done = eventually("validation completed", move || async move {
+        let (_, v) = this.get(&format!("/v1/validations/{idr}")).await;
+        (v["state"] != "gathering").then_some(v)
+    })
+    .await;
+    assert_eq!(done["state"], "completed", "{done:#}");
+    // Judged on exactly what the agent reports.
+    let facts = h.ok(&agent, json!({"action": "gather_facts"})).await;
+    assert_eq!(done["facts"], facts);
+    let judged = ferry::validation::evaluate(
+        &serde_json::from_value(facts).unwrap(),
+        &ferry::validation::Thresholds::default(),
+    );
+    assert_eq!(done["findings"], serde_json::to_value(&judged).unwrap());
+    assert_eq!(
+        done["overall"],
+        serde_json::to_value(ferry::validation::overall(&judged)).unwrap()
+    );
+
+    ferry::sim::inject_fault(
+        &dir,
+        SimOp::ConfigFacts,
+        FaultSpec::fail(1, ErrorKind::Failed),
+    )
+    .unwrap();
+    let (status, started) = h.post("/v1/clusters/C/validations", json!({})).await;
+    assert_eq!(status, 202, "{started:#}");
+    assert_eq!(started["version"], 2);
+    let id = started["id"].as_str().unwrap().to_owned();
+    let idr = &id;
+    let failed = eventually("validation failed", move || async move {
+        let (_, v) = this.get(&format!("/v1/validations/{idr}")).await;
+        (v["state"] != "gathering").then_some(v)
+    })
+    .await;
+    assert_eq!(failed["state"], "failed", "{failed:#}");
+    assert!(
+        failed["error"]
+            .as_str()
+            .unwrap()
+            .starts_with("gathering the facts failed: failed:"),
+        "{failed:#}"
+    );
+    assert!(failed["findings"].as_array().unwrap().is_empty());
+    h.stop().await;
+}
+
 #[tokio::test]
 async fn migrations_report_losses_and_kerberos_retries() {
     let mut h = Harness::start().await;

@@ -1250,3 +1250,167 @@ fn every_operation_documents_its_errors() {
     }
     assert!(operations >= 19, "{operations}");
 }
+
+on_every_store!(validations_judge_posted_facts_and_refuse_bad_ones, |api| {
+    api.create_cluster("FS-NEW", "ws2012r2").await;
+    let validate = |body: Value| {
+        api.call(
+            Method::POST,
+            "/v1/clusters/FS-NEW/validations",
+            Some(&api.operator),
+            Some(body),
+        )
+    };
+    let network = |name: &str, role: &str, metric: i64| {
+        json!({"name": name, "role": role, "metric": metric, "auto_metric": false,
+               "subnet": "10.0.0.0/24", "ipsec_enabled": false,
+               "client_for_microsoft_networks": true, "file_and_printer_sharing": true})
+    };
+    let node = |name: &str, vendor: &str| {
+        json!({"name": name, "processor": {"vendor": vendor, "model": "Xeon E5-2670"},
+               "virtual_switches": ["External"], "ntlm_enabled": true,
+               "hbas": [{"model": "QLE2562", "driver_version": "9.1", "firmware_version": "5.06"}],
+               "processor_compatibility": false})
+    };
+    let facts = json!({
+        "networks": [network("Cluster", "csv", 1000), network("Public", "client", 2000),
+                     network("LM", "live_migration", 1500)],
+        "nodes": [node("N1", "GenuineIntel"), node("N2", "AuthenticAMD")],
+        "csv_volumes": [{"name": "Volume1", "path": "C:\\ClusterStorage\\Volume1",
+                         "size_bytes": 1000, "free_bytes": 150}],
+        "quorum": {"quorum_type": "node_and_disk_majority", "node_count": 2},
+        "live_migration_qos": true
+    });
+    let r = validate(json!({"facts": facts})).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    let location = r.headers["location"].to_str().unwrap().to_owned();
+    assert_eq!(r.body["state"], "completed");
+    assert_eq!(r.body["version"], 1);
+    assert_eq!(r.body["cluster"], "FS-NEW");
+    let verdict = |rule: &str| -> Vec<String> {
+        r.body["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|f| f["rule"] == rule)
+            .map(|f| f["verdict"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    // Two processor manufacturers: live migration between them fails.
+    assert_eq!(verdict("processor_vendor"), ["fail"]);
+    assert_eq!(r.body["overall"], "fail");
+    // 15% free is under the 20% warning, above the 10% failure.
+    assert_eq!(verdict("csv_free_space"), ["warn"]);
+    assert_eq!(verdict("csv_network_metric"), ["pass"]);
+    let stored = api
+        .call(Method::GET, &location, Some(&api.viewer), None)
+        .await;
+    assert_eq!(stored.status, StatusCode::OK);
+    assert_eq!(stored.body, r.body);
+
+    // Stricter thresholds: the same volume now fails; the cluster's second validation.
+    let strict = validate(
+        json!({"facts": facts, "thresholds": {"csv_free_warn_percent": 40,
+                                                        "csv_free_fail_percent": 30}}),
+    )
+    .await;
+    assert_eq!(strict.status, StatusCode::CREATED, "{}", strict.body);
+    assert_eq!(strict.body["version"], 2);
+    assert!(
+        strict.body["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|f| f["rule"] == "csv_free_space" && f["verdict"] == "fail")
+    );
+    let list = api
+        .call(
+            Method::GET,
+            "/v1/clusters/FS-NEW/validations?limit=1",
+            Some(&api.viewer),
+            None,
+        )
+        .await;
+    assert_eq!(list.body["items"][0]["version"], 2, "newest first");
+    let next = list.body["next"].as_str().unwrap();
+    let older = api
+        .call(
+            Method::GET,
+            &format!("/v1/clusters/FS-NEW/validations?limit=1&cursor={next}"),
+            Some(&api.viewer),
+            None,
+        )
+        .await;
+    assert_eq!(older.body["items"][0]["version"], 1);
+
+    // Refused whole, nothing stored: bad thresholds, a malformed fact, a viewer, no cluster.
+    let bad = validate(
+        json!({"facts": facts, "thresholds": {"csv_free_warn_percent": 10,
+                                                        "csv_free_fail_percent": 20}}),
+    )
+    .await;
+    assert_eq!(bad.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", bad.body);
+    assert_eq!(
+        bad.body["errors"][0]["field"],
+        "thresholds.csv_free_fail_percent"
+    );
+    let malformed = validate(json!({"facts": {"nodes": [{"name": "N1"}]}})).await;
+    assert_eq!(
+        malformed.status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "{}",
+        malformed.body
+    );
+    let viewer = api
+        .call(
+            Method::POST,
+            "/v1/clusters/FS-NEW/validations",
+            Some(&api.viewer),
+            Some(json!({"facts": facts})),
+        )
+        .await;
+    assert_eq!(viewer.status, StatusCode::FORBIDDEN);
+    let nowhere = api
+        .call(
+            Method::POST,
+            "/v1/clusters/NOPE/validations",
+            Some(&api.operator),
+            Some(json!({"facts": facts})),
+        )
+        .await;
+    assert_eq!(nowhere.status, StatusCode::NOT_FOUND);
+    let all = api
+        .call(
+            Method::GET,
+            "/v1/clusters/FS-NEW/validations",
+            Some(&api.viewer),
+            None,
+        )
+        .await;
+    assert_eq!(all.body["items"].as_array().unwrap().len(), 2);
+    // A retried POST with its Idempotency-Key answers the first validation again.
+    let key = [("idempotency-key", "validate-fs-new-3")];
+    let body = json!({"facts": facts});
+    let first = api
+        .request(
+            Method::POST,
+            "/v1/clusters/FS-NEW/validations",
+            Some(&api.operator),
+            Some(body.clone()),
+            &key,
+        )
+        .await;
+    assert_eq!(first.status, StatusCode::CREATED);
+    let again = api
+        .request(
+            Method::POST,
+            "/v1/clusters/FS-NEW/validations",
+            Some(&api.operator),
+            Some(body),
+            &key,
+        )
+        .await;
+    assert_eq!(again.status, StatusCode::OK, "{}", again.body);
+    assert_eq!(again.body, first.body);
+    assert_eq!(first.body["version"], 3);
+});

@@ -2294,3 +2294,82 @@ async fn save_groups_writes_each_group_over_its_version() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn validations_are_numbered_per_cluster_and_settled_once() {
+    use ferry::agent::driver::{ConfigFacts, QuorumFacts, QuorumType};
+    use ferry::model::{Validation, ValidationState};
+    use ferry::validation::Thresholds;
+    on_each_backend(|_, store| async move {
+        let old = store.create_cluster(&new_cluster("FS-OLD")).await.unwrap();
+        let new = store.create_cluster(&new_cluster("FS-NEW")).await.unwrap();
+        let draft = |cluster: &ferry::model::Cluster| Validation {
+            id: Uuid::now_v7(),
+            cluster_id: cluster.id,
+            cluster: String::new(),
+            version: 0,
+            state: ValidationState::Gathering,
+            task_id: Some(Uuid::now_v7()),
+            thresholds: Thresholds::default(),
+            facts: None,
+            findings: Vec::new(),
+            overall: None,
+            error: None,
+            created_by: "ops".into(),
+            created_at: Utc::now(),
+            completed_at: None,
+        };
+        let first = store.create_validation(&draft(&old)).await.unwrap();
+        let second = store.create_validation(&draft(&old)).await.unwrap();
+        let other = store.create_validation(&draft(&new)).await.unwrap();
+        assert_eq!((first.version, second.version, other.version), (1, 2, 1));
+        assert_eq!(first.cluster, "FS-OLD");
+        assert_eq!(store.get_validation(first.id).await.unwrap(), first);
+
+        let versions = |page: Vec<Validation>| page.iter().map(|v| v.version).collect::<Vec<_>>();
+        assert_eq!(
+            versions(store.list_validations(old.id, 10, None).await.unwrap()),
+            [2, 1],
+            "newest first"
+        );
+        assert_eq!(
+            versions(store.list_validations(old.id, 10, Some(2)).await.unwrap()),
+            [1]
+        );
+
+        // Settled once: a second settling changes nothing.
+        let mut done = first.clone();
+        done.complete(
+            ConfigFacts {
+                quorum: Some(QuorumFacts {
+                    quorum_type: QuorumType::NodeMajority,
+                    node_count: 3,
+                }),
+                ..Default::default()
+            },
+            Utc::now(),
+        );
+        assert!(store.finish_validation(&done).await.unwrap());
+        let stored = store.get_validation(first.id).await.unwrap();
+        assert_eq!(stored.state, ValidationState::Completed);
+        assert_eq!(stored.findings, done.findings);
+        assert_eq!(stored.facts, done.facts);
+        assert!(stored.overall.is_some());
+        assert_eq!(stored.overall, done.overall);
+        assert!(stored.completed_at.is_some());
+        let mut late = first.clone();
+        late.fail("too late".into(), Utc::now());
+        assert!(!store.finish_validation(&late).await.unwrap());
+        assert_eq!(store.get_validation(first.id).await.unwrap(), stored);
+
+        let missing = store.get_validation(Uuid::now_v7()).await.unwrap_err();
+        assert_eq!(missing.code, ErrorCode::NotFound);
+        // Deleting the cluster deletes its validations.
+        store.delete_cluster(old.id, None).await.unwrap();
+        assert_eq!(
+            store.get_validation(second.id).await.unwrap_err().code,
+            ErrorCode::NotFound
+        );
+    })
+    .await;
+}

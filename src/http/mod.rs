@@ -7,6 +7,7 @@ pub mod extract;
 pub mod inventory;
 pub mod jobs;
 pub mod problem;
+pub mod validations;
 pub mod webhooks;
 
 use std::sync::Arc;
@@ -72,6 +73,7 @@ impl Default for HttpOptions {
         (name = "tokens", description = "API tokens (admin)"),
         (name = "agents", description = "Node agents, their join tokens, and tasks run by hand"),
         (name = "jobs", description = "Migration plans and jobs, and the event stream that follows them"),
+        (name = "validations", description = "Cluster configuration checked against best practice"),
         (name = "webhooks", description = "Signed, retried POSTs of job events to receivers (admin)"),
         (name = "audit", description = "Who changed what"),
         (name = "operations", description = "Health and metrics, no token needed")
@@ -193,6 +195,11 @@ fn api_router(options: &HttpOptions) -> OpenApiRouter<AppState> {
         .routes(routes!(jobs::cancel_job))
         .routes(routes!(jobs::retry_group))
         .routes(routes!(jobs::events))
+        .routes(routes!(
+            validations::list_validations,
+            validations::create_validation
+        ))
+        .routes(routes!(validations::get_validation))
         .routes(routes!(webhooks::list_webhooks, webhooks::create_webhook))
         .routes(routes!(webhooks::delete_webhook))
         .routes(routes!(admin::healthz))

@@ -8,6 +8,7 @@ pub mod agent;
 pub mod diff;
 pub mod inventory;
 pub mod job;
+pub mod validation;
 pub mod webhook;
 
 use chrono::{DateTime, Utc};
@@ -18,6 +19,7 @@ use uuid::Uuid;
 pub use agent::*;
 pub use inventory::*;
 pub use job::*;
+pub use validation::*;
 pub use webhook::*;
 
 /// Windows Server generation of a failover cluster. Ordered oldest first, so `<` means "older".

@@ -49,7 +49,7 @@ fn audit_label(name: &str) -> String {
         .collect()
 }
 
-fn parse_id(what: &str, id: &str) -> Result<Uuid> {
+pub(super) fn parse_id(what: &str, id: &str) -> Result<Uuid> {
     Uuid::parse_str(id)
         .map_err(|_| Error::not_found(format!("no {what} `{id}` ({what} ids are UUIDs)")))
 }
@@ -344,7 +344,7 @@ impl Service {
     /// Offers a pending task to an agent connected here: its own agent, or for a cluster task
     /// one of the cluster's. `Some` with the task as assigned and pushed; `None` when no such
     /// agent is connected here, or another replica or a connect assigned it first.
-    async fn offer(&self, task: &Task) -> Option<Task> {
+    pub(super) async fn offer(&self, task: &Task) -> Option<Task> {
         let agent_id = match task.agent_id {
             Some(agent_id) if self.gateway.is_connected(agent_id) => agent_id,
             Some(_) => return None,

@@ -663,6 +663,67 @@ impl WebhookRow {
     }
 }
 
+#[derive(sqlx::FromRow)]
+pub(crate) struct ValidationRow {
+    id: String,
+    cluster_id: String,
+    cluster: String,
+    version: i64,
+    state: String,
+    task_id: Option<String>,
+    thresholds: String,
+    facts: Option<String>,
+    findings: String,
+    overall: Option<String>,
+    error: Option<String>,
+    created_by: String,
+    created_at: DateTime<Utc>,
+    completed_at: Option<DateTime<Utc>>,
+}
+
+/// The columns of [`ValidationRow`], the cluster's current name joined in.
+macro_rules! select_validation {
+    ($where:literal) => {
+        concat!(
+            "SELECT v.id, v.cluster_id, c.name AS cluster, v.version, v.state, v.task_id, \
+             v.thresholds, v.facts, v.findings, v.overall, v.error, v.created_by, v.created_at, \
+             v.completed_at FROM validations v JOIN clusters c ON c.id = v.cluster_id ",
+            $where
+        )
+    };
+}
+pub(crate) use select_validation;
+
+impl ValidationRow {
+    pub(crate) fn into_model(self) -> Result<crate::model::Validation> {
+        Ok(crate::model::Validation {
+            id: parse_uuid(&self.id)?,
+            cluster_id: parse_uuid(&self.cluster_id)?,
+            cluster: self.cluster,
+            version: self.version,
+            state: crate::model::ValidationState::parse(&self.state)
+                .ok_or_else(|| corrupt("validation state", &self.state))?,
+            task_id: self.task_id.as_deref().map(parse_uuid).transpose()?,
+            thresholds: parse_json("validation thresholds", &self.thresholds)?,
+            facts: self
+                .facts
+                .as_deref()
+                .map(|f| parse_json("validation facts", f))
+                .transpose()?,
+            findings: parse_json("validation findings", &self.findings)?,
+            overall: self
+                .overall
+                .as_deref()
+                .map(|o| crate::validation::Verdict::parse(o).ok_or_else(|| corrupt("verdict", o)))
+                .transpose()?,
+            error: self.error,
+            created_by: self.created_by,
+            created_at: self.created_at,
+            completed_at: self.completed_at,
+        })
+    }
+}
+
 /// The error a lost attempt carries.
 pub(crate) fn lost_error(message: &str) -> String {
     to_json(&TaskError {
@@ -2914,6 +2975,106 @@ macro_rules! impl_store {
                 .map_err(db_error)?
                 .rows_affected();
                 Ok(claimed > 0)
+            }
+
+            // ---- validations ------------------------------------------------------------
+
+            async fn create_validation(
+                &self,
+                validation: &$crate::model::Validation,
+            ) -> $crate::error::Result<$crate::model::Validation> {
+                use $crate::store::common::{db_error, select_validation, to_json, truncate, ValidationRow};
+                let id = validation.id.to_string();
+                let mut tx = self.writer().begin().await.map_err(db_error)?;
+                // Numbering under the cluster's lock: two validations never share a version.
+                Self::lock_cluster(&mut tx, validation.cluster_id).await?;
+                sqlx::query(
+                    "INSERT INTO validations (id, cluster_id, version, state, task_id, thresholds, \
+                     facts, findings, overall, error, created_by, created_at, completed_at) \
+                     SELECT $1, $2, COALESCE(MAX(version), 0) + 1, $3, $4, $5, $6, $7, $8, $9, \
+                     $10, $11, $12 FROM validations WHERE cluster_id = $2",
+                )
+                .bind(&id)
+                .bind(validation.cluster_id.to_string())
+                .bind(validation.state.as_str())
+                .bind(validation.task_id.map(|t| t.to_string()))
+                .bind(to_json(&validation.thresholds))
+                .bind(validation.facts.as_ref().map(to_json))
+                .bind(to_json(&validation.findings))
+                .bind(validation.overall.map(|o| o.as_str()))
+                .bind(&validation.error)
+                .bind(&validation.created_by)
+                .bind(truncate(validation.created_at))
+                .bind(validation.completed_at.map(truncate))
+                .execute(&mut *tx)
+                .await
+                .map_err(db_error)?;
+                let stored = sqlx::query_as::<_, ValidationRow>(select_validation!("WHERE v.id = $1"))
+                    .bind(&id)
+                    .fetch_one(&mut *tx)
+                    .await
+                    .map_err(db_error)?
+                    .into_model()?;
+                tx.commit().await.map_err(db_error)?;
+                Ok(stored)
+            }
+
+            async fn get_validation(
+                &self,
+                id: uuid::Uuid,
+            ) -> $crate::error::Result<$crate::model::Validation> {
+                use $crate::store::common::{db_error, select_validation, ValidationRow};
+                sqlx::query_as::<_, ValidationRow>(select_validation!("WHERE v.id = $1"))
+                    .bind(id.to_string())
+                    .fetch_optional(self.reader())
+                    .await
+                    .map_err(db_error)?
+                    .ok_or_else(|| $crate::error::Error::not_found(format!("no validation `{id}`")))?
+                    .into_model()
+            }
+
+            async fn list_validations(
+                &self,
+                cluster_id: uuid::Uuid,
+                limit: u32,
+                before: Option<i64>,
+            ) -> $crate::error::Result<Vec<$crate::model::Validation>> {
+                use $crate::store::common::{db_error, select_validation, ValidationRow};
+                sqlx::query_as::<_, ValidationRow>(select_validation!(
+                    "WHERE v.cluster_id = $1 AND v.version < $2 ORDER BY v.version DESC LIMIT $3"
+                ))
+                .bind(cluster_id.to_string())
+                .bind(before.unwrap_or(i64::MAX))
+                .bind(i64::from(limit))
+                .fetch_all(self.reader())
+                .await
+                .map_err(db_error)?
+                .into_iter()
+                .map(ValidationRow::into_model)
+                .collect()
+            }
+
+            async fn finish_validation(
+                &self,
+                validation: &$crate::model::Validation,
+            ) -> $crate::error::Result<bool> {
+                use $crate::store::common::{db_error, to_json, truncate};
+                let changed = sqlx::query(
+                    "UPDATE validations SET state = $2, facts = $3, findings = $4, overall = $5, \
+                     error = $6, completed_at = $7 WHERE id = $1 AND state = 'gathering'",
+                )
+                .bind(validation.id.to_string())
+                .bind(validation.state.as_str())
+                .bind(validation.facts.as_ref().map(to_json))
+                .bind(to_json(&validation.findings))
+                .bind(validation.overall.map(|o| o.as_str()))
+                .bind(&validation.error)
+                .bind(validation.completed_at.map(truncate))
+                .execute(self.writer())
+                .await
+                .map_err(db_error)?
+                .rows_affected();
+                Ok(changed == 1)
             }
 
             async fn create_webhook(

@@ -18,7 +18,9 @@ use crate::model::{
     InventoryDocument, JoinTokenInfo, NewAudit, NewCluster, Resource, Share, SnapshotInfo, Task,
     TaskOutcome, TaskProgress, TaskRef, TaskState, TokenInfo,
 };
-use crate::model::{Approval, Job, JobEvent, JobGroup, JobRequest, JobState, NewJobEvent};
+use crate::model::{
+    Approval, Job, JobEvent, JobGroup, JobRequest, JobState, NewJobEvent, Validation,
+};
 
 /// Which database a store runs on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -561,6 +563,24 @@ pub trait Store: Send + Sync + 'static {
         until: DateTime<Utc>,
         now: DateTime<Utc>,
     ) -> Result<bool>;
+
+    // ---- validations ----------------------------------------------------------------------
+
+    /// Stores a new validation as its cluster's next version and answers it as stored (version
+    /// and cluster name set). `NotFound` when the cluster is gone.
+    async fn create_validation(&self, validation: &Validation) -> Result<Validation>;
+    /// `NotFound` for an unknown id.
+    async fn get_validation(&self, id: Uuid) -> Result<Validation>;
+    /// The cluster's validations, newest first; with `before`, only versions older than it.
+    async fn list_validations(
+        &self,
+        cluster_id: Uuid,
+        limit: u32,
+        before: Option<i64>,
+    ) -> Result<Vec<Validation>>;
+    /// Records how a gathering validation ended (its state, facts, findings, error); false when
+    /// it had ended already, and then nothing changes.
+    async fn finish_validation(&self, validation: &Validation) -> Result<bool>;
 
     // ---- webhooks -------------------------------------------------------------------------
 

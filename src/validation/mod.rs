@@ -44,6 +44,16 @@ impl Verdict {
             Verdict::Fail => "fail",
         }
     }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "pass" => Verdict::Pass,
+            "unknown" => Verdict::Unknown,
+            "warn" => Verdict::Warn,
+            "fail" => Verdict::Fail,
+            _ => return None,
+        })
+    }
 }
 
 impl std::fmt::Display for Verdict {

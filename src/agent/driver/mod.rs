@@ -25,6 +25,7 @@ pub mod sim;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 use crate::model::{
     Disk, Group, InventoryDocument, NetworkRole, OsGeneration, Processor, Resource, ResourceKind,
@@ -279,7 +280,8 @@ pub struct DiskReplacement {
 
 /// Configuration facts the validation rules judge (third field note). `None` means the driver could
 /// not tell, which the rules report as "unknown" rather than pass or fail.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(default)]
 pub struct ConfigFacts {
     pub cluster: Option<String>,
     pub os: Option<OsGeneration>,
@@ -315,7 +317,7 @@ impl ConfigFacts {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct NetworkFacts {
     pub name: String,
     pub role: NetworkRole,
@@ -328,7 +330,7 @@ pub struct NetworkFacts {
     pub file_and_printer_sharing: Option<bool>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct NodeFacts {
     pub name: String,
     pub processor: Processor,
@@ -342,14 +344,14 @@ pub struct NodeFacts {
     pub processor_compatibility: Option<bool>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct HbaFacts {
     pub model: String,
     pub driver_version: String,
     pub firmware_version: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct CsvVolumeFacts {
     pub name: String,
     /// e.g. `C:\ClusterStorage\Volume1`.
@@ -358,7 +360,7 @@ pub struct CsvVolumeFacts {
     pub free_bytes: i64,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum QuorumType {
     NodeMajority,
@@ -371,7 +373,7 @@ pub enum QuorumType {
     Unknown,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct QuorumFacts {
     pub quorum_type: QuorumType,
     pub node_count: u32,

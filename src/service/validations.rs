@@ -1,0 +1,205 @@
+//! Validations: a cluster's configuration judged by the rules of `crate::validation`, on facts a
+//! caller posts or on facts an agent of the cluster gathers (`gather_facts`). Running one is an
+//! operator's act and audited; reading is a viewer's.
+//!
+//! A validation waiting for its agent is settled when it is read: the task's outcome is
+//! judged and stored then, once (the store refuses a second settling), so no loop has to watch
+//! for it.
+
+use chrono::Utc;
+use uuid::Uuid;
+
+use super::agents::parse_id;
+use super::{Replayable, Service, page_window, paginate};
+use crate::agent::driver::ConfigFacts;
+use crate::auth::Caller;
+use crate::error::{Error, ErrorCode, Result};
+use crate::model::{Action, NewValidation, Page, Role, TaskState, Validation, ValidationState};
+use crate::service::PageParams;
+use crate::store::{Change, NewTask};
+use crate::validation::Thresholds;
+
+impl Replayable for Validation {
+    fn for_replay(&self) -> Self {
+        self.clone()
+    }
+}
+
+/// Everything wrong with the thresholds: percentages, the failing one no higher than the warning.
+fn check_thresholds(t: &Thresholds) -> Result<()> {
+    let percent = |v: f64| (0.0..=100.0).contains(&v);
+    let mut errors = Vec::new();
+    if !percent(t.csv_free_warn_percent) {
+        errors.push(crate::model::FieldError::new(
+            "thresholds.csv_free_warn_percent",
+            "must be a percentage, 0 to 100",
+        ));
+    }
+    if !percent(t.csv_free_fail_percent) {
+        errors.push(crate::model::FieldError::new(
+            "thresholds.csv_free_fail_percent",
+            "must be a percentage, 0 to 100",
+        ));
+    } else if t.csv_free_fail_percent > t.csv_free_warn_percent {
+        errors.push(crate::model::FieldError::new(
+            "thresholds.csv_free_fail_percent",
+            "must not be above csv_free_warn_percent",
+        ));
+    }
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(Error::validation(errors))
+    }
+}
+
+impl Service {
+    /// `POST /v1/clusters/{id}/validations`: judges posted facts at once (completed), or asks an
+    /// agent of the cluster for them (gathering; settled when read).
+    pub async fn create_validation(
+        &self,
+        caller: &Caller,
+        cluster: &str,
+        new: &NewValidation,
+    ) -> Result<Validation> {
+        let mut gathering = None;
+        let validation = self
+            .audited(
+                caller,
+                Role::Operator,
+                "validation.create",
+                format!("cluster:{cluster}"),
+                async {
+                    let thresholds = new.thresholds.unwrap_or_default();
+                    check_thresholds(&thresholds)?;
+                    let target = self.store.get_cluster(cluster).await?;
+                    let now = Utc::now();
+                    let mut validation = Validation {
+                        id: Uuid::now_v7(),
+                        cluster_id: target.id,
+                        cluster: target.name.clone(),
+                        version: 0,
+                        state: ValidationState::Gathering,
+                        task_id: None,
+                        thresholds,
+                        facts: None,
+                        findings: Vec::new(),
+                        overall: None,
+                        error: None,
+                        created_by: caller.name.clone(),
+                        created_at: now,
+                        completed_at: None,
+                    };
+                    match &new.facts {
+                        Some(facts) => validation.complete(facts.clone(), now),
+                        None => {
+                            let task = self
+                                .store
+                                .create_task(&NewTask {
+                                    cluster_id: target.id,
+                                    node: "",
+                                    agent_id: None,
+                                    action: &Action::GatherFacts,
+                                    created_by: &caller.name,
+                                    id: None,
+                                    lease_deadline: None,
+                                })
+                                .await?;
+                            validation.task_id = Some(task.id);
+                            gathering = Some(task);
+                        }
+                    }
+                    self.store.create_validation(&validation).await
+                },
+            )
+            .await?;
+        if let Some(task) = gathering
+            && self.offer(&task).await.is_none()
+        {
+            // No agent of the cluster here: whichever replica has one picks it up.
+            self.announce(Change::Tasks).await;
+        }
+        Ok(validation)
+    }
+
+    /// `GET /v1/validations/{id}`.
+    pub async fn get_validation(&self, caller: &Caller, id: &str) -> Result<Validation> {
+        Self::require(caller, Role::Viewer)?;
+        let validation = self
+            .store
+            .get_validation(parse_id("validation", id)?)
+            .await?;
+        self.settle_validation(validation).await
+    }
+
+    /// `GET /v1/clusters/{id}/validations`: newest first.
+    pub async fn list_validations(
+        &self,
+        caller: &Caller,
+        cluster: &str,
+        page: &PageParams,
+    ) -> Result<Page<Validation>> {
+        Self::require(caller, Role::Viewer)?;
+        let (limit, before) = page_window(page)?;
+        let before = before
+            .map(|b| b.parse::<i64>())
+            .transpose()
+            .map_err(|_| super::invalid_cursor())?;
+        let cluster = self.store.get_cluster(cluster).await?;
+        let rows = self
+            .store
+            .list_validations(cluster.id, limit + 1, before)
+            .await?;
+        let mut settled = Vec::with_capacity(rows.len());
+        for validation in rows {
+            settled.push(self.settle_validation(validation).await?);
+        }
+        Ok(paginate(settled, limit, |v| v.version.to_string()))
+    }
+
+    /// A gathering validation whose task has ended, judged (or failed) and stored; any other
+    /// as it is.
+    async fn settle_validation(&self, mut validation: Validation) -> Result<Validation> {
+        let (ValidationState::Gathering, Some(task_id)) = (validation.state, validation.task_id)
+        else {
+            return Ok(validation);
+        };
+        let task = match self.store.get_task(task_id).await {
+            Ok(task) => Some(task),
+            Err(e) if e.code == ErrorCode::NotFound => None,
+            Err(e) => return Err(e),
+        };
+        let now = Utc::now();
+        match task {
+            None => validation.fail(
+                "the task gathering the facts is gone (its agent was deleted)".into(),
+                now,
+            ),
+            Some(task) => match task.state {
+                TaskState::Succeeded => {
+                    match serde_json::from_value::<ConfigFacts>(task.result.unwrap_or_default()) {
+                        Ok(facts) => validation.complete(facts, now),
+                        Err(e) => validation
+                            .fail(format!("the agent's facts could not be read: {e}"), now),
+                    }
+                }
+                TaskState::Failed | TaskState::Lost | TaskState::Cancelled => {
+                    let why = task.error.map_or_else(
+                        || format!("the task ended {}", task.state.as_str()),
+                        |e| format!("{}: {}", e.kind, e.message),
+                    );
+                    validation.fail(format!("gathering the facts failed: {why}"), now);
+                }
+                TaskState::Pending | TaskState::Assigned | TaskState::Running => {
+                    return Ok(validation);
+                }
+            },
+        }
+        if self.store.finish_validation(&validation).await? {
+            Ok(validation)
+        } else {
+            // Another reader settled it first: what it stored is the answer.
+            self.store.get_validation(validation.id).await
+        }
+    }
+}
