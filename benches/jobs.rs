@@ -252,6 +252,7 @@ async fn run(
         max_active_groups: Some(parallel),
         max_cluster_cutovers: Some(parallel),
         retry_backoff_seconds: Some(0),
+        validation_override: None,
     };
     let totals = service.scheduler_totals().clone();
     let (busy0, passes0) = (totals.busy_nanos.load(Relaxed), totals.passes.load(Relaxed));

@@ -190,6 +190,7 @@ pub async fn run(options: DemoOptions) -> anyhow::Result<bool> {
         max_cluster_cutovers: Some(2),
         // The Kerberos retry shows without the 15 s a real network name is given.
         retry_backoff_seconds: Some(1),
+        validation_override: None,
     };
     println!("\n== plan (POST /v1/plans) ==");
     let plan: Plan = client.post("/v1/plans", &request).await?;

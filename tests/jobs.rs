@@ -1026,3 +1026,81 @@ async fn concurrency_limits_are_never_exceeded() {
     assert!(most_cutting <= 1, "{most_cutting} cutovers at once");
     h.stop().await;
 }
+
+/// The target's latest validation report fails: the plan says so and the job is refused, until
+/// an operator overrides it with a reason, which is audited. A cluster never validated warns.
+#[tokio::test]
+async fn a_failing_validation_blocks_the_job_until_overridden_with_an_audited_reason() {
+    let (store, _db) = common::sqlite_store().await;
+    let mut h = Harness::start(store).await;
+    h.three_clusters(1, 3).await;
+    let validation = |check: &str, plan: &Value| -> Vec<Value> {
+        plan["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|f| {
+                f["check"] == "validation" && f["message"].as_str().unwrap().contains(check)
+            })
+            .cloned()
+            .collect()
+    };
+    let (_, plan) = h.post("/v1/plans", h.request(json!({}))).await;
+    assert_eq!(plan["runnable"], true, "{plan:#}");
+    for cluster in ["MID", "NEW"] {
+        let unvalidated = validation(&format!("{cluster} has no validation report"), &plan);
+        assert_eq!(unvalidated.len(), 1, "{plan:#}");
+        assert_eq!(unvalidated[0]["severity"], "warn");
+    }
+
+    // Two processor manufacturers on the target: live migration between them fails.
+    let node = |name: &str, vendor: &str| {
+        json!({"name": name, "processor": {"vendor": vendor, "model": "Xeon"},
+               "virtual_switches": [], "ntlm_enabled": true, "hbas": []})
+    };
+    let (status, report) = h
+        .post(
+            "/v1/clusters/NEW/validations",
+            json!({"facts": {"nodes": [node("N1", "GenuineIntel"), node("N2", "AuthenticAMD")]}}),
+        )
+        .await;
+    assert_eq!(status, 201, "{report:#}");
+    assert_eq!(report["overall"], "fail");
+    let (_, plan) = h.post("/v1/plans", h.request(json!({}))).await;
+    assert_eq!(plan["runnable"], false, "{plan:#}");
+    let failing = validation("validation 1 of NEW fails", &plan);
+    assert_eq!(failing[0]["severity"], "fail", "{plan:#}");
+    let (status, problem) = h.post("/v1/jobs", h.request(json!({}))).await;
+    assert_eq!(status, 409, "{problem:#}");
+    assert!(
+        problem["detail"]
+            .as_str()
+            .unwrap()
+            .contains("validation 1 of NEW fails"),
+        "{problem:#}"
+    );
+    let (status, problem) = h
+        .post(
+            "/v1/jobs",
+            h.request(json!({"validation_override": {"reason": "  "}})),
+        )
+        .await;
+    assert_eq!(status, 422, "{problem:#}");
+    assert_eq!(problem["errors"][0]["field"], "validation_override.reason");
+
+    let reason = "the VMs are shut down for the move; no live migration";
+    let id = h
+        .submit(h.request(json!({"validation_override": {"reason": reason}})))
+        .await;
+    let (_, audit) = h.get("/v1/audit?action=job.validation_override").await;
+    let records = audit["items"].as_array().unwrap();
+    assert_eq!(records.len(), 1, "{audit:#}");
+    assert_eq!(records[0]["target"], format!("job:{id}"));
+    let detail = records[0]["detail"].as_str().unwrap();
+    assert!(
+        detail.contains("validation 1 of NEW") && detail.contains(reason),
+        "{detail}"
+    );
+    assert_eq!(h.finished(&id).await["state"], "succeeded");
+    h.stop().await;
+}

@@ -78,7 +78,22 @@ pub struct JobRequest {
     /// before the second online of a network name).
     #[serde(default)]
     pub retry_backoff_seconds: Option<u64>,
+    /// Runs the job although the interim's or target's latest validation report fails; the
+    /// reason is audited (`job.validation_override`).
+    #[serde(default)]
+    pub validation_override: Option<ValidationOverride>,
 }
+
+/// An operator's decision to run a job over a failing validation report.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ValidationOverride {
+    /// Why the failing checks do not matter for this move (1 to 1000 characters).
+    pub reason: String,
+}
+
+/// Longest override reason kept.
+pub const MAX_OVERRIDE_REASON: usize = 1000;
 
 impl JobRequest {
     /// Everything wrong with the request that needs no store to know.
@@ -89,6 +104,15 @@ impl JobRequest {
         }
         check_name(&mut errors, "source", &self.source);
         check_name(&mut errors, "target", &self.target);
+        if let Some(over) = &self.validation_override {
+            let len = over.reason.trim().chars().count();
+            if len == 0 || len > MAX_OVERRIDE_REASON {
+                errors.push(FieldError::new(
+                    "validation_override.reason",
+                    format!("must say why, in 1 to {MAX_OVERRIDE_REASON} characters"),
+                ));
+            }
+        }
         if let Some(interim) = &self.interim {
             check_name(&mut errors, "interim", interim);
         }

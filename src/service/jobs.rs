@@ -29,6 +29,8 @@ struct Planned {
     target: Cluster,
     groups: Vec<JobGroup>,
     holds: Vec<String>,
+    /// Failing validation reports the request's override lets through: (cluster, version).
+    overridden: Vec<(String, i64)>,
 }
 
 fn hold_key(kind: &str, cluster: &Cluster, name: &str) -> String {
@@ -124,6 +126,18 @@ impl Service {
                 ));
             }
             nodes_by_cluster.insert(cluster.name.clone(), connected);
+        }
+        // The configuration of every cluster the groups land on, as last validated.
+        let mut overridden = Vec::new();
+        for cluster in clusters
+            .iter()
+            .filter(|c| c.id != source.id && route_names.contains(&c.name))
+        {
+            let (finding, over) = self
+                .validation_finding(cluster, request.validation_override.as_ref())
+                .await?;
+            findings.push(finding);
+            overridden.extend(over);
         }
 
         // The groups, from the source's newest inventory.
@@ -306,6 +320,7 @@ impl Service {
             target,
             groups,
             holds,
+            overridden,
         })
     }
 
@@ -372,6 +387,12 @@ impl Service {
                         })
                         .await?;
                     let _ = (&planned.source, &planned.target);
+                    if let Some(over) = &request.validation_override {
+                        for (cluster, version) in &planned.overridden {
+                            self.audit_override(caller, id, cluster, *version, &over.reason)
+                                .await;
+                        }
+                    }
                     Ok(JobDetail {
                         job,
                         groups: planned.groups,

@@ -14,10 +14,17 @@ use super::{Replayable, Service, page_window, paginate};
 use crate::agent::driver::ConfigFacts;
 use crate::auth::Caller;
 use crate::error::{Error, ErrorCode, Result};
-use crate::model::{Action, NewValidation, Page, Role, TaskState, Validation, ValidationState};
+use crate::model::{
+    Action, AuditOutcome, Cluster, Finding, NewAudit, NewValidation, Page, Role, Severity,
+    TaskState, Validation, ValidationOverride, ValidationState,
+};
 use crate::service::PageParams;
 use crate::store::{Change, NewTask};
-use crate::validation::Thresholds;
+use crate::validation::{Thresholds, Verdict};
+
+/// Completed validations a plan looks through for a cluster's latest (newer ones may still be
+/// gathering or have failed).
+const LATEST_AMONG: u32 = 20;
 
 impl Replayable for Validation {
     fn for_replay(&self) -> Self {
@@ -155,6 +162,115 @@ impl Service {
             settled.push(self.settle_validation(validation).await?);
         }
         Ok(paginate(settled, limit, |v| v.version.to_string()))
+    }
+
+    /// The plan's finding on a cluster the groups land on, from its latest completed
+    /// validation: none yet or any warning warns; a failure fails the plan unless overridden,
+    /// and then warns and names the report overridden.
+    pub(super) async fn validation_finding(
+        &self,
+        cluster: &Cluster,
+        over: Option<&ValidationOverride>,
+    ) -> Result<(Finding, Option<(String, i64)>)> {
+        let mut latest = None;
+        for validation in self
+            .store
+            .list_validations(cluster.id, LATEST_AMONG, None)
+            .await?
+        {
+            let validation = self.settle_validation(validation).await?;
+            if validation.state == ValidationState::Completed {
+                latest = Some(validation);
+                break;
+            }
+        }
+        let Some(report) = latest else {
+            return Ok((
+                Finding::new(
+                    Severity::Warn,
+                    "validation",
+                    format!(
+                        "{} has no validation report: run POST /v1/clusters/{}/validations",
+                        cluster.name, cluster.name
+                    ),
+                ),
+                None,
+            ));
+        };
+        let titled = |verdict: Verdict| {
+            report
+                .findings
+                .iter()
+                .filter(|f| f.verdict == verdict)
+                .map(|f| f.title.as_str())
+                .collect::<Vec<_>>()
+                .join("; ")
+        };
+        let named = format!("validation {} of {}", report.version, cluster.name);
+        let finding = match report.overall {
+            Some(Verdict::Fail) => match over {
+                Some(over) => {
+                    let finding = Finding::new(
+                        Severity::Warn,
+                        "validation",
+                        format!(
+                            "{named} fails ({}); overridden: {}",
+                            titled(Verdict::Fail),
+                            over.reason.trim()
+                        ),
+                    );
+                    return Ok((finding, Some((cluster.name.clone(), report.version))));
+                }
+                None => Finding::new(
+                    Severity::Fail,
+                    "validation",
+                    format!(
+                        "{named} fails: {}; fix it and validate again, or run anyway with \
+                         validation_override.reason",
+                        titled(Verdict::Fail)
+                    ),
+                ),
+            },
+            Some(Verdict::Warn) => Finding::new(
+                Severity::Warn,
+                "validation",
+                format!("{named} warns: {}", titled(Verdict::Warn)),
+            ),
+            Some(Verdict::Unknown) | None => Finding::new(
+                Severity::Warn,
+                "validation",
+                format!("{named} could not tell: {}", titled(Verdict::Unknown)),
+            ),
+            Some(Verdict::Pass) => {
+                Finding::new(Severity::Pass, "validation", format!("{named} passes"))
+            }
+        };
+        Ok((finding, None))
+    }
+
+    /// The audit record of a job run over a failing validation report, with the reason.
+    pub(super) async fn audit_override(
+        &self,
+        caller: &Caller,
+        job: Uuid,
+        cluster: &str,
+        version: i64,
+        reason: &str,
+    ) {
+        let record = NewAudit {
+            actor: caller.name.clone(),
+            action: "job.validation_override".into(),
+            target: format!("job:{job}"),
+            source: caller.source.clone(),
+            outcome: AuditOutcome::Success,
+            detail: Some(format!(
+                "validation {version} of {cluster} fails; run anyway: {}",
+                reason.trim()
+            )),
+        };
+        if let Err(e) = self.store.append_audit(&record).await {
+            tracing::error!(error = %e, "could not write the audit record of a validation override");
+        }
     }
 
     /// A gathering validation whose task has ended, judged (or failed) and stored; any other

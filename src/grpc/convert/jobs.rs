@@ -112,6 +112,9 @@ pub(crate) fn job_request(request: Option<pb::JobRequest>) -> Result<JobRequest>
         max_active_groups: r.max_active_groups,
         max_cluster_cutovers: r.max_cluster_cutovers,
         retry_backoff_seconds: r.retry_backoff_seconds,
+        validation_override: r
+            .validation_override_reason
+            .map(|reason| crate::model::ValidationOverride { reason }),
     })
 }
 
@@ -173,6 +176,7 @@ impl From<JobRequest> for pb::JobRequest {
             max_active_groups: r.max_active_groups,
             max_cluster_cutovers: r.max_cluster_cutovers,
             retry_backoff_seconds: r.retry_backoff_seconds,
+            validation_override_reason: r.validation_override.map(|o| o.reason),
         }
     }
 }
@@ -517,6 +521,9 @@ mod tests {
             max_active_groups: Some(2),
             max_cluster_cutovers: Some(1),
             retry_backoff_seconds: Some(15),
+            validation_override: Some(crate::model::ValidationOverride {
+                reason: "known processor mix".into(),
+            }),
         };
         let back = job_request(Some(original.clone().into())).unwrap();
         assert_eq!(back, original);
