@@ -468,13 +468,6 @@ impl TaskState {
     pub fn in_flight(self) -> bool {
         matches!(self, TaskState::Assigned | TaskState::Running)
     }
-
-    pub fn is_terminal(self) -> bool {
-        matches!(
-            self,
-            TaskState::Succeeded | TaskState::Failed | TaskState::Lost | TaskState::Cancelled
-        )
-    }
 }
 
 /// Why an attempt failed.

@@ -96,6 +96,14 @@ pub(crate) fn parse_json<T: serde::de::DeserializeOwned>(what: &str, value: &str
         .map_err(|e| Error::internal(format!("database holds invalid {what} JSON: {e}")))
 }
 
+/// A task's progress as stored: its time at the store's precision, like every other.
+pub(crate) fn progress_json(progress: &crate::model::TaskProgress) -> String {
+    to_json(&crate::model::TaskProgress {
+        at: truncate(progress.at),
+        ..progress.clone()
+    })
+}
+
 pub(crate) fn parse_task_result(result: Option<&str>) -> Result<Option<serde_json::Value>> {
     result.map(|r| parse_json("task result", r)).transpose()
 }
@@ -2312,11 +2320,7 @@ macro_rules! impl_store {
                 progress: &$crate::model::TaskProgress,
                 lease_deadline: chrono::DateTime<chrono::Utc>,
             ) -> $crate::error::Result<bool> {
-                use $crate::store::common::{db_error, to_json, truncate};
-                let progress = $crate::model::TaskProgress {
-                    at: truncate(progress.at),
-                    ..progress.clone()
-                };
+                use $crate::store::common::{db_error, progress_json, truncate};
                 let updated = sqlx::query(
                     "UPDATE tasks SET state = 'running', progress = $5, lease_deadline = $6, \
                      updated_at = $7 \
@@ -2327,9 +2331,9 @@ macro_rules! impl_store {
                 .bind(task.attempt)
                 .bind(task.generation)
                 .bind(agent_id.to_string())
-                .bind(to_json(&progress))
+                .bind(progress_json(progress))
                 .bind(truncate(lease_deadline))
-                .bind(progress.at)
+                .bind(truncate(progress.at))
                 .execute(self.writer())
                 .await
                 .map_err(db_error)?
@@ -2346,17 +2350,14 @@ macro_rules! impl_store {
                 at: chrono::DateTime<chrono::Utc>,
             ) -> $crate::error::Result<Option<$crate::model::Task>> {
                 use $crate::model::TaskOutcome;
-                use $crate::store::common::{db_error, task_columns, to_json, truncate, TaskRow};
+                use $crate::store::common::{
+                    db_error, progress_json, task_columns, to_json, truncate, TaskRow,
+                };
                 let (state, result, error) = match outcome {
                     TaskOutcome::Succeeded(value) => ("succeeded", Some(to_json(value)), None),
                     TaskOutcome::Failed(error) => ("failed", None, Some(to_json(error))),
                 };
-                let progress = progress.map(|p| {
-                    to_json(&$crate::model::TaskProgress {
-                        at: truncate(p.at),
-                        ..p.clone()
-                    })
-                });
+                let progress = progress.map(progress_json);
                 sqlx::query_as::<_, TaskRow>(concat!(
                     "UPDATE tasks SET state = $5, result = $6, error = $7, lease_deadline = NULL, \
                      updated_at = $8, progress = COALESCE($9, progress) \
