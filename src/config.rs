@@ -48,6 +48,14 @@ pub struct Config {
     /// Rows that replace (same `from` and `to`) or extend the built-in hop table, e.g. when a
     /// field report contradicts a row. In TOML: `[[hop_overrides]]` tables.
     pub hop_overrides: Vec<crate::plan::HopRule>,
+    /// How long raw perf samples are kept, in hours.
+    pub perf_raw_retention_hours: u64,
+    /// How long 1-minute perf rollups are kept, in days.
+    pub perf_minute_retention_days: u64,
+    /// How long 1-hour perf rollups are kept, in days.
+    pub perf_hour_retention_days: u64,
+    /// How often landed perf batches are merged into chunks, in milliseconds.
+    pub perf_compact_ms: u64,
 }
 
 impl Default for Config {
@@ -68,6 +76,10 @@ impl Default for Config {
             tls_cert: None,
             tls_key: None,
             hop_overrides: Vec::new(),
+            perf_raw_retention_hours: 48,
+            perf_minute_retention_days: 30,
+            perf_hour_retention_days: 365,
+            perf_compact_ms: 2_000,
         }
     }
 }
@@ -88,7 +100,7 @@ pub struct Overrides {
 }
 
 /// Every setting; each is also read from the environment as `FERRY_<KEY>` in upper case.
-pub const KEYS: [&str; 15] = [
+pub const KEYS: [&str; 19] = [
     "database_url",
     "http_addr",
     "grpc_addr",
@@ -104,6 +116,10 @@ pub const KEYS: [&str; 15] = [
     "tls_cert",
     "tls_key",
     "hop_overrides",
+    "perf_raw_retention_hours",
+    "perf_minute_retention_days",
+    "perf_hour_retention_days",
+    "perf_compact_ms",
 ];
 
 /// Shortest bootstrap token accepted: it is an admin credential.
@@ -198,8 +214,50 @@ impl Config {
                  at least three times agent_heartbeat_ms"
             );
         }
+        // Rollups are recomputed from the raw samples of their hour, so raw data must outlive
+        // the hour; each coarser resolution is kept at least as long as the finer.
+        if self.perf_raw_retention_hours < 2 {
+            anyhow::bail!(
+                "invalid configuration: perf_raw_retention_hours (FERRY_PERF_RAW_RETENTION_HOURS) \
+                 must be at least 2"
+            );
+        }
+        if self.perf_minute_retention_days * 24 < self.perf_raw_retention_hours
+            || self.perf_hour_retention_days < self.perf_minute_retention_days
+        {
+            anyhow::bail!(
+                "invalid configuration: perf retention must not shrink with coarser resolution: \
+                 perf_raw_retention_hours <= perf_minute_retention_days * 24 and \
+                 perf_minute_retention_days <= perf_hour_retention_days"
+            );
+        }
+        if self.perf_hour_retention_days > 36_500 {
+            anyhow::bail!(
+                "invalid configuration: perf_hour_retention_days (FERRY_PERF_HOUR_RETENTION_DAYS) \
+                 must be at most 36500"
+            );
+        }
+        if !(100..=3_600_000).contains(&self.perf_compact_ms) {
+            anyhow::bail!(
+                "invalid configuration: perf_compact_ms (FERRY_PERF_COMPACT_MS) must be between \
+                 100 and 3600000"
+            );
+        }
         self.tls()?;
         Ok(())
+    }
+
+    /// How perf data is kept and compacted.
+    pub fn perf_settings(&self) -> crate::service::perf::PerfSettings {
+        const HOUR_MS: i64 = 3_600_000;
+        crate::service::perf::PerfSettings {
+            retention: crate::perf::Retention {
+                raw_ms: self.perf_raw_retention_hours as i64 * HOUR_MS,
+                minute_ms: self.perf_minute_retention_days as i64 * 24 * HOUR_MS,
+                hour_ms: self.perf_hour_retention_days as i64 * 24 * HOUR_MS,
+            },
+            compact_every: std::time::Duration::from_millis(self.perf_compact_ms),
+        }
     }
 
     /// The hop table routes are planned with: the built-in rows under `hop_overrides`.

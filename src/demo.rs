@@ -29,6 +29,10 @@ pub const SOURCE: &str = "FS-OLD";
 pub const INTERIM: &str = "FS-MID";
 pub const TARGET: &str = "FS-NEW";
 const GROUPS: u32 = 3;
+/// Agents of the demo sample every second, so the perf view fills in seconds.
+const DEMO_PERF_INTERVAL: Duration = Duration::from_secs(1);
+/// The target's cluster shared volume, where the second field note's experiment runs.
+const CSV_VOLUME: &str = "C:\\ClusterStorage\\Volume1";
 
 #[derive(Debug, Clone)]
 pub struct DemoOptions {
@@ -63,6 +67,8 @@ pub async fn run(options: DemoOptions) -> anyhow::Result<bool> {
         sim.shares = options.shares;
         sim.spare_disks = spare;
         sim.force = true;
+        // Steady workloads, so the perf view shows the field note's numbers whenever it runs.
+        sim.perf_cycle_secs = 0;
         let summary = create_sim_cluster(&sim)?;
         println!(
             "  {name} ({os}): {} nodes, {} groups, {} shares, {} directories on its disks",
@@ -156,10 +162,10 @@ pub async fn run(options: DemoOptions) -> anyhow::Result<bool> {
             );
             agent.join_token = join.token.clone();
             agent.backoff_initial = Duration::from_millis(100);
-            let executor = Arc::new(NodeExecutor::new(Builtin::new(
-                DriverKind::Sim,
-                Some(sim_root.join(name)),
-            )));
+            let executor = Arc::new(
+                NodeExecutor::new(Builtin::new(DriverKind::Sim, Some(sim_root.join(name))))
+                    .with_perf_interval(DEMO_PERF_INTERVAL),
+            );
             let mut stopped = agents_stopped.clone();
             agents.push(tokio::spawn(crate::agent::session::run(
                 agent,
@@ -223,6 +229,8 @@ pub async fn run(options: DemoOptions) -> anyhow::Result<bool> {
             g.state == GroupState::Succeeded && g.verification.as_ref().is_some_and(|v| v.passed)
         });
 
+    perf_experiment(&client, &sim_root.join(TARGET)).await?;
+
     if !options.exit {
         println!(
             "\nthe server keeps running: REST {rest} (token {token}), gRPC {grpc}; Ctrl-C stops it"
@@ -237,6 +245,85 @@ pub async fn run(options: DemoOptions) -> anyhow::Result<bool> {
     let _ = shutdown.send(true);
     server.wait().await?;
     Ok(succeeded)
+}
+
+/// The second field note on the target: the cluster-wide view of its CSV volume (each node's
+/// share, the storage server against the node sum), then the volume switched to redirected I/O
+/// and the interval found, with its coordinator.
+async fn perf_experiment(client: &ApiClient, target_dir: &Path) -> anyhow::Result<()> {
+    println!("\n== the second field note on {TARGET}: {CSV_VOLUME} seen cluster-wide ==");
+    // A few seconds of samples at least, whatever the migration took.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    print_volume_view(client, "direct I/O, the last 10 s").await?;
+    println!("switching {CSV_VOLUME} to redirected I/O (the simulator's `set_csv_redirected`)...");
+    crate::sim::set_csv_redirected(target_dir, Some(CSV_VOLUME), true)?;
+    let switched = chrono::Utc::now();
+    tokio::time::sleep(Duration::from_secs(12)).await;
+    print_volume_view(client, "redirected I/O, the last 10 s").await?;
+    let query = form_urlencoded::Serializer::new(String::new())
+        .append_pair("volume", CSV_VOLUME)
+        .append_pair(
+            "from",
+            &(switched - chrono::TimeDelta::seconds(30)).to_rfc3339(),
+        )
+        .append_pair("step", "5s")
+        .finish();
+    println!("\n== redirected I/O (GET /v1/clusters/{TARGET}/perf/redirected) ==");
+    let intervals: Vec<serde_json::Value> = client
+        .get(&format!("/v1/clusters/{TARGET}/perf/redirected?{query}"))
+        .await?;
+    if intervals.is_empty() {
+        println!("  none found");
+    }
+    for i in &intervals {
+        let time = |ms: &serde_json::Value| {
+            ms.as_i64()
+                .and_then(chrono::DateTime::<chrono::Utc>::from_timestamp_millis)
+                .map_or_else(|| "?".into(), |t| t.format("%H:%M:%S").to_string())
+        };
+        println!(
+            "  coordinator {} from {} to {} ({})\n  {}",
+            i["coordinator"].as_str().unwrap_or("?"),
+            time(&i["start_ms"]),
+            time(&i["end_ms"]),
+            i["evidence"]["signal"].as_str().unwrap_or("?"),
+            i["evidence"]["summary"].as_str().unwrap_or(""),
+        );
+    }
+    crate::sim::set_csv_redirected(target_dir, Some(CSV_VOLUME), false)?;
+    Ok(())
+}
+
+async fn print_volume_view(client: &ApiClient, title: &str) -> anyhow::Result<()> {
+    let to = chrono::Utc::now();
+    let query = form_urlencoded::Serializer::new(String::new())
+        .append_pair("volume", CSV_VOLUME)
+        .append_pair("from", &(to - chrono::TimeDelta::seconds(10)).to_rfc3339())
+        .append_pair("to", &to.to_rfc3339())
+        .append_pair("step", "5s")
+        .finish();
+    let view: serde_json::Value = client
+        .get(&format!("/v1/clusters/{TARGET}/perf/volume?{query}"))
+        .await?;
+    let number =
+        |v: &serde_json::Value| v.as_f64().map_or_else(|| "-".into(), |n| format!("{n:.1}"));
+    println!("{title} (GET /v1/clusters/{TARGET}/perf/volume), transfers/s:");
+    for share in view["shares"].as_array().into_iter().flatten() {
+        println!(
+            "  {:<14} {:>8}  {:>5}% of the node sum",
+            share["node"].as_str().unwrap_or("?"),
+            number(&share["mean"]),
+            number(&share["share_pct"]),
+        );
+    }
+    println!("  {:<14} {:>8}", "node sum", number(&view["node_sum"]));
+    println!(
+        "  {:<14} {:>8}  gap {}% (what the storage server counts against the nodes)",
+        "storage",
+        number(&view["storage"]),
+        number(&view["gap_pct"]),
+    );
+    Ok(())
 }
 
 async fn wait_for_agents(service: &crate::service::Service, count: usize) -> anyhow::Result<()> {

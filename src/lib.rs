@@ -14,6 +14,7 @@ pub mod grpc;
 pub mod http;
 pub mod metrics;
 pub mod model;
+pub mod perf;
 pub mod plan;
 pub mod scheduler;
 pub mod server;

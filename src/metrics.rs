@@ -37,8 +37,10 @@ pub struct Metrics {
     agent_results: Family<VerdictLabels, Counter>,
     /// Agent sessions open on this server.
     pub agent_sessions: Gauge,
-    /// Perf samples received from agents (dropped until perf ingest exists).
+    /// Perf samples from agents that were stored.
     pub agent_perf_samples: Counter,
+    /// Perf batches from agents refused as malformed.
+    pub agent_perf_batches_refused: Counter,
     /// Inventory reports received from agents (logged until they are imported).
     pub agent_inventory_reports: Counter,
     /// Progress reports received from agents on their own (not inside a result).
@@ -81,8 +83,14 @@ impl Metrics {
         let agent_perf_samples = Counter::default();
         registry.register(
             "agent_perf_samples",
-            "Perf samples received from agents",
+            "Perf samples from agents that were stored",
             agent_perf_samples.clone(),
+        );
+        let agent_perf_batches_refused = Counter::default();
+        registry.register(
+            "agent_perf_batches_refused",
+            "Perf batches from agents refused as malformed (the reason is in the log)",
+            agent_perf_batches_refused.clone(),
         );
         let agent_inventory_reports = Counter::default();
         registry.register(
@@ -103,6 +111,7 @@ impl Metrics {
             agent_results,
             agent_sessions,
             agent_perf_samples,
+            agent_perf_batches_refused,
             agent_inventory_reports,
             agent_progress_reports,
         }

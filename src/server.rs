@@ -75,7 +75,9 @@ pub async fn start_with_store(
             .context("creating the bootstrap token")?;
     }
     let gateway = Arc::new(Gateway::new(GatewaySettings::from_config(config)));
-    let service = Service::with_gateway(store, gateway).with_hop_table(config.hop_table());
+    let service = Service::with_gateway(store, gateway)
+        .with_hop_table(config.hop_table())
+        .with_perf_settings(config.perf_settings());
     let metrics = Arc::new(Metrics::new());
     let (shutdown, stopped) = watch::channel(false);
     // Before the listeners: leases are extended before any agent can report, and a failure
@@ -87,6 +89,7 @@ pub async fn start_with_store(
         .await
         .context("starting the scheduler")?;
     let webhook_task = crate::webhooks::start(service.clone(), stopped.clone());
+    let perf_task = crate::service::perf::start_maintenance(service.clone(), stopped.clone());
 
     let http_listener = TcpListener::bind(config.http_addr)
         .await
@@ -157,6 +160,7 @@ pub async fn start_with_store(
             reaper_task,
             scheduler_task,
             webhook_task,
+            perf_task,
         ],
     })
 }

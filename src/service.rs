@@ -7,6 +7,7 @@
 
 mod agents;
 mod jobs;
+pub mod perf;
 mod validations;
 mod webhooks;
 
@@ -115,6 +116,7 @@ pub struct Service {
     /// Wakes this server's scheduler: a job changed, or a task finished.
     scheduler_wake: Arc<tokio::sync::Notify>,
     scheduler_totals: Arc<crate::scheduler::SchedulerTotals>,
+    perf: perf::PerfSettings,
 }
 
 impl Service {
@@ -131,7 +133,14 @@ impl Service {
             hops: Arc::new(crate::plan::HopTable::builtin()),
             scheduler_wake: Arc::new(tokio::sync::Notify::new()),
             scheduler_totals: Arc::default(),
+            perf: perf::PerfSettings::default(),
         }
+    }
+
+    /// Keeps perf data as `settings` say instead of the defaults.
+    pub fn with_perf_settings(mut self, settings: perf::PerfSettings) -> Self {
+        self.perf = settings;
+        self
     }
 
     /// Plans routes with `hops` instead of the built-in table.

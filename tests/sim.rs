@@ -1014,11 +1014,13 @@ async fn perf_model_reproduces_the_csv_experiment() {
             .transfers_per_sec;
         assert!((n1 - 867.0).abs() / 867.0 < 0.02, "VM1 {n1}");
         assert!((n2 - 715.0).abs() / 715.0 < 0.02, "VM2 {n2}");
+        // The note's storage server counted 1505 of the nodes' 1582: about 5 % less.
         assert!(
-            (storage - 1582.0).abs() / 1582.0 < 0.02,
+            (storage - 1505.0).abs() / 1505.0 < 0.02,
             "storage {storage}"
         );
-        assert!(((n1 + n2) - storage).abs() / storage < 0.03);
+        let gap = ((n1 + n2) - storage) / storage;
+        assert!((0.02..0.08).contains(&gap), "gap {gap}");
         assert!(s.counters.iter().all(|c| c.redirected_reads_per_sec == 0.0));
     }
 
@@ -1030,7 +1032,10 @@ async fn perf_model_reproduces_the_csv_experiment() {
         let n2 = transfers(&s, "HV-n2");
         let storage = transfers(&s, "HV-stor");
         assert!(n2 < 1.0, "node 2 reads near zero: {n2}");
-        assert!((n1 - storage).abs() / storage < 0.03, "{n1} vs {storage}");
+        assert!(
+            (storage - 1505.0).abs() / 1505.0 < 0.02,
+            "storage {storage}"
+        );
         assert!((n1 - 1582.0).abs() / 1582.0 < 0.02);
         let redirected: f64 = s
             .counters

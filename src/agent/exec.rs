@@ -35,9 +35,10 @@ pub trait Executor: Send + Sync + 'static {
     fn capabilities(&self) -> Vec<String>;
 
     /// Called once by the session loop with its event queue, which reaches whatever stream is
-    /// open: executors that report unasked (perf batches, inventory) start doing so here.
-    fn attach(&self, events: mpsc::Sender<pb::AgentMessage>) {
-        let _ = events;
+    /// open, and the node the agent serves: executors that report unasked (perf batches,
+    /// inventory) start doing so here.
+    fn attach(&self, events: mpsc::Sender<pb::AgentMessage>, node: &str) {
+        let _ = (events, node);
     }
 
     /// Runs one action. Success is the executor's report as JSON, which must be the report of the
@@ -140,7 +141,7 @@ impl Executor for NodeExecutor {
         self.inner.capabilities()
     }
 
-    fn attach(&self, events: mpsc::Sender<pb::AgentMessage>) {
+    fn attach(&self, events: mpsc::Sender<pb::AgentMessage>, node: &str) {
         if self.events.set(events.clone()).is_err() {
             return;
         }
@@ -150,6 +151,7 @@ impl Executor for NodeExecutor {
             self.perf_interval,
             driver,
             events,
+            node.to_owned(),
         ));
     }
 

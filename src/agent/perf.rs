@@ -219,56 +219,7 @@ pub fn rates(
         .collect()
 }
 
-/// What a perf sample measures. The redirected-I/O counters come from Windows cluster shared
-/// volumes; the Linux sampler never produces them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Counter {
-    ReadsPerSec,
-    WritesPerSec,
-    TransfersPerSec,
-    ReadBytesPerSec,
-    WriteBytesPerSec,
-    AvgLatencyMs,
-    QueueDepth,
-    RedirectedReadsPerSec,
-    RedirectedWritesPerSec,
-}
-
-impl Counter {
-    pub const ALL: [Counter; 9] = [
-        Counter::ReadsPerSec,
-        Counter::WritesPerSec,
-        Counter::TransfersPerSec,
-        Counter::ReadBytesPerSec,
-        Counter::WriteBytesPerSec,
-        Counter::AvgLatencyMs,
-        Counter::QueueDepth,
-        Counter::RedirectedReadsPerSec,
-        Counter::RedirectedWritesPerSec,
-    ];
-
-    /// The serialized name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Counter::ReadsPerSec => "reads_per_sec",
-            Counter::WritesPerSec => "writes_per_sec",
-            Counter::TransfersPerSec => "transfers_per_sec",
-            Counter::ReadBytesPerSec => "read_bytes_per_sec",
-            Counter::WriteBytesPerSec => "write_bytes_per_sec",
-            Counter::AvgLatencyMs => "avg_latency_ms",
-            Counter::QueueDepth => "queue_depth",
-            Counter::RedirectedReadsPerSec => "redirected_reads_per_sec",
-            Counter::RedirectedWritesPerSec => "redirected_writes_per_sec",
-        }
-    }
-}
-
-impl std::fmt::Display for Counter {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+pub use crate::perf::Counter;
 
 /// One counter reading of one device.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -11,7 +11,7 @@ use chrono::{DateTime, Utc};
 use tokio::sync::mpsc;
 use tokio::sync::mpsc::error::TrySendError;
 
-use super::driver::{ClusterDriver, PerfSnapshot};
+use super::driver::{ClusterDriver, PerfSnapshot, PerfSource};
 use super::perf::{Counter, DiskstatsSampler, PerfSample};
 use crate::grpc::pb;
 use crate::grpc::pb::agent_message::Body as AgentBody;
@@ -20,79 +20,149 @@ use crate::model::InventoryDocument;
 /// How often `ferry agent` samples perf counters unless told otherwise.
 pub const DEFAULT_PERF_INTERVAL: Duration = Duration::from_secs(10);
 
-fn timestamp(at: DateTime<Utc>) -> prost_types::Timestamp {
-    prost_types::Timestamp {
-        seconds: at.timestamp(),
-        nanos: at.timestamp_subsec_nanos() as i32,
+/// Appends one sample to its series in `out`, starting the series when new. Each sampling
+/// round adds one point per series, so series stay few and their columns long.
+fn push(
+    out: &mut Vec<pb::PerfSeries>,
+    node: &str,
+    volume: &str,
+    counter: pb::PerfCounter,
+    source: pb::PerfSource,
+    at: DateTime<Utc>,
+    value: f64,
+) {
+    let found = out.iter_mut().find(|s| {
+        s.counter == counter as i32
+            && s.source == source as i32
+            && s.volume == volume
+            && s.node == node
+    });
+    let series = match found {
+        Some(series) => series,
+        None => {
+            out.push(pb::PerfSeries {
+                node: node.to_owned(),
+                volume: volume.to_owned(),
+                counter: counter as i32,
+                source: source as i32,
+                at_ms: Vec::new(),
+                values: Vec::new(),
+            });
+            out.last_mut().expect("just pushed")
+        }
+    };
+    series.at_ms.push(at.timestamp_millis());
+    series.values.push(value);
+}
+
+pub fn counter_to_pb(counter: Counter) -> pb::PerfCounter {
+    match counter {
+        Counter::ReadsPerSec => pb::PerfCounter::ReadsPerSecond,
+        Counter::WritesPerSec => pb::PerfCounter::WritesPerSecond,
+        Counter::TransfersPerSec => pb::PerfCounter::TransfersPerSecond,
+        Counter::ReadBytesPerSec => pb::PerfCounter::ReadBytesPerSecond,
+        Counter::WriteBytesPerSec => pb::PerfCounter::WriteBytesPerSecond,
+        Counter::AvgLatencyMs => pb::PerfCounter::AvgLatencyMs,
+        Counter::QueueDepth => pb::PerfCounter::QueueDepth,
+        Counter::RedirectedReadsPerSec => pb::PerfCounter::RedirectedReadsPerSecond,
+        Counter::RedirectedWritesPerSec => pb::PerfCounter::RedirectedWritesPerSecond,
     }
 }
 
-fn sample(at: DateTime<Utc>, volume: &str, counter: pb::PerfCounter, value: f64) -> pb::PerfSample {
-    pb::PerfSample {
-        at: Some(timestamp(at)),
-        volume: volume.to_owned(),
-        counter: counter as i32,
-        value,
-    }
-}
-
-/// The proto's counters are coarser than the sampler's: read and write bytes are summed, latency
-/// goes from milliseconds to seconds, and queue depth has no counter yet, so it is left out.
-pub fn diskstats_to_pb(samples: &[PerfSample]) -> Vec<pb::PerfSample> {
+/// The node's own devices. The node is left empty: the server fills in the agent's node, which
+/// it knows better than the machine's host name.
+pub fn diskstats_to_pb(samples: &[PerfSample]) -> Vec<pb::PerfSeries> {
     let mut out = Vec::new();
-    let mut bytes: std::collections::BTreeMap<(DateTime<Utc>, &str), f64> = Default::default();
     for s in samples {
-        let counter = match s.counter {
-            Counter::ReadsPerSec => pb::PerfCounter::ReadsPerSecond,
-            Counter::WritesPerSec => pb::PerfCounter::WritesPerSecond,
-            Counter::TransfersPerSec => pb::PerfCounter::TransfersPerSecond,
-            Counter::ReadBytesPerSec | Counter::WriteBytesPerSec => {
-                *bytes.entry((s.at, s.device.as_str())).or_default() += s.value;
-                continue;
-            }
-            Counter::AvgLatencyMs => {
-                out.push(sample(
-                    s.at,
-                    &s.device,
-                    pb::PerfCounter::LatencySeconds,
-                    s.value / 1000.0,
-                ));
-                continue;
-            }
-            Counter::RedirectedReadsPerSec | Counter::RedirectedWritesPerSec => {
-                pb::PerfCounter::RedirectedPerSecond
-            }
-            Counter::QueueDepth => continue,
-        };
-        out.push(sample(s.at, &s.device, counter, s.value));
-    }
-    for ((at, device), value) in bytes {
-        out.push(sample(at, device, pb::PerfCounter::BytesPerSecond, value));
+        push(
+            &mut out,
+            "",
+            &s.device,
+            counter_to_pb(s.counter),
+            pb::PerfSource::Node,
+            s.at,
+            s.value,
+        );
     }
     out
 }
 
-/// The driver's counters; the volume is named `NODE/VOLUME`, since every node sees every volume
-/// (CSV) and the proto has no node field.
-pub fn snapshot_to_pb(snapshot: &PerfSnapshot) -> Vec<pb::PerfSample> {
+/// The driver's counters: each node's disk counters for every volume, its CSV redirected
+/// counters, and the storage server's view.
+pub fn snapshot_to_pb(snapshot: &PerfSnapshot) -> Vec<pb::PerfSeries> {
     let mut out = Vec::new();
     for c in &snapshot.counters {
-        let volume = format!("{}/{}", c.node, c.volume);
+        let source = match c.source {
+            PerfSource::ClusterNode => pb::PerfSource::Node,
+            PerfSource::StorageServer => pb::PerfSource::Storage,
+        };
         for (counter, value) in [
-            (pb::PerfCounter::ReadsPerSecond, c.reads_per_sec),
-            (pb::PerfCounter::WritesPerSecond, c.writes_per_sec),
-            (pb::PerfCounter::TransfersPerSecond, c.transfers_per_sec),
-            (pb::PerfCounter::BytesPerSecond, c.bytes_per_sec),
-            (pb::PerfCounter::LatencySeconds, c.avg_latency_ms / 1000.0),
-            (
-                pb::PerfCounter::RedirectedPerSecond,
-                c.redirected_reads_per_sec + c.redirected_writes_per_sec,
-            ),
+            (Counter::ReadsPerSec, c.reads_per_sec),
+            (Counter::WritesPerSec, c.writes_per_sec),
+            (Counter::TransfersPerSec, c.transfers_per_sec),
+            (Counter::ReadBytesPerSec, c.read_bytes_per_sec),
+            (Counter::WriteBytesPerSec, c.write_bytes_per_sec),
+            (Counter::AvgLatencyMs, c.avg_latency_ms),
+            (Counter::QueueDepth, c.queue_depth),
         ] {
-            out.push(sample(snapshot.at, &volume, counter, value));
+            push(
+                &mut out,
+                &c.node,
+                &c.volume,
+                counter_to_pb(counter),
+                source,
+                snapshot.at,
+                value,
+            );
+        }
+        if c.source == PerfSource::ClusterNode && c.csv {
+            for (counter, value) in [
+                (Counter::RedirectedReadsPerSec, c.redirected_reads_per_sec),
+                (Counter::RedirectedWritesPerSec, c.redirected_writes_per_sec),
+            ] {
+                push(
+                    &mut out,
+                    &c.node,
+                    &c.volume,
+                    counter_to_pb(counter),
+                    pb::PerfSource::Csv,
+                    snapshot.at,
+                    value,
+                );
+            }
         }
     }
     out
+}
+
+/// What this node's agent reports of a cluster-wide snapshot: its own node's counters, and the
+/// storage server's when it is the first node of the snapshot. A driver like the simulator
+/// sees the whole cluster from every node; sending all of it from every agent would report each
+/// reading once per node. An agent whose node the snapshot does not name (a storage server's
+/// own agent) reports everything.
+pub fn own_counters(mut snapshot: PerfSnapshot, node: &str) -> PerfSnapshot {
+    let mut nodes = snapshot
+        .counters
+        .iter()
+        .filter(|c| c.source == PerfSource::ClusterNode)
+        .map(|c| c.node.as_str());
+    let first = nodes.next().map(str::to_owned);
+    let named = first
+        .as_deref()
+        .is_some_and(|f| f.eq_ignore_ascii_case(node))
+        || snapshot
+            .counters
+            .iter()
+            .any(|c| c.node.eq_ignore_ascii_case(node));
+    if !named {
+        return snapshot;
+    }
+    let reports_storage = first.is_some_and(|f| f.eq_ignore_ascii_case(node));
+    snapshot.counters.retain(|c| match c.source {
+        PerfSource::ClusterNode => c.node.eq_ignore_ascii_case(node),
+        PerfSource::StorageServer => reports_storage,
+    });
+    snapshot
 }
 
 /// Samples every `interval` until the agent's event queue closes (the agent stopped).
@@ -100,6 +170,7 @@ pub async fn perf_loop(
     interval: Duration,
     driver: Option<Arc<dyn ClusterDriver>>,
     events: mpsc::Sender<pb::AgentMessage>,
+    node: String,
 ) {
     let mut diskstats = DiskstatsSampler::new();
     let mut tick = tokio::time::interval(interval.max(Duration::from_millis(10)));
@@ -111,7 +182,7 @@ pub async fn perf_loop(
             return;
         }
         // Not every agent runs on Linux; the driver's counters are still worth sending.
-        let mut samples = match diskstats.sample() {
+        let mut series = match diskstats.sample() {
             Ok(samples) => diskstats_to_pb(&samples),
             Err(e) => {
                 if !warned {
@@ -123,16 +194,19 @@ pub async fn perf_loop(
         };
         if let Some(driver) = &driver {
             match driver.perf_counters(Utc::now()).await {
-                Ok(Some(snapshot)) => samples.extend(snapshot_to_pb(&snapshot)),
+                Ok(Some(snapshot)) => series.extend(snapshot_to_pb(&own_counters(snapshot, &node))),
                 Ok(None) => {}
                 Err(e) => tracing::debug!("driver perf counters unavailable: {e}"),
             }
         }
-        if samples.is_empty() {
+        if series.is_empty() {
             continue;
         }
         let batch = pb::AgentMessage {
-            body: Some(AgentBody::Perf(pb::PerfBatch { samples })),
+            body: Some(AgentBody::Perf(pb::PerfBatch {
+                samples: Vec::new(),
+                series,
+            })),
         };
         if let Err(TrySendError::Closed(_)) = events.try_send(batch) {
             return;

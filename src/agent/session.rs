@@ -449,7 +449,7 @@ struct Agent {
 impl Agent {
     fn new(config: AgentConfig, identity: Identity, executor: Arc<dyn Executor>) -> Self {
         let (events_tx, events_rx) = mpsc::channel(OUTBOUND_CAPACITY);
-        executor.attach(events_tx.clone());
+        executor.attach(events_tx.clone(), &config.node);
         Self {
             slots: Arc::new(Semaphore::new(config.max_concurrent_tasks.max(1))),
             config,

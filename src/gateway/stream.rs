@@ -355,16 +355,7 @@ impl Session {
             }
             Some(AgentBody::Log(line)) => self.log(&line),
             Some(AgentBody::Result(result)) => self.result(result).await?,
-            Some(AgentBody::Perf(batch)) => {
-                self.metrics
-                    .agent_perf_samples
-                    .inc_by(batch.samples.len() as u64);
-                tracing::debug!(
-                    agent = %agent_id,
-                    samples = batch.samples.len(),
-                    "perf batch received; dropped until perf ingest exists"
-                );
-            }
+            Some(AgentBody::Perf(batch)) => self.perf(batch).await,
             Some(AgentBody::Inventory(report)) => {
                 self.metrics.agent_inventory_reports.inc();
                 tracing::info!(
@@ -377,6 +368,32 @@ impl Session {
             None => tracing::debug!(agent = %agent_id, "unknown message kind ignored"),
         }
         Ok(())
+    }
+
+    /// Stores the batch for the agent's cluster; its devices without a node are the agent's
+    /// node's. A refused batch is logged, since the stream has no answer for it, and dropped:
+    /// the next one is as good.
+    async fn perf(&self, batch: pb::PerfBatch) {
+        let agent = &self.agent;
+        if !batch.samples.is_empty() {
+            tracing::debug!(agent = %agent.id, "retired flat perf samples ignored");
+        }
+        if batch.series.is_empty() {
+            return;
+        }
+        let stored = match convert::perf::series(batch.series, &agent.node) {
+            Ok(series) => self.service.ingest_perf_for(agent.cluster_id, series).await,
+            Err(e) => Err(e),
+        };
+        match stored {
+            Ok(summary) => {
+                self.metrics.agent_perf_samples.inc_by(summary.samples);
+            }
+            Err(e) => {
+                self.metrics.agent_perf_batches_refused.inc();
+                tracing::warn!(agent = %agent.id, node = %agent.node, error = %e, "perf batch refused");
+            }
+        }
     }
 
     async fn progress(&self, agent_id: Uuid, progress: pb::TaskProgress) {

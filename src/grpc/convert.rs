@@ -159,6 +159,7 @@ fn parse_caching(value: i32) -> Result<CachingMode, Bad> {
 mod report;
 pub(crate) use report::report_to_pb;
 pub(crate) mod jobs;
+pub(crate) mod perf;
 
 // ---- field paths --------------------------------------------------------------------------------
 

@@ -1,4 +1,4 @@
-//! The gRPC API (`proto/ferry/v1/`): InventoryService, AdminService, JobService and
+//! The gRPC API (`proto/ferry/v1/`): InventoryService, AdminService, JobService, PerfService and
 //! AgentAdminService, the agents' AgentService (implemented by the gateway,
 //! `crate::gateway::stream`), the standard health service and server reflection, on one port.
 //!
@@ -11,6 +11,7 @@ mod agents;
 pub(crate) mod convert;
 mod inventory;
 mod jobs;
+mod perf;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -40,6 +41,7 @@ use pb::agent_admin_service_server::AgentAdminServiceServer;
 use pb::agent_service_server::AgentServiceServer;
 use pb::inventory_service_server::InventoryServiceServer;
 use pb::job_service_server::JobServiceServer;
+use pb::perf_service_server::PerfServiceServer;
 
 use crate::gateway::stream::AgentGateway;
 
@@ -131,6 +133,9 @@ pub async fn serve(
         .await;
     health_reporter.set_serving::<JobServiceServer<Api>>().await;
     health_reporter
+        .set_serving::<PerfServiceServer<Api>>()
+        .await;
+    health_reporter
         .set_serving::<AgentAdminServiceServer<Api>>()
         .await;
     health_reporter
@@ -173,6 +178,7 @@ pub async fn serve(
         )
         .add_service(AdminServiceServer::new(api.clone()))
         .add_service(JobServiceServer::new(api.clone()))
+        .add_service(PerfServiceServer::new(api.clone()))
         .add_service(AgentAdminServiceServer::new(api))
         .add_service(AgentServiceServer::new(agents))
         .serve_with_incoming_shutdown(incoming, shutdown)

@@ -6,6 +6,7 @@ pub mod agents;
 pub mod extract;
 pub mod inventory;
 pub mod jobs;
+pub mod perf;
 pub mod problem;
 pub mod validations;
 pub mod webhooks;
@@ -74,6 +75,7 @@ impl Default for HttpOptions {
         (name = "agents", description = "Node agents, their join tokens, and tasks run by hand"),
         (name = "jobs", description = "Migration plans and jobs, and the event stream that follows them"),
         (name = "validations", description = "Cluster configuration checked against best practice"),
+        (name = "perf", description = "Perf samples: ingest, per-node series, the cluster-wide view of a volume, redirected I/O, load balance"),
         (name = "webhooks", description = "Signed, retried POSTs of job events to receivers (admin)"),
         (name = "audit", description = "Who changed what"),
         (name = "operations", description = "Health and metrics, no token needed")
@@ -200,6 +202,12 @@ fn api_router(options: &HttpOptions) -> OpenApiRouter<AppState> {
             validations::create_validation
         ))
         .routes(routes!(validations::get_validation))
+        .routes(routes!(perf::ingest_samples))
+        .routes(routes!(perf::placement))
+        .routes(routes!(perf::series))
+        .routes(routes!(perf::volume))
+        .routes(routes!(perf::top))
+        .routes(routes!(perf::redirected))
         .routes(routes!(webhooks::list_webhooks, webhooks::create_webhook))
         .routes(routes!(webhooks::delete_webhook))
         .routes(routes!(admin::healthz))

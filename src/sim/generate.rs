@@ -45,6 +45,9 @@ pub struct SimCreateOptions {
     pub latency_ms: u64,
     /// Let drive letters repeat (see [`SimState::letters_repeat`]); always so past 21 groups.
     pub letters_repeat: bool,
+    /// Length of the perf workload's cycle (ramp up, steady, ramp down) in seconds; 0 runs the
+    /// workloads steadily.
+    pub perf_cycle_secs: u64,
 }
 
 impl SimCreateOptions {
@@ -64,6 +67,7 @@ impl SimCreateOptions {
             kerberos: true,
             latency_ms: 5,
             letters_repeat: false,
+            perf_cycle_secs: 600,
         }
     }
 
@@ -875,8 +879,10 @@ pub fn generate(opts: &SimCreateOptions) -> anyhow::Result<GeneratedCluster> {
         groups,
         perf: PerfModel {
             storage_server: format!("{c}-stor"),
-            cycle_secs: 600,
+            cycle_secs: opts.perf_cycle_secs,
             noise: 0.01,
+            // The second field note: the storage server counted 1505 of the nodes' 1582.
+            storage_share: 1505.0 / 1582.0,
             volumes,
             workloads,
         },

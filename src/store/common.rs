@@ -70,6 +70,10 @@ fn is_transient(db: &dyn sqlx::error::DatabaseError) -> bool {
         || matches!(code.as_ref(), "53300" | "40001" | "40P01")
 }
 
+pub(crate) fn is_foreign_key_violation(err: &sqlx::Error) -> bool {
+    matches!(err, sqlx::Error::Database(db) if db.is_foreign_key_violation())
+}
+
 pub(crate) fn is_unique_violation(err: &sqlx::Error) -> bool {
     matches!(err, sqlx::Error::Database(db) if db.is_unique_violation())
 }

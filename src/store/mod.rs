@@ -5,6 +5,7 @@
 //! already [`crate::error::Error`]s with user-facing messages; database text only reaches the log.
 
 mod common;
+pub mod perf;
 pub mod postgres;
 pub mod sqlite;
 
@@ -306,7 +307,7 @@ pub enum IdempotencyClaim {
 }
 
 #[async_trait]
-pub trait Store: Send + Sync + 'static {
+pub trait Store: perf::PerfStore + Send + Sync + 'static {
     fn backend(&self) -> Backend;
 
     /// Cheap round trip for `/readyz`.

@@ -10,6 +10,7 @@ use tokio::sync::mpsc;
 
 use super::Change;
 use super::common::{ShareInsert, db_error, impl_store};
+use super::perf::impl_perf_store;
 use crate::error::Result;
 
 const CONNECTIONS: u32 = 10;
@@ -162,4 +163,11 @@ impl_store!(
     // The protocol counts parameters in an i16 slot; the server accepts fewer than 65,535.
     event_lock = Some("SELECT pg_advisory_xact_lock(7262000001)"),
     max_binds = 65534,
+);
+
+// Replicas compact one at a time; a second waits, then finds the rows merged.
+impl_perf_store!(
+    PostgresStore,
+    sqlx::Postgres,
+    compact_lock = Some("SELECT pg_advisory_xact_lock(7262000002)")
 );

@@ -14,6 +14,7 @@ use sqlx::sqlite::{
 };
 
 use super::common::{ShareInsert, impl_store};
+use super::perf::impl_perf_store;
 
 /// Readers that WAL runs beside the writer.
 const READ_CONNECTIONS: u32 = 4;
@@ -127,3 +128,6 @@ impl_store!(
     event_lock = None,
     max_binds = 32766,
 );
+
+// The one writer connection already serialises compactions.
+impl_perf_store!(SqliteStore, sqlx::Sqlite, compact_lock = None);

@@ -395,10 +395,14 @@ pub struct VolumeCounters {
     pub node: String,
     pub source: PerfSource,
     pub volume: String,
+    /// A cluster shared volume, which every node reaches (and where redirected I/O can show).
+    #[serde(default)]
+    pub csv: bool,
     pub reads_per_sec: f64,
     pub writes_per_sec: f64,
     pub transfers_per_sec: f64,
-    pub bytes_per_sec: f64,
+    pub read_bytes_per_sec: f64,
+    pub write_bytes_per_sec: f64,
     pub avg_latency_ms: f64,
     pub queue_depth: f64,
     /// CSV I/O this node sends through the coordinator instead of to the disk.

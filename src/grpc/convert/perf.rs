@@ -1,0 +1,183 @@
+//! Perf series and query answers <-> protobuf.
+
+use super::{Bad, each};
+use crate::error::Result;
+use crate::grpc::pb;
+use crate::perf::analysis::RedirectedInterval;
+use crate::perf::query::StepPoint;
+use crate::perf::{Counter, SeriesKey, SeriesPoints, Source};
+use crate::service::perf::{PerfRange, SeriesSteps, TopEntry, VolumeView};
+
+fn counter_from_pb(value: i32) -> Result<Counter, Bad> {
+    use pb::PerfCounter as P;
+    match P::try_from(value) {
+        Ok(P::ReadsPerSecond) => Ok(Counter::ReadsPerSec),
+        Ok(P::WritesPerSecond) => Ok(Counter::WritesPerSec),
+        Ok(P::TransfersPerSecond) => Ok(Counter::TransfersPerSec),
+        Ok(P::ReadBytesPerSecond) => Ok(Counter::ReadBytesPerSec),
+        Ok(P::WriteBytesPerSecond) => Ok(Counter::WriteBytesPerSec),
+        Ok(P::AvgLatencyMs) => Ok(Counter::AvgLatencyMs),
+        Ok(P::QueueDepth) => Ok(Counter::QueueDepth),
+        Ok(P::RedirectedReadsPerSecond) => Ok(Counter::RedirectedReadsPerSec),
+        Ok(P::RedirectedWritesPerSecond) => Ok(Counter::RedirectedWritesPerSec),
+        Ok(retired @ (P::BytesPerSecond | P::LatencySeconds | P::RedirectedPerSecond)) => {
+            Err(Bad::new(format!(
+                "{} belongs to the retired flat samples; series carry read and write bytes, \
+                 AVG_LATENCY_MS and redirected reads and writes apart",
+                retired.as_str_name()
+            )))
+        }
+        Ok(P::Unspecified) => Err(Bad::new(
+            "must be set: PERF_COUNTER_UNSPECIFIED is not a value",
+        )),
+        Err(_) => Err(Bad::new(format!("{value} is not a known PerfCounter"))),
+    }
+}
+
+pub(crate) fn counter_to_pb(counter: Counter) -> pb::PerfCounter {
+    crate::agent::reports::counter_to_pb(counter)
+}
+
+/// An optional filter: UNSPECIFIED matches any.
+pub(crate) fn counter_filter(value: i32) -> Result<Option<Counter>> {
+    if value == pb::PerfCounter::Unspecified as i32 {
+        return Ok(None);
+    }
+    Ok(Some(
+        counter_from_pb(value).map_err(|b| b.field("counter"))?,
+    ))
+}
+
+fn source_from_pb(value: i32) -> Result<Source, Bad> {
+    match pb::PerfSource::try_from(value) {
+        Ok(pb::PerfSource::Node) => Ok(Source::Node),
+        Ok(pb::PerfSource::Storage) => Ok(Source::Storage),
+        Ok(pb::PerfSource::Csv) => Ok(Source::Csv),
+        Ok(pb::PerfSource::Unspecified) => Err(Bad::new(
+            "must be set: PERF_SOURCE_UNSPECIFIED is not a value",
+        )),
+        Err(_) => Err(Bad::new(format!("{value} is not a known PerfSource"))),
+    }
+}
+
+pub(crate) fn source_to_pb(source: Source) -> pb::PerfSource {
+    match source {
+        Source::Node => pb::PerfSource::Node,
+        Source::Storage => pb::PerfSource::Storage,
+        Source::Csv => pb::PerfSource::Csv,
+    }
+}
+
+pub(crate) fn source_filter(value: i32) -> Result<Option<Source>> {
+    if value == pb::PerfSource::Unspecified as i32 {
+        return Ok(None);
+    }
+    Ok(Some(source_from_pb(value).map_err(|b| b.field("source"))?))
+}
+
+/// Series off the wire; an empty node becomes `default_node` (an agent's own devices).
+pub(crate) fn series(series: Vec<pb::PerfSeries>, default_node: &str) -> Result<Vec<SeriesPoints>> {
+    Ok(each(series, |s| {
+        Ok(SeriesPoints {
+            key: SeriesKey {
+                node: if s.node.is_empty() {
+                    default_node.to_string()
+                } else {
+                    s.node
+                },
+                volume: s.volume,
+                counter: counter_from_pb(s.counter).map_err(|b| b.field("counter"))?,
+                source: source_from_pb(s.source).map_err(|b| b.field("source"))?,
+            },
+            at_ms: s.at_ms,
+            values: s.values,
+        })
+    })
+    .map_err(|b| b.field("series"))?)
+}
+
+pub(crate) fn range(range: Option<pb::PerfRange>) -> Result<PerfRange> {
+    let r = range.unwrap_or_default();
+    PerfRange::new(r.from_ms, r.to_ms, r.step_ms)
+}
+
+fn step(p: StepPoint) -> pb::StepPoint {
+    pb::StepPoint {
+        at_ms: p.at_ms,
+        mean: p.mean,
+        min: p.min,
+        max: p.max,
+        count: p.count,
+        p95: p.p95,
+    }
+}
+
+pub(crate) fn series_steps(s: SeriesSteps) -> pb::SeriesSteps {
+    pb::SeriesSteps {
+        node: s.node,
+        volume: s.volume,
+        counter: counter_to_pb(s.counter) as i32,
+        source: source_to_pb(s.source) as i32,
+        points: s.points.into_iter().map(step).collect(),
+    }
+}
+
+pub(crate) fn volume_view(v: VolumeView) -> pb::VolumeViewResponse {
+    pb::VolumeViewResponse {
+        volume: v.volume,
+        resolution: v.resolution,
+        step_ms: v.step_ms,
+        nodes: v.nodes,
+        steps: v
+            .steps
+            .into_iter()
+            .map(|s| pb::VolumeStep {
+                at_ms: s.at_ms,
+                node_sum: s.node_sum,
+                values: s
+                    .values
+                    .into_iter()
+                    .map(|v| v.unwrap_or(f64::NAN))
+                    .collect(),
+                storage: s.storage,
+                gap_pct: s.gap_pct,
+            })
+            .collect(),
+        shares: v
+            .shares
+            .into_iter()
+            .map(|s| pb::NodeShare {
+                node: s.node,
+                mean: s.mean,
+                share_pct: s.share_pct,
+            })
+            .collect(),
+        node_sum: v.node_sum,
+        storage: v.storage,
+        gap_pct: v.gap_pct,
+    }
+}
+
+pub(crate) fn top_entry(e: TopEntry) -> pb::TopEntry {
+    pb::TopEntry {
+        name: e.name,
+        mean: e.mean,
+        p95: e.p95,
+        peak: e.peak,
+    }
+}
+
+pub(crate) fn redirected(i: RedirectedInterval) -> pb::RedirectedInterval {
+    pb::RedirectedInterval {
+        volume: i.volume,
+        coordinator: i.coordinator,
+        start_ms: i.start_ms,
+        end_ms: i.end_ms,
+        signal: i.evidence.signal,
+        coordinator_share_pct: i.evidence.coordinator_share_pct,
+        node_sum: i.evidence.node_sum,
+        storage: i.evidence.storage,
+        redirected: i.evidence.redirected,
+        summary: i.evidence.summary,
+    }
+}

@@ -1,0 +1,198 @@
+//! `ferry.v1.PerfService`: the gRPC twin of `src/http/perf.rs`, plus the client-streaming
+//! `Ingest` for pipelines that send many batches.
+
+use std::collections::HashMap;
+
+use tonic::{Request, Response, Status, Streaming};
+use uuid::Uuid;
+
+use super::Api;
+use super::convert::non_empty;
+use super::convert::perf::{
+    counter_filter, range, redirected, series, series_steps, source_filter, top_entry, volume_view,
+};
+use super::pb::{self, perf_service_server::PerfService};
+use crate::error::Error;
+use crate::perf::Counter;
+use crate::service::perf::{IngestSummary, SeriesQuery, TopBy};
+
+/// Rows of top N when the request leaves `limit` at 0.
+const DEFAULT_TOP: usize = 10;
+
+#[tonic::async_trait]
+impl PerfService for Api {
+    async fn ingest(
+        &self,
+        request: Request<Streaming<pb::IngestPerfRequest>>,
+    ) -> Result<Response<pb::IngestPerfSummary>, Status> {
+        self.call(
+            "/ferry.v1.PerfService/Ingest",
+            request,
+            |caller, mut stream| async move {
+                let mut clusters: HashMap<String, Uuid> = HashMap::new();
+                let mut stored = IngestSummary::default();
+                let mut index = 0u64;
+                loop {
+                    let message = match stream.message().await {
+                        Ok(Some(message)) => message,
+                        Ok(None) => break,
+                        Err(status) => {
+                            return Err(Error::bad_request(format!(
+                                "the stream broke after {} batches ({} samples) were stored: {}",
+                                stored.batches,
+                                stored.samples,
+                                status.message()
+                            )));
+                        }
+                    };
+                    let result = async {
+                        let cluster_id = match clusters.get(&message.cluster) {
+                            Some(id) => *id,
+                            None => {
+                                let id = self
+                                    .service
+                                    .perf_ingest_cluster(&caller, &message.cluster)
+                                    .await?;
+                                clusters.insert(message.cluster.clone(), id);
+                                id
+                            }
+                        };
+                        let series = series(message.series, "")?;
+                        self.service.ingest_perf_for(cluster_id, series).await
+                    }
+                    .await;
+                    match result {
+                        Ok(summary) => {
+                            stored.batches += summary.batches;
+                            stored.samples += summary.samples;
+                        }
+                        Err(e) => {
+                            return Err(Error {
+                                message: format!(
+                                    "batch {index}: {} ({} earlier batches, {} samples, were stored)",
+                                    e.message, stored.batches, stored.samples
+                                ),
+                                ..e
+                            });
+                        }
+                    }
+                    index += 1;
+                }
+                Ok(pb::IngestPerfSummary {
+                    batches: stored.batches,
+                    samples: stored.samples,
+                })
+            },
+        )
+        .await
+    }
+
+    async fn query_series(
+        &self,
+        request: Request<pb::QuerySeriesRequest>,
+    ) -> Result<Response<pb::QuerySeriesResponse>, Status> {
+        self.call(
+            "/ferry.v1.PerfService/QuerySeries",
+            request,
+            |caller, req| async move {
+                let query = SeriesQuery {
+                    node: non_empty(req.node),
+                    volume: non_empty(req.volume),
+                    counter: counter_filter(req.counter)?,
+                    source: source_filter(req.source)?,
+                };
+                let result = self
+                    .service
+                    .perf_series(&caller, &req.cluster, &query, range(req.range)?)
+                    .await?;
+                Ok(pb::QuerySeriesResponse {
+                    resolution: result.resolution,
+                    series: result.series.into_iter().map(series_steps).collect(),
+                })
+            },
+        )
+        .await
+    }
+
+    async fn volume_view(
+        &self,
+        request: Request<pb::VolumeViewRequest>,
+    ) -> Result<Response<pb::VolumeViewResponse>, Status> {
+        self.call(
+            "/ferry.v1.PerfService/VolumeView",
+            request,
+            |caller, req| async move {
+                let counter = counter_filter(req.counter)?.unwrap_or(Counter::TransfersPerSec);
+                let view = self
+                    .service
+                    .perf_volume(
+                        &caller,
+                        &req.cluster,
+                        &req.volume,
+                        counter,
+                        range(req.range)?,
+                    )
+                    .await?;
+                Ok(volume_view(view))
+            },
+        )
+        .await
+    }
+
+    async fn top(
+        &self,
+        request: Request<pb::TopRequest>,
+    ) -> Result<Response<pb::TopResponse>, Status> {
+        self.call(
+            "/ferry.v1.PerfService/Top",
+            request,
+            |caller, req| async move {
+                let by = match req.by.as_str() {
+                    "" | "volume" => TopBy::Volume,
+                    "node" => TopBy::Node,
+                    other => {
+                        return Err(Error::invalid_field(
+                            "by",
+                            format!("`{other}` is not `volume` or `node`"),
+                        ));
+                    }
+                };
+                let counter = counter_filter(req.counter)?.unwrap_or(Counter::TransfersPerSec);
+                let limit = if req.limit == 0 {
+                    DEFAULT_TOP
+                } else {
+                    req.limit as usize
+                };
+                let entries = self
+                    .service
+                    .perf_top(&caller, &req.cluster, by, counter, limit, range(req.range)?)
+                    .await?;
+                Ok(pb::TopResponse {
+                    entries: entries.into_iter().map(top_entry).collect(),
+                })
+            },
+        )
+        .await
+    }
+
+    async fn redirected(
+        &self,
+        request: Request<pb::RedirectedRequest>,
+    ) -> Result<Response<pb::RedirectedResponse>, Status> {
+        self.call(
+            "/ferry.v1.PerfService/Redirected",
+            request,
+            |caller, req| async move {
+                let volume = non_empty(req.volume);
+                let intervals = self
+                    .service
+                    .perf_redirected(&caller, &req.cluster, volume.as_deref(), range(req.range)?)
+                    .await?;
+                Ok(pb::RedirectedResponse {
+                    intervals: intervals.into_iter().map(redirected).collect(),
+                })
+            },
+        )
+        .await
+    }
+}

@@ -1,0 +1,775 @@
+//! Perf samples end to end, on SQLite and (when configured) Postgres: ingest through the agent
+//! stream, REST and gRPC; refused batches; rollups against the raw samples; retention; the
+//! cluster-wide view on the second field note's numbers; redirected I/O found in the
+//! simulator's experiment; and a placement onto a target cluster's nodes.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde_json::{Value, json};
+use tonic::transport::Channel;
+use uuid::Uuid;
+
+use ferry::auth::Caller;
+use ferry::config::Config;
+use ferry::grpc::pb;
+use ferry::grpc::pb::perf_service_client::PerfServiceClient;
+use ferry::model::Role;
+use ferry::perf::chunk::nearest_rank;
+use ferry::perf::{Counter, RawChunk, Resolution, Retention, SeriesKey, SeriesPoints, Source};
+use ferry::server::start_with_store;
+use ferry::service::Service;
+use ferry::service::perf::{PerfRange, PlacementQuery, SeriesQuery};
+use ferry::sim::{PerfModel, PerfVolume, Workload};
+use ferry::store::perf::SeriesFilter;
+
+use common::{PreparedInventory, http_json, new_cluster, on_each_backend, sample_inventory};
+
+const BOOTSTRAP: &str = "test-bootstrap-secret-0123456789";
+const CSV: &str = "C:\\ClusterStorage\\Volume1";
+const MINUTE: i64 = 60_000;
+const HOUR: i64 = 3_600_000;
+
+fn admin() -> Caller {
+    Caller {
+        token_id: Uuid::nil(),
+        name: "test".into(),
+        role: Role::Admin,
+        source: None,
+    }
+}
+
+/// The start of the hour two hours ago: recent enough for every resolution to be kept.
+fn recent_hour() -> i64 {
+    (Utc::now().timestamp_millis() / HOUR - 2) * HOUR
+}
+
+fn series(
+    node: &str,
+    volume: &str,
+    counter: Counter,
+    source: Source,
+    points: &[(i64, f64)],
+) -> SeriesPoints {
+    SeriesPoints {
+        key: SeriesKey {
+            node: node.into(),
+            volume: volume.into(),
+            counter,
+            source,
+        },
+        at_ms: points.iter().map(|p| p.0).collect(),
+        values: points.iter().map(|p| p.1).collect(),
+    }
+}
+
+fn rfc3339(ms: i64) -> String {
+    DateTime::<Utc>::from_timestamp_millis(ms)
+        .unwrap()
+        .to_rfc3339()
+}
+
+fn query(pairs: &[(&str, &str)]) -> String {
+    form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(pairs)
+        .finish()
+}
+
+/// Every transfers/s series' point count of a cluster, by node.
+async fn stored_points(
+    service: &Service,
+    cluster: &str,
+    from: i64,
+    to: i64,
+) -> BTreeMap<String, u64> {
+    let result = service
+        .perf_series(
+            &admin(),
+            cluster,
+            &SeriesQuery {
+                counter: Some(Counter::TransfersPerSec),
+                ..Default::default()
+            },
+            PerfRange::new(Some(from), Some(to), Some(HOUR)).unwrap(),
+        )
+        .await
+        .unwrap();
+    let mut out = BTreeMap::new();
+    for s in result.series {
+        *out.entry(s.node).or_default() += s.points.iter().map(|p| p.count).sum::<u64>();
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_ingest_paths_store_and_bad_batches_store_nothing() {
+    on_each_backend(|_, store| async move {
+        let config = Config {
+            http_addr: "127.0.0.1:0".parse().unwrap(),
+            grpc_addr: "127.0.0.1:0".parse().unwrap(),
+            bootstrap_token: Some(BOOTSTRAP.into()),
+            ..Default::default()
+        };
+        let server = start_with_store(&config, store.clone()).await.unwrap();
+        let service = server.service.clone();
+        let addr = server.http_addr;
+        let (status, body) = http_json(
+            addr,
+            "POST",
+            "/v1/clusters",
+            Some(BOOTSTRAP),
+            Some(json!({"name": "C", "os": "ws2012r2", "description": "perf"})),
+        )
+        .await;
+        assert_eq!(status, 201, "{body}");
+        let t0 = recent_hour();
+        let (from, to) = (t0 - HOUR, t0 + 2 * HOUR);
+
+        // REST: a good batch, then a bad one that stores nothing.
+        let sample = |node: &str, at: i64, value: Value| {
+            json!({"node": node, "volume": CSV, "counter": "transfers_per_sec",
+                   "source": "node", "at": rfc3339(at), "value": value})
+        };
+        let (status, body) = http_json(
+            addr,
+            "POST",
+            "/v1/perf/samples",
+            Some(BOOTSTRAP),
+            Some(json!({"cluster": "C", "samples": [sample("rest", t0, json!(1.0)), sample("rest", t0 + 10_000, json!(2.0))]})),
+        )
+        .await;
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(body["samples"], 2);
+        let (status, body) = http_json(
+            addr,
+            "POST",
+            "/v1/perf/samples",
+            Some(BOOTSTRAP),
+            Some(json!({"cluster": "C", "samples": [
+                sample("rest", t0 + 20_000, json!(3.0)),
+                sample("other", t0, json!(1.0)),
+                sample("rest", t0 + 30_000, json!(-4.0)),
+            ]})),
+        )
+        .await;
+        assert_eq!(status, 422, "{body}");
+        assert_eq!(body["errors"][0]["field"], "samples[2].value", "{body}");
+        let (status, body) = http_json(
+            addr,
+            "POST",
+            "/v1/perf/samples",
+            Some(BOOTSTRAP),
+            Some(json!({"cluster": "C", "samples": [sample("rest", t0, json!(1.0))], "extra": 1})),
+        )
+        .await;
+        assert!(status == 400 || status == 422, "{status} {body}");
+        let (status, _) = http_json(
+            addr,
+            "POST",
+            "/v1/perf/samples",
+            Some(BOOTSTRAP),
+            Some(json!({"cluster": "nope", "samples": [sample("rest", t0, json!(1.0))]})),
+        )
+        .await;
+        assert_eq!(status, 404);
+
+        // gRPC: two good batches, then a bad one ends the stream naming it.
+        let channel = Channel::from_shared(format!("http://{}", server.grpc_addr))
+            .unwrap()
+            .connect()
+            .await
+            .unwrap();
+        let mut client = PerfServiceClient::new(channel);
+        let batch = |values: Vec<f64>, offset: i64| pb::IngestPerfRequest {
+            cluster: "C".into(),
+            series: vec![pb::PerfSeries {
+                node: "grpc".into(),
+                volume: CSV.into(),
+                counter: pb::PerfCounter::TransfersPerSecond as i32,
+                source: pb::PerfSource::Node as i32,
+                at_ms: (0..values.len() as i64).map(|i| t0 + offset + i * 10_000).collect(),
+                values,
+            }],
+        };
+        let good = vec![batch(vec![1.0, 2.0, 3.0], 0), batch(vec![4.0], 60_000)];
+        let mut request = tonic::Request::new(futures::stream::iter(good.clone()));
+        request
+            .metadata_mut()
+            .insert("authorization", format!("Bearer {BOOTSTRAP}").parse().unwrap());
+        let summary = client.ingest(request).await.unwrap().into_inner();
+        assert_eq!((summary.batches, summary.samples), (2, 4));
+        let mut bad = good.clone();
+        bad.push(batch(vec![f64::NAN], 120_000));
+        let mut request = tonic::Request::new(futures::stream::iter(
+            vec![batch(vec![5.0], 180_000)].into_iter().chain(bad.into_iter().skip(2)),
+        ));
+        request
+            .metadata_mut()
+            .insert("authorization", format!("Bearer {BOOTSTRAP}").parse().unwrap());
+        let status = client.ingest(request).await.unwrap_err();
+        assert_eq!(status.code(), tonic::Code::InvalidArgument);
+        assert!(status.message().starts_with("batch 1: series[0].values[0]"), "{}", status.message());
+        assert!(status.message().contains("1 earlier batches"), "{}", status.message());
+
+        // The agent stream: a simulated cluster's agent sends its counters.
+        let sims = tempfile::tempdir().unwrap();
+        let mut options = ferry::sim::SimCreateOptions::new(
+            sims.path().join("C"),
+            "C",
+            ferry::model::OsGeneration::Ws2012r2,
+        );
+        options.groups = 1;
+        options.shares = 1;
+        options.latency_ms = 0;
+        ferry::sim::create_sim_cluster(&options).unwrap();
+        let (status, body) = http_json(
+            addr,
+            "POST",
+            "/v1/join-tokens",
+            Some(BOOTSTRAP),
+            Some(json!({"cluster": "C", "uses": 1})),
+        )
+        .await;
+        assert_eq!(status, 201, "{body}");
+        let mut agent = ferry::agent::session::AgentConfig::new(
+            vec![format!("http://{}", server.grpc_addr)],
+            "C",
+            "C-n1",
+            sims.path().join("agent"),
+        );
+        agent.join_token = Some(body["token"].as_str().unwrap().to_owned());
+        let executor = Arc::new(
+            ferry::agent::exec::NodeExecutor::new(ferry::agent::exec::Builtin::new(
+                ferry::agent::exec::DriverKind::Sim,
+                Some(options.dir.clone()),
+            ))
+            .with_perf_interval(Duration::from_millis(100)),
+        );
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let agent_task = tokio::spawn(ferry::agent::session::run(agent, executor, async move {
+            let _ = stopped.await;
+        }));
+        let now = Utc::now().timestamp_millis();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        let agent_nodes = loop {
+            let points = stored_points(&service, "C", now - HOUR, now + HOUR).await;
+            if points.contains_key("C-n1") && points.contains_key("C-stor") {
+                break points;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "no agent samples arrived");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        };
+        let _ = stop.send(());
+        let _ = tokio::time::timeout(Duration::from_secs(10), agent_task).await;
+        // Its own node's counters, and (as the first node) the storage server's; not the
+        // other node's, which that node's agent reports.
+        assert!(agent_nodes.contains_key("C-n1"), "{agent_nodes:?}");
+        assert!(agent_nodes.contains_key("C-stor"), "{agent_nodes:?}");
+        assert!(!agent_nodes.contains_key("C-n2"), "{agent_nodes:?}");
+
+        let stored = stored_points(&service, "C", from, to).await;
+        assert_eq!(stored.get("rest"), Some(&2), "only the good REST batch: {stored:?}");
+        assert_eq!(stored.get("grpc"), Some(&5), "the good gRPC batches: {stored:?}");
+        assert_eq!(stored.get("other"), None, "nothing of the refused batch: {stored:?}");
+
+        // Queries answer over REST too, and refuse bad ranges clearly.
+        let path = format!(
+            "/v1/clusters/C/perf/series?{}",
+            query(&[("node", "GRPC"), ("from", &rfc3339(from)), ("to", &rfc3339(to)), ("step", "1m")])
+        );
+        let (status, body) = http_json(addr, "GET", &path, Some(BOOTSTRAP), None).await;
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(body["series"][0]["node"], "grpc");
+        assert_eq!(body["resolution"], "1m");
+        let path = format!("/v1/clusters/C/perf/series?{}", query(&[("step", "soon")]));
+        let (status, body) = http_json(addr, "GET", &path, Some(BOOTSTRAP), None).await;
+        assert_eq!(status, 422, "{body}");
+        let path = format!("/v1/clusters/C/perf/series?{}", query(&[("step", "1s"), ("from", &rfc3339(0))]));
+        let (status, body) = http_json(addr, "GET", &path, Some(BOOTSTRAP), None).await;
+        assert_eq!(status, 422, "{body}");
+        server.stop().await.unwrap();
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rollups_equal_what_the_raw_samples_give() {
+    on_each_backend(|_, store| async move {
+        let service = Service::new(store.clone());
+        store.create_cluster(&new_cluster("R")).await.unwrap();
+        let t0 = recent_hour();
+        // Two hours of 7-second samples, sent in three batches out of order, with duplicates
+        // whose later value must win.
+        let mut expected: BTreeMap<i64, f64> = BTreeMap::new();
+        let mut batches: Vec<Vec<(i64, f64)>> = vec![Vec::new(); 3];
+        for i in 0..(2 * HOUR / 7_000) {
+            let at = t0 + i * 7_000;
+            let value = ((i * 7919) % 1000) as f64 / 3.0;
+            batches[(i % 3) as usize].push((at, value));
+        }
+        batches[2].reverse();
+        for (i, (at, _)) in batches[0].clone().iter().enumerate().step_by(5) {
+            batches[1].push((*at, 5000.0 + i as f64));
+        }
+        for batch in &batches {
+            for &(at, v) in batch {
+                expected.insert(at, v);
+            }
+            service
+                .ingest_perf(
+                    &admin(),
+                    "R",
+                    vec![series(
+                        "n1",
+                        "F:",
+                        Counter::TransfersPerSec,
+                        Source::Node,
+                        batch,
+                    )],
+                )
+                .await
+                .unwrap();
+        }
+        for (step, resolution) in [(MINUTE, "1m"), (HOUR, "1h"), (7_000, "raw")] {
+            let result = service
+                .perf_series(
+                    &admin(),
+                    "R",
+                    &SeriesQuery::default(),
+                    PerfRange::new(Some(t0), Some(t0 + 2 * HOUR), Some(step)).unwrap(),
+                )
+                .await
+                .unwrap();
+            assert_eq!(result.resolution, resolution);
+            let points = &result.series[0].points;
+            let mut buckets: BTreeMap<i64, Vec<f64>> = BTreeMap::new();
+            for (&at, &v) in &expected {
+                buckets
+                    .entry(at.div_euclid(step) * step)
+                    .or_default()
+                    .push(v);
+            }
+            assert_eq!(points.len(), buckets.len(), "step {step}");
+            for (p, (at, values)) in points.iter().zip(&buckets) {
+                let mut sorted = values.clone();
+                sorted.sort_by(f64::total_cmp);
+                assert_eq!(p.at_ms, *at);
+                assert_eq!(p.count, values.len() as u64);
+                assert_eq!(p.min, sorted[0]);
+                assert_eq!(p.max, *sorted.last().unwrap());
+                let mean = values.iter().sum::<f64>() / values.len() as f64;
+                assert!(
+                    (p.mean - mean).abs() < 1e-9 * mean.max(1.0),
+                    "{} vs {mean}",
+                    p.mean
+                );
+                assert_eq!(
+                    p.p95,
+                    Some(nearest_rank(&sorted, 0.95)),
+                    "step {step} at {at}"
+                );
+            }
+        }
+        assert!(
+            !store.perf_pending(None).await.unwrap(),
+            "the query compacted every batch"
+        );
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retention_deletes_exactly_the_points_past_each_horizon() {
+    on_each_backend(|_, store| async move {
+        let service = Service::new(store.clone());
+        let cluster = store.create_cluster(&new_cluster("T")).await.unwrap();
+        let t0 = recent_hour();
+        let points: Vec<(i64, f64)> = (0..360).map(|i| (t0 + i * 10_000, i as f64)).collect();
+        service
+            .ingest_perf(
+                &admin(),
+                "T",
+                vec![series(
+                    "n1",
+                    "F:",
+                    Counter::TransfersPerSec,
+                    Source::Node,
+                    &points,
+                )],
+            )
+            .await
+            .unwrap();
+        service.compact_perf().await.unwrap();
+        // Keep raw samples from 17 min 5 s in, minute rollups from minute 31, hours from t0+1h.
+        let now = t0 + 2 * HOUR;
+        let retention = Retention {
+            raw_ms: now - (t0 + 17 * MINUTE + 5_000),
+            minute_ms: now - (t0 + 31 * MINUTE),
+            hour_ms: now - (t0 + HOUR),
+        };
+        store.expire_perf(now, &retention).await.unwrap();
+        let ids: Vec<i64> = store
+            .perf_series(cluster.id, &SeriesFilter::default())
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|s| s.id)
+            .collect();
+        let raw = store
+            .perf_chunks(&ids, Resolution::Raw, t0, now)
+            .await
+            .unwrap();
+        let kept: Vec<i64> = raw
+            .iter()
+            .flat_map(|c| RawChunk::decode(&c.data).unwrap().at_ms)
+            .collect();
+        let expected: Vec<i64> = points
+            .iter()
+            .map(|p| p.0)
+            .filter(|&at| at >= t0 + 17 * MINUTE + 5_000)
+            .collect();
+        assert_eq!(kept, expected);
+        let minutes = store
+            .perf_chunks(&ids, Resolution::Minute, t0, now)
+            .await
+            .unwrap();
+        let kept: Vec<i64> = minutes
+            .iter()
+            .flat_map(|c| ferry::perf::RollupChunk::decode(&c.data).unwrap().points)
+            .map(|p| p.at_ms)
+            .collect();
+        assert_eq!(kept, (31..60).map(|m| t0 + m * MINUTE).collect::<Vec<_>>());
+        assert!(
+            store
+                .perf_chunks(&ids, Resolution::Hour, t0, now)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        // Once more changes nothing.
+        let again = store.expire_perf(now, &retention).await.unwrap();
+        assert_eq!((again.chunks_deleted, again.chunks_trimmed), (0, 0));
+    })
+    .await;
+}
+
+/// The second field note: VM1 on node 1, VM2 on node 2, one CSV volume on a storage server.
+fn experiment(redirected: bool, storage_server: &str) -> PerfModel {
+    let workload = |name: &str, node: &str, iops: f64| Workload {
+        name: name.into(),
+        node: node.into(),
+        volume: CSV.into(),
+        iops,
+        read_fraction: 0.6,
+        io_bytes: 8192.0,
+        start_secs: 0.0,
+        ramp_secs: 0.0,
+        stop_secs: None,
+    };
+    PerfModel {
+        storage_server: storage_server.into(),
+        cycle_secs: 0,
+        noise: 0.01,
+        storage_share: 1505.0 / 1582.0,
+        volumes: vec![PerfVolume {
+            name: CSV.into(),
+            csv: true,
+            coordinator: "node1".into(),
+            redirected,
+            base_latency_ms: 2.0,
+        }],
+        workloads: vec![
+            workload("VM1", "node1", 867.0),
+            workload("VM2", "node2", 715.0),
+        ],
+    }
+}
+
+/// Samples of `model` every 10 s over `[from, to)`, as the agents would send them.
+fn samples(model: &PerfModel, from: i64, to: i64) -> Vec<SeriesPoints> {
+    let nodes = ["node1".to_string(), "node2".to_string()];
+    let mut out = Vec::new();
+    for at in (from..to).step_by(10_000) {
+        let snapshot = model.sample(7, "E", &nodes, DateTime::from_timestamp_millis(at).unwrap());
+        for c in snapshot.counters {
+            let source = if c.node == model.storage_server {
+                Source::Storage
+            } else {
+                Source::Node
+            };
+            out.push(series(
+                &c.node,
+                &c.volume,
+                Counter::TransfersPerSec,
+                source,
+                &[(at, c.transfers_per_sec)],
+            ));
+            if source == Source::Node {
+                let redirected = c.redirected_reads_per_sec + c.redirected_writes_per_sec;
+                out.push(series(
+                    &c.node,
+                    &c.volume,
+                    Counter::RedirectedReadsPerSec,
+                    Source::Csv,
+                    &[(at, redirected)],
+                ));
+            }
+        }
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cluster_wide_view_and_storage_gap_on_the_notes_numbers() {
+    on_each_backend(|_, store| async move {
+        let service = Service::new(store.clone());
+        store.create_cluster(&new_cluster("E")).await.unwrap();
+        let t0 = recent_hour();
+        // The note's readings: 867 and 715 IOPS on the nodes, 1505 on the storage server.
+        let mut batch = Vec::new();
+        for i in 0..30 {
+            let at = t0 + i * 10_000;
+            batch.push(series(
+                "node1",
+                CSV,
+                Counter::TransfersPerSec,
+                Source::Node,
+                &[(at, 867.0)],
+            ));
+            batch.push(series(
+                "node2",
+                CSV,
+                Counter::TransfersPerSec,
+                Source::Node,
+                &[(at, 715.0)],
+            ));
+            batch.push(series(
+                "stor",
+                CSV,
+                Counter::TransfersPerSec,
+                Source::Storage,
+                &[(at, 1505.0)],
+            ));
+        }
+        service.ingest_perf(&admin(), "E", batch).await.unwrap();
+        let view = service
+            .perf_volume(
+                &admin(),
+                "E",
+                "c:\\clusterstorage\\volume1",
+                Counter::TransfersPerSec,
+                PerfRange::new(Some(t0), Some(t0 + 5 * MINUTE), Some(MINUTE)).unwrap(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(view.nodes, vec!["node1", "node2"]);
+        assert_eq!(view.steps.len(), 5);
+        for step in &view.steps {
+            assert_eq!(step.node_sum, Some(1582.0));
+            assert_eq!(step.values, vec![Some(867.0), Some(715.0)]);
+            assert_eq!(step.storage, Some(1505.0));
+            let gap = step.gap_pct.unwrap();
+            assert!(
+                (gap - (1505.0 - 1582.0) / 1505.0 * 100.0).abs() < 1e-9,
+                "{gap}"
+            );
+        }
+        assert!((view.shares[0].share_pct - 867.0 / 1582.0 * 100.0).abs() < 1e-9);
+        assert!((view.shares[1].share_pct - 715.0 / 1582.0 * 100.0).abs() < 1e-9);
+        assert!(
+            (view.gap_pct.unwrap() + 5.116).abs() < 0.001,
+            "{:?}",
+            view.gap_pct
+        );
+
+        let top = service
+            .perf_top(
+                &admin(),
+                "E",
+                ferry::service::perf::TopBy::Node,
+                Counter::TransfersPerSec,
+                1,
+                PerfRange::new(Some(t0), Some(t0 + 5 * MINUTE), Some(MINUTE)).unwrap(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(top.len(), 1);
+        assert_eq!((top[0].name.as_str(), top[0].mean), ("node1", 867.0));
+        let missing = service
+            .perf_volume(
+                &admin(),
+                "E",
+                "D:",
+                Counter::TransfersPerSec,
+                PerfRange::new(Some(t0), Some(t0 + 5 * MINUTE), Some(MINUTE)).unwrap(),
+            )
+            .await
+            .unwrap_err();
+        assert_eq!(missing.code, ferry::error::ErrorCode::NotFound);
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redirected_io_is_found_with_its_coordinator_and_boundaries() {
+    on_each_backend(|_, store| async move {
+        let service = Service::new(store.clone());
+        store.create_cluster(&new_cluster("E")).await.unwrap();
+        store.create_cluster(&new_cluster("B")).await.unwrap();
+        let t0 = recent_hour();
+        // Ten minutes direct, ten redirected, ten direct again.
+        let (normal, redirected) = (experiment(false, "stor"), experiment(true, "stor"));
+        let mut batch = samples(&normal, t0, t0 + 10 * MINUTE);
+        batch.extend(samples(&redirected, t0 + 10 * MINUTE, t0 + 20 * MINUTE));
+        batch.extend(samples(&normal, t0 + 20 * MINUTE, t0 + 30 * MINUTE));
+        service.ingest_perf(&admin(), "E", batch).await.unwrap();
+        let range = PerfRange::new(Some(t0), Some(t0 + 30 * MINUTE), Some(MINUTE)).unwrap();
+        let found = service
+            .perf_redirected(&admin(), "E", None, range)
+            .await
+            .unwrap();
+        assert_eq!(found.len(), 1, "{found:#?}");
+        let interval = &found[0];
+        assert_eq!(interval.volume, CSV);
+        assert_eq!(interval.coordinator, "node1");
+        assert_eq!(
+            (interval.start_ms, interval.end_ms),
+            (t0 + 10 * MINUTE, t0 + 20 * MINUTE)
+        );
+        assert!(
+            interval.evidence.coordinator_share_pct > 99.0,
+            "{interval:#?}"
+        );
+        assert!(
+            (interval.evidence.redirected - 715.0).abs() < 15.0,
+            "{interval:#?}"
+        );
+        assert!(
+            (interval.evidence.node_sum - 1582.0).abs() < 20.0,
+            "{interval:#?}"
+        );
+        let storage = interval.evidence.storage.unwrap();
+        assert!((storage - 1505.0).abs() < 20.0, "{interval:#?}");
+
+        // The balanced run of the same workloads: nothing.
+        service
+            .ingest_perf(&admin(), "B", samples(&normal, t0, t0 + 30 * MINUTE))
+            .await
+            .unwrap();
+        let found = service
+            .perf_redirected(&admin(), "B", None, range)
+            .await
+            .unwrap();
+        assert!(found.is_empty(), "{found:#?}");
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn placement_keeps_every_target_node_under_its_headroom() {
+    on_each_backend(|_, store| async move {
+        let service = Service::new(store.clone());
+        let source = store.create_cluster(&new_cluster("SRC")).await.unwrap();
+        let target = store.create_cluster(&new_cluster("DST")).await.unwrap();
+        // Three groups on E:, F: and G: (sample_inventory), two nodes on each cluster.
+        for cluster in [&source, &target] {
+            let inventory = PreparedInventory::new(sample_inventory(3, 1, 1));
+            store
+                .import_inventory(inventory.import(cluster.id))
+                .await
+                .unwrap();
+        }
+        let t0 = recent_hour();
+        let steady = |node: &str, volume: &str, value: f64| {
+            let points: Vec<(i64, f64)> = (0..60).map(|i| (t0 + i * 10_000, value)).collect();
+            series(
+                node,
+                volume,
+                Counter::TransfersPerSec,
+                Source::Node,
+                &points,
+            )
+        };
+        service
+            .ingest_perf(
+                &admin(),
+                "SRC",
+                vec![
+                    steady("NODE1", "E:", 400.0),
+                    steady("NODE2", "F:\\", 300.0),
+                    steady("NODE1", "G:", 100.0),
+                ],
+            )
+            .await
+            .unwrap();
+        service
+            .ingest_perf(
+                &admin(),
+                "DST",
+                vec![steady("NODE1", "X:", 500.0), steady("NODE2", "Y:", 100.0)],
+            )
+            .await
+            .unwrap();
+        let query = PlacementQuery {
+            source_cluster: "SRC".into(),
+            target_cluster: "DST".into(),
+            from_ms: Some(t0),
+            to_ms: Some(t0 + 10 * MINUTE),
+            capacity: 1000.0,
+            capacities: BTreeMap::new(),
+            headroom_pct: 20.0,
+            groups: Vec::new(),
+        };
+        let placement = service.perf_placement(&admin(), &query).await.unwrap();
+        assert!(placement.fits, "{placement:#?}");
+        let assigned: Vec<(&str, &str)> = placement
+            .assignments
+            .iter()
+            .map(|a| (a.group.as_str(), a.node.as_str()))
+            .collect();
+        let groups: Vec<String> = sample_inventory(3, 1, 1)
+            .groups
+            .into_iter()
+            .map(|g| g.name)
+            .collect();
+        assert_eq!(
+            assigned,
+            vec![
+                (groups[0].as_str(), "NODE2"),
+                (groups[1].as_str(), "NODE1"),
+                (groups[2].as_str(), "NODE2")
+            ],
+            "{placement:#?}"
+        );
+        for node in &placement.nodes {
+            assert!(node.planned <= node.limit, "{node:?}");
+        }
+        assert!(!placement.reasoning.is_empty());
+
+        let tight = PlacementQuery {
+            capacity: 600.0,
+            ..query.clone()
+        };
+        let placement = service.perf_placement(&admin(), &tight).await.unwrap();
+        assert!(!placement.fits);
+        assert_eq!(placement.unplaced[0].group, groups[0]);
+        let bad = PlacementQuery {
+            headroom_pct: 120.0,
+            ..query
+        };
+        assert_eq!(
+            service
+                .perf_placement(&admin(), &bad)
+                .await
+                .unwrap_err()
+                .fields[0]
+                .field,
+            "headroom_pct"
+        );
+    })
+    .await;
+}
