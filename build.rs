@@ -36,6 +36,7 @@ fn main() -> Result<(), Box<dyn Error>> {
                 PathBuf::from("proto/ferry/v1/agent.proto"),
                 PathBuf::from("proto/ferry/v1/jobs.proto"),
                 PathBuf::from("proto/ferry/v1/perf.proto"),
+                PathBuf::from("proto/ferry/v1/validations.proto"),
             ],
             &[PathBuf::from("proto"), well_known],
         )?;

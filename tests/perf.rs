@@ -19,7 +19,7 @@ use ferry::config::Config;
 use ferry::grpc::pb;
 use ferry::grpc::pb::perf_service_client::PerfServiceClient;
 use ferry::model::Role;
-use ferry::perf::chunk::nearest_rank;
+use ferry::perf::chunk::p95_of_sorted;
 use ferry::perf::{Counter, RawChunk, Resolution, Retention, SeriesKey, SeriesPoints, Source};
 use ferry::server::start_with_store;
 use ferry::service::Service;
@@ -65,6 +65,16 @@ fn series(
         at_ms: points.iter().map(|p| p.0).collect(),
         values: points.iter().map(|p| p.1).collect(),
     }
+}
+
+/// A gRPC request with the bootstrap admin's token.
+fn authed<T>(message: T) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(message);
+    request.metadata_mut().insert(
+        "authorization",
+        format!("Bearer {BOOTSTRAP}").parse().unwrap(),
+    );
+    request
 }
 
 fn rfc3339(ms: i64) -> String {
@@ -367,11 +377,7 @@ async fn rollups_equal_what_the_raw_samples_give() {
                     "{} vs {mean}",
                     p.mean
                 );
-                assert_eq!(
-                    p.p95,
-                    Some(nearest_rank(&sorted, 0.95)),
-                    "step {step} at {at}"
-                );
+                assert_eq!(p.p95, Some(p95_of_sorted(&sorted)), "step {step} at {at}");
             }
         }
         assert!(
@@ -770,6 +776,223 @@ async fn placement_keeps_every_target_node_under_its_headroom() {
                 .field,
             "headroom_pct"
         );
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grpc_answers_the_perf_questions_and_runs_validations() {
+    use ferry::grpc::pb::validation_service_client::ValidationServiceClient;
+    on_each_backend(|_, store| async move {
+        let config = Config {
+            http_addr: "127.0.0.1:0".parse().unwrap(),
+            grpc_addr: "127.0.0.1:0".parse().unwrap(),
+            bootstrap_token: Some(BOOTSTRAP.into()),
+            ..Default::default()
+        };
+        let server = start_with_store(&config, store.clone()).await.unwrap();
+        server
+            .service
+            .create_cluster(&admin(), &new_cluster("G"))
+            .await
+            .unwrap();
+        let channel = Channel::from_shared(format!("http://{}", server.grpc_addr))
+            .unwrap()
+            .connect()
+            .await
+            .unwrap();
+        let t0 = recent_hour();
+        let (normal, redirected) = (experiment(false, "stor"), experiment(true, "stor"));
+        let mut points = samples(&normal, t0, t0 + 10 * MINUTE);
+        points.extend(samples(&redirected, t0 + 10 * MINUTE, t0 + 20 * MINUTE));
+        let series: Vec<pb::PerfSeries> = points
+            .into_iter()
+            .map(|s| pb::PerfSeries {
+                node: s.key.node,
+                volume: s.key.volume,
+                counter: ferry::agent::reports::counter_to_pb(s.key.counter) as i32,
+                source: match s.key.source {
+                    Source::Node => pb::PerfSource::Node,
+                    Source::Storage => pb::PerfSource::Storage,
+                    Source::Csv => pb::PerfSource::Csv,
+                } as i32,
+                at_ms: s.at_ms,
+                values: s.values,
+            })
+            .collect();
+        let mut perf = PerfServiceClient::new(channel.clone());
+        let request = pb::IngestPerfRequest {
+            cluster: "G".into(),
+            series,
+        };
+        perf.ingest(authed(futures::stream::iter(vec![request])))
+            .await
+            .unwrap();
+        let range = Some(pb::PerfRange {
+            from_ms: Some(t0),
+            to_ms: Some(t0 + 10 * MINUTE),
+            step_ms: Some(MINUTE),
+        });
+        let view = perf
+            .volume_view(authed(pb::VolumeViewRequest {
+                cluster: "G".into(),
+                volume: CSV.into(),
+                range,
+                counter: 0,
+            }))
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(view.nodes, vec!["node1", "node2"]);
+        assert_eq!(view.steps.len(), 10);
+        assert!((view.node_sum.unwrap() - 1582.0).abs() < 20.0, "{view:?}");
+        assert!((view.storage.unwrap() - 1505.0).abs() < 20.0, "{view:?}");
+        assert!((view.gap_pct.unwrap() + 5.1).abs() < 1.0, "{view:?}");
+        let top = perf
+            .top(authed(pb::TopRequest {
+                cluster: "G".into(),
+                range,
+                by: "node".into(),
+                counter: 0,
+                limit: 0,
+            }))
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(top.entries[0].name, "node1");
+        let series = perf
+            .query_series(authed(pb::QuerySeriesRequest {
+                cluster: "G".into(),
+                range,
+                node: "NODE2".into(),
+                counter: pb::PerfCounter::TransfersPerSecond as i32,
+                ..Default::default()
+            }))
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(series.series.len(), 1);
+        assert_eq!(series.series[0].points.len(), 10);
+        let found = perf
+            .redirected(authed(pb::RedirectedRequest {
+                cluster: "G".into(),
+                range: Some(pb::PerfRange {
+                    from_ms: Some(t0),
+                    to_ms: Some(t0 + 20 * MINUTE),
+                    step_ms: Some(MINUTE),
+                }),
+                volume: String::new(),
+            }))
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(found.intervals.len(), 1);
+        assert_eq!(found.intervals[0].coordinator, "node1");
+        assert_eq!(found.intervals[0].start_ms, t0 + 10 * MINUTE);
+        let bad = perf
+            .top(authed(pb::TopRequest {
+                cluster: "G".into(),
+                by: "disk".into(),
+                ..Default::default()
+            }))
+            .await
+            .unwrap_err();
+        assert_eq!(bad.code(), tonic::Code::InvalidArgument);
+        let placement = pb::PlacementRequest {
+            source_cluster: "G".into(),
+            target_cluster: "G".into(),
+            capacity: 2000.0,
+            ..Default::default()
+        };
+        let no_inventory = perf.placement(authed(placement.clone())).await.unwrap_err();
+        assert_eq!(no_inventory.code(), tonic::Code::FailedPrecondition);
+        let bad = perf
+            .placement(authed(pb::PlacementRequest {
+                headroom_pct: Some(-1.0),
+                ..placement
+            }))
+            .await
+            .unwrap_err();
+        assert_eq!(bad.code(), tonic::Code::InvalidArgument);
+        assert!(bad.message().contains("headroom_pct"), "{}", bad.message());
+
+        // Validations: posted facts with NTLM off on a node fail; a replay answers the same.
+        let mut validations = ValidationServiceClient::new(channel);
+        let node = |name: &str, ntlm: bool| pb::NodeFacts {
+            name: name.into(),
+            ntlm_enabled: Some(ntlm),
+            ..Default::default()
+        };
+        let create = pb::CreateValidationRequest {
+            cluster: "G".into(),
+            facts: Some(pb::ConfigFacts {
+                nodes: vec![node("node1", true), node("node2", false)],
+                ..Default::default()
+            }),
+            thresholds: None,
+            idempotency_key: "v-1".into(),
+        };
+        let created = validations
+            .create_validation(authed(create.clone()))
+            .await
+            .unwrap()
+            .into_inner();
+        assert!(!created.replayed);
+        let validation = created.validation.unwrap();
+        assert_eq!(validation.state, pb::ValidationState::Completed as i32);
+        assert_eq!(validation.overall, pb::Verdict::Fail as i32);
+        let ntlm = validation
+            .findings
+            .iter()
+            .find(|f| f.rule.contains("ntlm"))
+            .unwrap();
+        assert_eq!(ntlm.verdict, pb::Verdict::Fail as i32);
+        assert!(
+            ntlm.evidence.iter().any(|e| e.contains("node2")),
+            "{ntlm:?}"
+        );
+        let replay = validations
+            .create_validation(authed(create.clone()))
+            .await
+            .unwrap()
+            .into_inner();
+        assert!(replay.replayed);
+        assert_eq!(replay.validation.unwrap().id, validation.id);
+        let got = validations
+            .get_validation(authed(pb::GetValidationRequest {
+                id: validation.id.clone(),
+            }))
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(got, validation);
+        let listed = validations
+            .list_validations(authed(pb::ListValidationsRequest {
+                cluster: "G".into(),
+                ..Default::default()
+            }))
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(listed.validations.len(), 1);
+        let bad = validations
+            .create_validation(authed(pb::CreateValidationRequest {
+                thresholds: Some(pb::ValidationThresholds {
+                    csv_free_warn_percent: 10.0,
+                    csv_free_fail_percent: 30.0,
+                }),
+                idempotency_key: String::new(),
+                ..create
+            }))
+            .await
+            .unwrap_err();
+        assert_eq!(bad.code(), tonic::Code::InvalidArgument);
+        assert!(
+            bad.message().contains("csv_free_fail_percent"),
+            "{}",
+            bad.message()
+        );
+        server.stop().await.unwrap();
     })
     .await;
 }

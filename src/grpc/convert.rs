@@ -160,6 +160,7 @@ mod report;
 pub(crate) use report::report_to_pb;
 pub(crate) mod jobs;
 pub(crate) mod perf;
+pub(crate) mod validations;
 
 // ---- field paths --------------------------------------------------------------------------------
 

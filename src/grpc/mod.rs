@@ -1,5 +1,5 @@
-//! The gRPC API (`proto/ferry/v1/`): InventoryService, AdminService, JobService, PerfService and
-//! AgentAdminService, the agents' AgentService (implemented by the gateway,
+//! The gRPC API (`proto/ferry/v1/`): InventoryService, AdminService, JobService, PerfService,
+//! ValidationService and AgentAdminService, the agents' AgentService (implemented by the gateway,
 //! `crate::gateway::stream`), the standard health service and server reflection, on one port.
 //!
 //! Like the REST handlers, every method is request -> caller -> one [`Service`] call -> answer.
@@ -12,6 +12,7 @@ pub(crate) mod convert;
 mod inventory;
 mod jobs;
 mod perf;
+mod validations;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -42,6 +43,7 @@ use pb::agent_service_server::AgentServiceServer;
 use pb::inventory_service_server::InventoryServiceServer;
 use pb::job_service_server::JobServiceServer;
 use pb::perf_service_server::PerfServiceServer;
+use pb::validation_service_server::ValidationServiceServer;
 
 use crate::gateway::stream::AgentGateway;
 
@@ -136,6 +138,9 @@ pub async fn serve(
         .set_serving::<PerfServiceServer<Api>>()
         .await;
     health_reporter
+        .set_serving::<ValidationServiceServer<Api>>()
+        .await;
+    health_reporter
         .set_serving::<AgentAdminServiceServer<Api>>()
         .await;
     health_reporter
@@ -179,6 +184,7 @@ pub async fn serve(
         .add_service(AdminServiceServer::new(api.clone()))
         .add_service(JobServiceServer::new(api.clone()))
         .add_service(PerfServiceServer::new(api.clone()))
+        .add_service(ValidationServiceServer::new(api.clone()))
         .add_service(AgentAdminServiceServer::new(api))
         .add_service(AgentServiceServer::new(agents))
         .serve_with_incoming_shutdown(incoming, shutdown)

@@ -9,7 +9,8 @@ use uuid::Uuid;
 use super::Api;
 use super::convert::non_empty;
 use super::convert::perf::{
-    counter_filter, range, redirected, series, series_steps, source_filter, top_entry, volume_view,
+    counter_filter, placement, placement_query, range, redirected, series, series_steps,
+    source_filter, top_entry, volume_view,
 };
 use super::pb::{self, perf_service_server::PerfService};
 use crate::error::Error;
@@ -191,6 +192,23 @@ impl PerfService for Api {
                 Ok(pb::RedirectedResponse {
                     intervals: intervals.into_iter().map(redirected).collect(),
                 })
+            },
+        )
+        .await
+    }
+
+    async fn placement(
+        &self,
+        request: Request<pb::PlacementRequest>,
+    ) -> Result<Response<pb::PlacementResponse>, Status> {
+        self.call(
+            "/ferry.v1.PerfService/Placement",
+            request,
+            |caller, req| async move {
+                let query = placement_query(req);
+                Ok(placement(
+                    self.service.perf_placement(&caller, &query).await?,
+                ))
             },
         )
         .await

@@ -863,13 +863,12 @@ fn free_pct(capacity: f64, planned: f64) -> f64 {
 
 /// Nearest-rank p95: the ceil(0.95·n)-th smallest value; None for no values.
 pub fn p95(values: &[f64]) -> Option<f64> {
+    if values.is_empty() {
+        return None;
+    }
     let mut sorted = values.to_vec();
     sorted.sort_by(f64::total_cmp);
-    // Integer arithmetic: 0.95 * n in floating point can land just above an integer and skip a rank.
-    let count = sorted.len() as u128;
-    let rank = (count * 95).div_ceil(100).max(1);
-    let index = usize::try_from(rank - 1).ok()?;
-    sorted.get(index).copied()
+    Some(crate::perf::chunk::p95_of_sorted(&sorted))
 }
 
 #[cfg(test)]

@@ -175,15 +175,17 @@ impl RollupPoint {
             min: sorted[0],
             max: sorted[sorted.len() - 1],
             mean: values.iter().sum::<f64>() / values.len() as f64,
-            p95: nearest_rank(&sorted, 0.95),
+            p95: p95_of_sorted(&sorted),
             count: values.len() as u32,
         }
     }
 }
 
-/// The nearest-rank percentile of sorted, non-empty values.
-pub fn nearest_rank(sorted: &[f64], fraction: f64) -> f64 {
-    let rank = (fraction * sorted.len() as f64).ceil() as usize;
+/// The nearest-rank 95th percentile of sorted, non-empty values: the ⌈0.95·n⌉-th smallest. The
+/// rank is computed in integers: 0.95·n in floating point can land just above a whole number and
+/// skip a rank.
+pub fn p95_of_sorted(sorted: &[f64]) -> f64 {
+    let rank = (sorted.len() * 95).div_ceil(100);
     sorted[rank.clamp(1, sorted.len()) - 1]
 }
 

@@ -4,7 +4,7 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use super::Retention;
-use super::chunk::{RawChunk, Resolution, RollupPoint, nearest_rank};
+use super::chunk::{RawChunk, Resolution, RollupPoint, p95_of_sorted};
 
 /// Most steps one query may ask for: a day at 10-second steps is 8,640.
 pub const MAX_STEPS: i64 = 20_000;
@@ -139,7 +139,7 @@ impl Steps {
                 (acc.count > 0).then(|| {
                     let p95 = if !acc.raw.is_empty() {
                         acc.raw.sort_by(f64::total_cmp);
-                        Some(nearest_rank(&acc.raw, 0.95))
+                        Some(p95_of_sorted(&acc.raw))
                     } else {
                         (acc.buckets == 1).then_some(acc.p95)
                     };

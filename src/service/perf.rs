@@ -215,8 +215,11 @@ pub struct PlacementQuery {
     pub groups: Vec<String>,
 }
 
+/// Percent of capacity a placement keeps free on every node unless told otherwise.
+pub const DEFAULT_HEADROOM_PCT: f64 = 20.0;
+
 fn default_headroom() -> f64 {
-    20.0
+    DEFAULT_HEADROOM_PCT
 }
 
 fn eq_name(a: &str, b: &str) -> bool {

@@ -3,10 +3,10 @@
 use super::{Bad, each};
 use crate::error::Result;
 use crate::grpc::pb;
-use crate::perf::analysis::RedirectedInterval;
+use crate::perf::analysis::{Placement, RedirectedInterval};
 use crate::perf::query::StepPoint;
 use crate::perf::{Counter, SeriesKey, SeriesPoints, Source};
-use crate::service::perf::{PerfRange, SeriesSteps, TopEntry, VolumeView};
+use crate::service::perf::{PerfRange, PlacementQuery, SeriesSteps, TopEntry, VolumeView};
 
 fn counter_from_pb(value: i32) -> Result<Counter, Bad> {
     use pb::PerfCounter as P;
@@ -179,5 +179,58 @@ pub(crate) fn redirected(i: RedirectedInterval) -> pb::RedirectedInterval {
         storage: i.evidence.storage,
         redirected: i.evidence.redirected,
         summary: i.evidence.summary,
+    }
+}
+
+pub(crate) fn placement_query(r: pb::PlacementRequest) -> PlacementQuery {
+    PlacementQuery {
+        source_cluster: r.source_cluster,
+        target_cluster: r.target_cluster,
+        from_ms: r.from_ms,
+        to_ms: r.to_ms,
+        capacity: r.capacity,
+        capacities: r.capacities.into_iter().collect(),
+        headroom_pct: r
+            .headroom_pct
+            .unwrap_or(crate::service::perf::DEFAULT_HEADROOM_PCT),
+        groups: r.groups,
+    }
+}
+
+pub(crate) fn placement(p: Placement) -> pb::PlacementResponse {
+    pb::PlacementResponse {
+        assignments: p
+            .assignments
+            .into_iter()
+            .map(|a| pb::PlacementAssignment {
+                group: a.group,
+                node: a.node,
+                p95: a.p95,
+            })
+            .collect(),
+        nodes: p
+            .nodes
+            .into_iter()
+            .map(|n| pb::PlacementNode {
+                node: n.node,
+                capacity: n.capacity,
+                baseline_p95: n.baseline_p95,
+                limit: n.limit,
+                placed: n.placed,
+                planned: n.planned,
+                headroom_pct: n.headroom_pct,
+                groups: n.groups,
+            })
+            .collect(),
+        unplaced: p
+            .unplaced
+            .into_iter()
+            .map(|g| pb::GroupLoad {
+                group: g.group,
+                p95: g.p95,
+            })
+            .collect(),
+        fits: p.fits,
+        reasoning: p.reasoning,
     }
 }

@@ -522,7 +522,7 @@ fn migration(r: pb::MigrationReport) -> Result<MigrationReport, Bad> {
     })
 }
 
-fn facts(f: pb::ConfigFacts) -> Result<ConfigFacts, Bad> {
+pub(super) fn facts(f: pb::ConfigFacts) -> Result<ConfigFacts, Bad> {
     Ok(ConfigFacts {
         os: optional_os(f.os).map_err(|bad| bad.field("os"))?,
         networks: each(f.networks, |n| {
