@@ -4,13 +4,23 @@
 //! | resolution | one point per      | a chunk spans |
 //! |------------|--------------------|---------------|
 //! | raw        | sample             | 1 hour        |
-//! | 1m         | minute: min, max, mean, p95, count | 1 day |
+//! | 1m         | minute: min, max, mean, p95, count | 6 hours |
 //! | 1h         | hour: the same     | 30 days       |
 //!
 //! Rollups are always computed from the raw chunk of their hour, whole, so a rollup equals what
 //! the raw samples give and p95 is exact, however late or out of order the samples came.
 
 use super::batch::sorted_last_wins;
+
+/// Skips a column written by [`encode_column`]; returns the bytes it used.
+fn skip_column(data: &[u8]) -> Result<usize, String> {
+    let head = data.get(..8).ok_or("perf column is truncated")?;
+    let size = u32::from_le_bytes(head[4..].try_into().expect("4 bytes")) as usize;
+    if data.len() < 8 + size {
+        return Err("perf column is truncated".into());
+    }
+    Ok(8 + size)
+}
 
 /// pco's level: 4 of 12 compresses timestamps and counters nearly as well as the default at
 /// about half the CPU, which the compactor spends on every merge.
@@ -51,7 +61,7 @@ impl Resolution {
     pub fn window_ms(self) -> i64 {
         match self {
             Resolution::Raw => 3_600_000,
-            Resolution::Minute => 86_400_000,
+            Resolution::Minute => 6 * 3_600_000,
             Resolution::Hour => 30 * 86_400_000,
         }
     }
@@ -189,6 +199,14 @@ pub fn p95_of_sorted(sorted: &[f64]) -> f64 {
     sorted[rank.clamp(1, sorted.len()) - 1]
 }
 
+/// The bucket times, means and counts of a rollup chunk, column by column.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct BucketMeans {
+    pub at_ms: Vec<i64>,
+    pub mean: Vec<f64>,
+    pub count: Vec<u32>,
+}
+
 /// Rollup points of one series in one window, sorted by bucket.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct RollupChunk {
@@ -247,6 +265,22 @@ impl RollupChunk {
         Ok(RollupChunk { points })
     }
 
+    /// Only the bucket times, means and counts: what a sum over series needs, at half the
+    /// decoding.
+    pub fn decode_means(data: &[u8]) -> Result<BucketMeans, String> {
+        let (at_ms, mut pos) = decode_column::<i64>(data)?;
+        pos += skip_column(&data[pos..])?;
+        pos += skip_column(&data[pos..])?;
+        let (mean, used) = decode_column::<f64>(&data[pos..])?;
+        pos += used;
+        pos += skip_column(&data[pos..])?;
+        let (count, _) = decode_column::<u32>(&data[pos..])?;
+        if mean.len() != at_ms.len() || count.len() != at_ms.len() {
+            return Err("rollup perf chunk columns differ in length".into());
+        }
+        Ok(BucketMeans { at_ms, mean, count })
+    }
+
     /// Replaces every point in `[from_ms, to_ms)` with `fresh` (which lies in that range).
     pub fn replace_range(&mut self, from_ms: i64, to_ms: i64, fresh: &[RollupPoint]) {
         self.points
@@ -303,6 +337,11 @@ mod tests {
         assert_eq!(points[1].p95, 7.0);
         let rollup = RollupChunk { points };
         assert_eq!(RollupChunk::decode(&rollup.encode()).unwrap(), rollup);
+        let means = RollupChunk::decode_means(&rollup.encode()).unwrap();
+        let at: Vec<i64> = rollup.points.iter().map(|p| p.at_ms).collect();
+        assert_eq!(means.at_ms, at);
+        assert_eq!(means.mean, vec![50.5, 7.0]);
+        assert_eq!(means.count, vec![100, 1]);
     }
 
     #[test]
@@ -320,7 +359,7 @@ mod tests {
     #[test]
     fn windows_align_to_the_epoch() {
         assert_eq!(Resolution::Raw.window_start(3_600_000 + 5), 3_600_000);
-        assert_eq!(Resolution::Minute.window_start(86_400_000 - 1), 0);
+        assert_eq!(Resolution::Minute.window_start(6 * 3_600_000 - 1), 0);
         assert_eq!(Resolution::Raw.window_start(-1), -3_600_000);
     }
 }

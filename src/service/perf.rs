@@ -24,7 +24,7 @@ use crate::perf::analysis::{
     self, GroupDemand, NodeCapacity, NodeSteps, Placement, PlacementRequest, RedirectThresholds,
     RedirectedInterval, VolumeSteps,
 };
-use crate::perf::query::{MAX_STEPS, StepPoint, Steps, choose_resolution};
+use crate::perf::query::{MAX_STEPS, MeanSteps, StepPoint, Steps, choose_resolution};
 use crate::perf::{
     Batch, Counter, RawChunk, Resolution, Retention, RollupChunk, SeriesKey, SeriesPoints, Source,
 };
@@ -349,6 +349,45 @@ impl Service {
         ))
     }
 
+    /// Each series' mean per step over `range`: what the sums over nodes and volumes need.
+    async fn read_means(
+        &self,
+        series: &[StoredSeries],
+        range: PerfRange,
+    ) -> Result<(Resolution, HashMap<i64, Vec<Option<f64>>>)> {
+        let now = Utc::now().timestamp_millis();
+        let resolution = choose_resolution(range.from_ms, range.step_ms, now, &self.perf.retention);
+        let ids: Vec<i64> = series.iter().map(|s| s.id).collect();
+        let chunks = self
+            .store
+            .perf_chunks(&ids, resolution, range.from_ms, range.to_ms)
+            .await?;
+        let mut steps: HashMap<i64, MeanSteps> = ids
+            .iter()
+            .map(|&id| {
+                (
+                    id,
+                    MeanSteps::new(range.from_ms, range.to_ms, range.step_ms),
+                )
+            })
+            .collect();
+        let damaged = |e: String| Error::internal(format!("damaged perf chunk: {e}"));
+        for chunk in chunks {
+            let Some(acc) = steps.get_mut(&chunk.series_id) else {
+                continue;
+            };
+            if resolution == Resolution::Raw {
+                acc.add_raw(&RawChunk::decode(&chunk.data).map_err(damaged)?);
+            } else {
+                acc.add_means(&RollupChunk::decode_means(&chunk.data).map_err(damaged)?);
+            }
+        }
+        Ok((
+            resolution,
+            steps.into_iter().map(|(id, s)| (id, s.finish())).collect(),
+        ))
+    }
+
     async fn perf_cluster(&self, caller: &Caller, cluster: &str) -> Result<Uuid> {
         Self::require(caller, Role::Viewer)?;
         let cluster = self.store.get_cluster(cluster).await?;
@@ -368,6 +407,7 @@ impl Service {
         let filter = SeriesFilter {
             counter: query.counter,
             source: query.source,
+            volume: query.volume.clone(),
         };
         let mut series = self.store.perf_series(cluster_id, &filter).await?;
         series.retain(|s| {
@@ -415,6 +455,7 @@ impl Service {
         let filter = SeriesFilter {
             counter: Some(counter),
             source: None,
+            volume: Some(volume.to_string()),
         };
         let mut series = self.store.perf_series(cluster_id, &filter).await?;
         series.retain(|s| eq_name(&s.key.volume, volume) && s.key.source != Source::Csv);
@@ -423,7 +464,7 @@ impl Service {
                 "no {counter} samples for volume `{volume}` on cluster `{cluster}`"
             )));
         }
-        let (resolution, mut steps) = self.read_steps(&series, range).await?;
+        let (resolution, mut steps) = self.read_means(&series, range).await?;
         let times = Steps::new(range.from_ms, range.to_ms, range.step_ms).times();
         let mut nodes: Vec<(String, Vec<Option<f64>>)> = Vec::new();
         let mut storage: Vec<Option<f64>> = vec![None; times.len()];
@@ -497,9 +538,10 @@ impl Service {
         let filter = SeriesFilter {
             counter: Some(counter),
             source: Some(Source::Node),
+            volume: None,
         };
         let series = self.store.perf_series(cluster_id, &filter).await?;
-        let (_, mut steps) = self.read_steps(&series, range).await?;
+        let (_, mut steps) = self.read_means(&series, range).await?;
         let mut sums: BTreeMap<String, (String, Vec<Option<f64>>)> = BTreeMap::new();
         for s in &series {
             let name = match by {
@@ -543,7 +585,13 @@ impl Service {
         let cluster_id = self.perf_cluster(caller, cluster).await?;
         let mut series = self
             .store
-            .perf_series(cluster_id, &SeriesFilter::default())
+            .perf_series(
+                cluster_id,
+                &SeriesFilter {
+                    volume: volume.map(str::to_string),
+                    ..Default::default()
+                },
+            )
             .await?;
         series.retain(|s| {
             matches!(
@@ -555,7 +603,7 @@ impl Service {
                     )
             ) && volume.is_none_or(|v| eq_name(v, &s.key.volume))
         });
-        let (_, mut steps) = self.read_steps(&series, range).await?;
+        let (_, mut steps) = self.read_means(&series, range).await?;
         let times = Steps::new(range.from_ms, range.to_ms, range.step_ms).times();
         let n = times.len();
         let mut volumes: BTreeMap<String, VolumeSteps> = BTreeMap::new();
@@ -650,11 +698,12 @@ impl Service {
         let transfers = SeriesFilter {
             counter: Some(Counter::TransfersPerSec),
             source: Some(Source::Node),
+            volume: None,
         };
 
         // The target's nodes: what each already carries, summed over its volumes, per step.
         let target_series = self.store.perf_series(target.id, &transfers).await?;
-        let (_, mut target_steps) = self.read_steps(&target_series, range).await?;
+        let (_, mut target_steps) = self.read_means(&target_series, range).await?;
         let nodes = target_inventory
             .nodes
             .iter()
@@ -679,7 +728,7 @@ impl Service {
 
         // The groups: each one's load is the I/O on its disks' volumes on the source, all nodes.
         let source_series = self.store.perf_series(source.id, &transfers).await?;
-        let (_, mut source_steps) = self.read_steps(&source_series, range).await?;
+        let (_, mut source_steps) = self.read_means(&source_series, range).await?;
         let mut groups = Vec::new();
         let inventory = source_inventory.unwrap_or_default();
         for name in &query.groups {
@@ -740,19 +789,14 @@ impl Service {
 }
 
 /// A series' step means, taken out of `steps`.
-fn means(steps: &mut HashMap<i64, Vec<Option<StepPoint>>>, id: i64) -> Vec<Option<f64>> {
-    steps
-        .remove(&id)
-        .unwrap_or_default()
-        .into_iter()
-        .map(|p| p.map(|p| p.mean))
-        .collect()
+fn means(steps: &mut HashMap<i64, Vec<Option<f64>>>, id: i64) -> Vec<Option<f64>> {
+    steps.remove(&id).unwrap_or_default()
 }
 
 /// The sum of `series` per step, over the steps where any has a sample.
 fn summed<'a>(
     series: impl Iterator<Item = &'a StoredSeries>,
-    steps: &mut HashMap<i64, Vec<Option<StepPoint>>>,
+    steps: &mut HashMap<i64, Vec<Option<f64>>>,
 ) -> Vec<f64> {
     let mut per_step: Vec<Option<f64>> = Vec::new();
     for s in series {

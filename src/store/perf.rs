@@ -19,6 +19,9 @@ use crate::perf::{
     Batch, Counter, RawChunk, Resolution, Retention, RollupChunk, SeriesKey, Source,
 };
 
+/// Landed rows one compaction round reads at most.
+pub const COMPACT_ROUND_ROWS: i64 = 1000;
+
 /// One accepted batch, encoded.
 #[derive(Debug, Clone, Copy)]
 pub struct LandedBatch<'a> {
@@ -34,6 +37,8 @@ pub struct LandedBatch<'a> {
 pub struct SeriesFilter {
     pub counter: Option<Counter>,
     pub source: Option<Source>,
+    /// Compared without ASCII case, as Windows names compare.
+    pub volume: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -366,8 +371,9 @@ macro_rules! impl_perf_store {
                     sqlx::query(lock).execute(&mut *tx).await.map_err(db_error)?;
                 }
                 let landed: Vec<(i64, String, i64)> = sqlx::query_as(
-                    "SELECT id, cluster_id, samples FROM perf_landed ORDER BY id LIMIT 1000",
+                    "SELECT id, cluster_id, samples FROM perf_landed ORDER BY id LIMIT $1",
                 )
+                .bind($crate::store::perf::COMPACT_ROUND_ROWS)
                 .fetch_all(&mut *tx)
                 .await
                 .map_err(db_error)?;
@@ -384,7 +390,9 @@ macro_rules! impl_perf_store {
                 }
                 let mut stats = CompactStats {
                     batches: ids.len(),
-                    more: ids.len() < landed.len(),
+                    // A full read may have left rows beyond it.
+                    more: ids.len() < landed.len()
+                        || landed.len() as i64 == $crate::store::perf::COMPACT_ROUND_ROWS,
                     ..Default::default()
                 };
                 if ids.is_empty() {
@@ -546,11 +554,13 @@ macro_rules! impl_perf_store {
                 let rows: Vec<SeriesRow> = sqlx::query_as(
                     "SELECT id, node, volume, counter, source FROM perf_series \
                      WHERE cluster_id = $1 AND ($2 IS NULL OR counter = $2) \
-                     AND ($3 IS NULL OR source = $3) ORDER BY node, volume, counter, source",
+                     AND ($3 IS NULL OR source = $3) AND ($4 IS NULL OR lower(volume) = lower($4)) \
+                     ORDER BY node, volume, counter, source",
                 )
                 .bind(cluster_id.to_string())
                 .bind(filter.counter.map(|c| c.as_str()))
                 .bind(filter.source.map(|s| s.as_str()))
+                .bind(filter.volume.as_deref())
                 .fetch_all(self.reader())
                 .await
                 .map_err(db_error)?;
