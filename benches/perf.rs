@@ -112,6 +112,7 @@ fn sqlite_import(dir: &Path, csv: &Path) -> Duration {
         .arg(format!(
             "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; {ROW_TABLE};"
         ))
+        .stdout(std::process::Stdio::null())
         .status()
         .expect("the sqlite3 shell (Debian package sqlite3)");
     assert!(status.success());

@@ -3,7 +3,7 @@
 -- perf_landed: each accepted ingest batch, as one compressed row, until the compactor merges it.
 -- perf_series: what a series measures within its cluster.
 -- perf_chunks: one series' points over one window at one resolution ('raw': an hour of samples;
--- '1m': a day of minute rollups; '1h': 30 days of hour rollups), compressed. Times are
+-- '1m': 6 hours of minute rollups; '1h': 30 days of hour rollups), compressed. Times are
 -- milliseconds since the epoch; first_ms / last_ms bound the points inside, for retention.
 CREATE TABLE perf_landed (
     id         BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,

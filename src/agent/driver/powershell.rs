@@ -1669,7 +1669,9 @@ impl ClusterDriver for PowerShellDriver {
         parse_config_facts(value, self.scripts.os)
     }
 
-    /// Counters come from the agent's own sampler on Windows (Get-Counter), not from here.
+    /// No cluster counters yet: a Windows agent sends none (the agent's own sampler reads Linux
+    /// `/proc/diskstats`); PhysicalDisk and Cluster CSV File System counters through
+    /// `Get-Counter` belong here.
     async fn perf_counters(&self, _at: DateTime<Utc>) -> Result<Option<PerfSnapshot>, DriverError> {
         Ok(None)
     }
