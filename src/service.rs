@@ -117,6 +117,9 @@ pub struct Service {
     scheduler_wake: Arc<tokio::sync::Notify>,
     scheduler_totals: Arc<crate::scheduler::SchedulerTotals>,
     perf: perf::PerfSettings,
+    /// One compaction at a time in this process: queries that find batches waiting queue here
+    /// instead of each holding a database connection while the store's lock makes them wait.
+    perf_compacting: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl Service {
@@ -134,6 +137,7 @@ impl Service {
             scheduler_wake: Arc::new(tokio::sync::Notify::new()),
             scheduler_totals: Arc::default(),
             perf: perf::PerfSettings::default(),
+            perf_compacting: Arc::default(),
         }
     }
 

@@ -458,7 +458,27 @@ async fn retention_deletes_exactly_the_points_past_each_horizon() {
         );
         // Once more changes nothing.
         let again = store.expire_perf(now, &retention).await.unwrap();
-        assert_eq!((again.chunks_deleted, again.chunks_trimmed), (0, 0));
+        assert_eq!(
+            (
+                again.chunks_deleted,
+                again.chunks_trimmed,
+                again.series_deleted
+            ),
+            (0, 0, 0)
+        );
+        // A series whose every point expired goes too.
+        let later = store
+            .expire_perf(now + 400 * 86_400_000, &retention)
+            .await
+            .unwrap();
+        assert_eq!(later.series_deleted, 1);
+        assert!(
+            store
+                .perf_series(cluster.id, &SeriesFilter::default())
+                .await
+                .unwrap()
+                .is_empty()
+        );
     })
     .await;
 }

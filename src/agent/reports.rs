@@ -146,18 +146,13 @@ pub fn own_counters(mut snapshot: PerfSnapshot, node: &str) -> PerfSnapshot {
         .iter()
         .filter(|c| c.source == PerfSource::ClusterNode)
         .map(|c| c.node.as_str());
-    let first = nodes.next().map(str::to_owned);
-    let named = first
-        .as_deref()
-        .is_some_and(|f| f.eq_ignore_ascii_case(node))
-        || snapshot
-            .counters
-            .iter()
-            .any(|c| c.node.eq_ignore_ascii_case(node));
+    let reports_storage = nodes
+        .next()
+        .is_some_and(|first| first.eq_ignore_ascii_case(node));
+    let named = reports_storage || nodes.any(|n| n.eq_ignore_ascii_case(node));
     if !named {
         return snapshot;
     }
-    let reports_storage = first.is_some_and(|f| f.eq_ignore_ascii_case(node));
     snapshot.counters.retain(|c| match c.source {
         PerfSource::ClusterNode => c.node.eq_ignore_ascii_case(node),
         PerfSource::StorageServer => reports_storage,

@@ -159,10 +159,10 @@ impl PerfService for Api {
                     }
                 };
                 let counter = counter_filter(req.counter)?.unwrap_or(Counter::TransfersPerSec);
-                let limit = if req.limit == 0 {
-                    DEFAULT_TOP
-                } else {
-                    req.limit as usize
+                let limit = match req.limit {
+                    0 => DEFAULT_TOP,
+                    1..=1000 => req.limit as usize,
+                    _ => return Err(Error::invalid_field("limit", "must be 1 to 1000")),
                 };
                 let entries = self
                     .service

@@ -69,42 +69,20 @@ pub async fn ingest_samples(
     caller: Caller,
     ApiJson(batch): ApiJson<SampleBatch>,
 ) -> Result<Json<IngestSummary>, Error> {
-    // Validated per series; the position the sender knows is its flat sample index.
-    let positions: Vec<usize> = (0..batch.samples.len()).collect();
-    let keys: Vec<_> = batch
-        .samples
-        .iter()
-        .map(|s| (s.node.clone(), s.volume.clone(), s.counter, s.source))
-        .collect();
-    let series = group_samples(batch.samples);
+    let (series, origins) = group_samples(batch.samples);
     match state
         .service
         .ingest_perf(&caller, &batch.cluster, series)
         .await
     {
         Ok(summary) => Ok(Json(summary)),
-        Err(e) => Err(flat_positions(e, &keys, &positions)),
+        Err(e) => Err(flat_positions(e, &origins)),
     }
 }
 
-/// Rewrites `series[i].values[j]` into the sender's `samples[k]`.
-fn flat_positions(
-    mut e: Error,
-    keys: &[(String, String, Counter, Source)],
-    positions: &[usize],
-) -> Error {
-    let mut order: Vec<(usize, usize)> = Vec::new();
-    let mut seen: Vec<&(String, String, Counter, Source)> = Vec::new();
-    for (k, key) in keys.iter().enumerate() {
-        let series = match seen.iter().position(|s| *s == key) {
-            Some(i) => i,
-            None => {
-                seen.push(key);
-                seen.len() - 1
-            }
-        };
-        order.push((series, positions[k]));
-    }
+/// Rewrites `series[i].values[j]` into the sender's `samples[k]`: the batch is validated per
+/// series, but the position the sender knows is its flat sample's.
+fn flat_positions(mut e: Error, origins: &[Vec<usize>]) -> Error {
     for field in &mut e.fields {
         let Some(rest) = field.field.strip_prefix("series[") else {
             continue;
@@ -112,7 +90,7 @@ fn flat_positions(
         let Some((series, rest)) = rest.split_once(']') else {
             continue;
         };
-        let Ok(series) = series.parse::<usize>() else {
+        let Some(samples) = series.parse::<usize>().ok().and_then(|i| origins.get(i)) else {
             continue;
         };
         let nth = rest
@@ -121,7 +99,7 @@ fn flat_positions(
             .and_then(|r| r.strip_suffix(']'))
             .and_then(|n| n.parse::<usize>().ok())
             .unwrap_or(0);
-        if let Some(&(_, k)) = order.iter().filter(|(s, _)| *s == series).nth(nth) {
+        if let Some(k) = samples.get(nth) {
             let what = if rest.starts_with(".at[") {
                 "at"
             } else if rest.starts_with(".values[") {

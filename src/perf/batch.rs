@@ -85,6 +85,12 @@ impl Batch {
                     format!("{} timestamps for {} values", s.at_ms.len(), s.values.len()),
                 ));
             }
+            if s.values.is_empty() {
+                return Err(Error::invalid_field(
+                    format!("series[{i}]"),
+                    "holds no samples",
+                ));
+            }
             for (j, (&at, &value)) in s.at_ms.iter().zip(&s.values).enumerate() {
                 if !(MIN_AT_MS..=latest).contains(&at) {
                     return Err(Error::invalid_field(
@@ -390,6 +396,22 @@ mod tests {
             now(),
         );
         assert_eq!(mismatched.unwrap_err().fields[0].field, "series[0]");
+        let empty_series = Batch::new(
+            vec![
+                SeriesPoints {
+                    key: key("a"),
+                    at_ms: vec![T0],
+                    values: vec![1.0],
+                },
+                SeriesPoints {
+                    key: key("b"),
+                    at_ms: vec![],
+                    values: vec![],
+                },
+            ],
+            now(),
+        );
+        assert_eq!(empty_series.unwrap_err().fields[0].field, "series[1]");
         assert!(Batch::new(vec![], now()).is_err());
     }
 }

@@ -28,11 +28,22 @@ use crate::perf::query::{MAX_STEPS, MeanSteps, StepPoint, Steps, choose_resoluti
 use crate::perf::{
     Batch, Counter, RawChunk, Resolution, Retention, RollupChunk, SeriesKey, SeriesPoints, Source,
 };
-use crate::store::perf::{CompactStats, LandedBatch, SeriesFilter, StoredSeries};
+use crate::store::perf::{CompactStats, LandedBatch, SeriesFilter, StoredChunk, StoredSeries};
 
 /// Samples one compaction round merges at most, so a backlog is worked off in bounded
 /// transactions that let ingest in between.
 const COMPACT_ROUND_SAMPLES: usize = 500_000;
+
+/// 9999-12-31T23:59:59.999Z: with times bounded by it, range arithmetic cannot overflow.
+const MAX_TIME_MS: i64 = 253_402_300_799_999;
+
+/// Points a series query may fold (series x steps), each with its full summary: the bound
+/// keeps one request from asking the server for gigabytes.
+pub const MAX_QUERY_POINTS: usize = 1_000_000;
+
+/// Points a sum over series may fold (series x steps; a mean each): the day-long view of a
+/// volume on 100 nodes is 144,000, top N of 1,000 series over a day 1.4 million.
+pub const MAX_SUM_POINTS: usize = 5_000_000;
 
 /// How often the background task applies retention.
 const EXPIRE_EVERY: Duration = Duration::from_secs(60);
@@ -73,19 +84,34 @@ impl PerfRange {
     /// Defaults: `to` now, `from` an hour earlier, one-minute steps.
     pub fn new(from_ms: Option<i64>, to_ms: Option<i64>, step_ms: Option<i64>) -> Result<Self> {
         let to_ms = to_ms.unwrap_or_else(|| Utc::now().timestamp_millis());
-        let from_ms = from_ms.unwrap_or(to_ms - 3_600_000);
+        let from_ms = from_ms.unwrap_or(to_ms.saturating_sub(3_600_000));
         let step_ms = step_ms.unwrap_or(60_000);
         let mut errors = Vec::new();
         if step_ms < 1_000 {
             errors.push(FieldError::new("step", "must be at least one second"));
+        } else if step_ms > MAX_TIME_MS {
+            errors.push(FieldError::new("step", "is longer than any range"));
         }
-        if from_ms >= to_ms {
-            errors.push(FieldError::new("from", "must be before `to`"));
-        } else if step_ms >= 1_000 && (to_ms - from_ms) / step_ms > MAX_STEPS {
-            errors.push(FieldError::new(
-                "step",
-                format!("gives more than {MAX_STEPS} steps over the range; choose a wider step"),
-            ));
+        for (field, at) in [("from", from_ms), ("to", to_ms)] {
+            if !(0..=MAX_TIME_MS).contains(&at) {
+                errors.push(FieldError::new(
+                    field,
+                    "must be between 1970-01-01 and 9999-12-31",
+                ));
+            }
+        }
+        // Only with every value in bounds is the arithmetic below safe.
+        if errors.is_empty() {
+            if from_ms >= to_ms {
+                errors.push(FieldError::new("from", "must be before `to`"));
+            } else if (to_ms - from_ms) / step_ms > MAX_STEPS {
+                errors.push(FieldError::new(
+                    "step",
+                    format!(
+                        "gives more than {MAX_STEPS} steps over the range; choose a wider step"
+                    ),
+                ));
+            }
         }
         if errors.is_empty() {
             Ok(Self {
@@ -96,6 +122,26 @@ impl PerfRange {
         } else {
             Err(Error::validation(errors))
         }
+    }
+
+    fn steps(&self) -> usize {
+        ((self.to_ms - self.from_ms) / self.step_ms + 1) as usize
+    }
+
+    /// Refuses a query of `series` series whose steps would exceed `max_points`.
+    fn check_points(&self, series: usize, max_points: usize) -> Result<()> {
+        let points = series.saturating_mul(self.steps());
+        if points > max_points {
+            return Err(Error::invalid_field(
+                "step",
+                format!(
+                    "{series} series x {} steps is more than {max_points} points; \
+                     choose a wider step, a shorter range or fewer series",
+                    self.steps()
+                ),
+            ));
+        }
+        Ok(())
     }
 }
 
@@ -229,7 +275,11 @@ fn eq_name(a: &str, b: &str) -> bool {
 /// A group's volumes as perf names them: its disks' drive letters (`F:`) and CSV volumes are
 /// reported by their mount path, which starts with the same letter.
 fn volume_of_letter(volume: &str, letter: &str) -> bool {
-    volume.len() >= letter.len() && volume[..letter.len()].eq_ignore_ascii_case(letter)
+    // Bytes, not a str slice: the cut may fall inside a character of another volume's name.
+    volume
+        .as_bytes()
+        .get(..letter.len())
+        .is_some_and(|head| head.eq_ignore_ascii_case(letter.as_bytes()))
 }
 
 fn mean(values: impl IntoIterator<Item = f64>) -> Option<f64> {
@@ -292,6 +342,7 @@ impl Service {
 
     /// Merges every landed batch into chunks, in bounded rounds.
     pub async fn compact_perf(&self) -> Result<CompactStats> {
+        let _one_at_a_time = self.perf_compacting.lock().await;
         let mut total = CompactStats::default();
         loop {
             let now = Utc::now().timestamp_millis();
@@ -317,11 +368,15 @@ impl Service {
     }
 
     /// Reads `series` over `range` into steps, from the resolution the range and step allow.
-    async fn read_steps(
+    /// The chunks of `series` over `range`, at the resolution the range and step allow.
+    /// Refused when the series times the steps exceed `max_points`.
+    async fn read_chunks(
         &self,
         series: &[StoredSeries],
         range: PerfRange,
-    ) -> Result<(Resolution, HashMap<i64, Vec<Option<StepPoint>>>)> {
+        max_points: usize,
+    ) -> Result<(Resolution, Vec<StoredChunk>)> {
+        range.check_points(series.len(), max_points)?;
         let now = Utc::now().timestamp_millis();
         let resolution = choose_resolution(range.from_ms, range.step_ms, now, &self.perf.retention);
         let ids: Vec<i64> = series.iter().map(|s| s.id).collect();
@@ -329,15 +384,22 @@ impl Service {
             .store
             .perf_chunks(&ids, resolution, range.from_ms, range.to_ms)
             .await?;
-        let mut steps: HashMap<i64, Steps> = ids
-            .iter()
-            .map(|&id| (id, Steps::new(range.from_ms, range.to_ms, range.step_ms)))
-            .collect();
-        let damaged = |e: String| Error::internal(format!("damaged perf chunk: {e}"));
+        Ok((resolution, chunks))
+    }
+
+    /// Reads `series` over `range` into steps, from the resolution the range and step allow.
+    /// Series without data in the range are absent from the answer.
+    async fn read_steps(
+        &self,
+        series: &[StoredSeries],
+        range: PerfRange,
+    ) -> Result<(Resolution, HashMap<i64, Vec<Option<StepPoint>>>)> {
+        let (resolution, chunks) = self.read_chunks(series, range, MAX_QUERY_POINTS).await?;
+        let mut steps: HashMap<i64, Steps> = HashMap::new();
         for chunk in chunks {
-            let Some(acc) = steps.get_mut(&chunk.series_id) else {
-                continue;
-            };
+            let acc = steps
+                .entry(chunk.series_id)
+                .or_insert_with(|| Steps::new(range.from_ms, range.to_ms, range.step_ms));
             match resolution {
                 Resolution::Raw => acc.add_raw(&RawChunk::decode(&chunk.data).map_err(damaged)?),
                 _ => acc.add_rollup(&RollupChunk::decode(&chunk.data).map_err(damaged)?.points),
@@ -350,32 +412,18 @@ impl Service {
     }
 
     /// Each series' mean per step over `range`: what the sums over nodes and volumes need.
+    /// Series without data in the range are absent from the answer.
     async fn read_means(
         &self,
         series: &[StoredSeries],
         range: PerfRange,
     ) -> Result<(Resolution, HashMap<i64, Vec<Option<f64>>>)> {
-        let now = Utc::now().timestamp_millis();
-        let resolution = choose_resolution(range.from_ms, range.step_ms, now, &self.perf.retention);
-        let ids: Vec<i64> = series.iter().map(|s| s.id).collect();
-        let chunks = self
-            .store
-            .perf_chunks(&ids, resolution, range.from_ms, range.to_ms)
-            .await?;
-        let mut steps: HashMap<i64, MeanSteps> = ids
-            .iter()
-            .map(|&id| {
-                (
-                    id,
-                    MeanSteps::new(range.from_ms, range.to_ms, range.step_ms),
-                )
-            })
-            .collect();
-        let damaged = |e: String| Error::internal(format!("damaged perf chunk: {e}"));
+        let (resolution, chunks) = self.read_chunks(series, range, MAX_SUM_POINTS).await?;
+        let mut steps: HashMap<i64, MeanSteps> = HashMap::new();
         for chunk in chunks {
-            let Some(acc) = steps.get_mut(&chunk.series_id) else {
-                continue;
-            };
+            let acc = steps
+                .entry(chunk.series_id)
+                .or_insert_with(|| MeanSteps::new(range.from_ms, range.to_ms, range.step_ms));
             if resolution == Resolution::Raw {
                 acc.add_raw(&RawChunk::decode(&chunk.data).map_err(damaged)?);
             } else {
@@ -678,7 +726,7 @@ impl Service {
         }
         let to_ms = query.to_ms.unwrap_or_else(|| Utc::now().timestamp_millis());
         let range = PerfRange::new(
-            Some(query.from_ms.unwrap_or(to_ms - 86_400_000)),
+            Some(query.from_ms.unwrap_or(to_ms.saturating_sub(86_400_000))),
             Some(to_ms),
             Some(60_000),
         )?;
@@ -809,6 +857,10 @@ fn summed<'a>(
     per_step.into_iter().flatten().collect()
 }
 
+fn damaged(e: String) -> Error {
+    Error::internal(format!("damaged perf chunk: {e}"))
+}
+
 /// Adds `values` into `into` step by step; a step stays empty only where both are.
 fn add_into(into: &mut [Option<f64>], values: &[Option<f64>]) {
     for (slot, v) in into.iter_mut().zip(values) {
@@ -818,11 +870,13 @@ fn add_into(into: &mut [Option<f64>], values: &[Option<f64>]) {
     }
 }
 
-/// Flat samples (the REST shape) grouped into series.
-pub fn group_samples(samples: Vec<FlatSample>) -> Vec<SeriesPoints> {
+/// Flat samples (the REST shape) grouped into series, in first-seen order, with where each
+/// series' samples stood among the flat ones (so an error can name the sender's position).
+pub fn group_samples(samples: Vec<FlatSample>) -> (Vec<SeriesPoints>, Vec<Vec<usize>>) {
     let mut index: HashMap<SeriesKey, usize> = HashMap::new();
     let mut out: Vec<SeriesPoints> = Vec::new();
-    for s in samples {
+    let mut origins: Vec<Vec<usize>> = Vec::new();
+    for (position, s) in samples.into_iter().enumerate() {
         let key = SeriesKey {
             node: s.node,
             volume: s.volume,
@@ -835,12 +889,14 @@ pub fn group_samples(samples: Vec<FlatSample>) -> Vec<SeriesPoints> {
                 at_ms: Vec::new(),
                 values: Vec::new(),
             });
+            origins.push(Vec::new());
             out.len() - 1
         });
         out[i].at_ms.push(s.at.timestamp_millis());
         out[i].values.push(s.value);
+        origins[i].push(position);
     }
-    out
+    (out, origins)
 }
 
 /// One sample as a pipeline posts it.
@@ -902,4 +958,48 @@ pub fn start_maintenance(
             }
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn field(result: Result<PerfRange>) -> String {
+        result.unwrap_err().fields[0].field.clone()
+    }
+
+    #[test]
+    fn ranges_are_bounded_before_any_arithmetic() {
+        assert_eq!(field(PerfRange::new(Some(i64::MIN), Some(0), None)), "from");
+        assert_eq!(field(PerfRange::new(Some(0), Some(i64::MAX), None)), "to");
+        assert_eq!(
+            field(PerfRange::new(Some(0), Some(1), Some(i64::MAX))),
+            "step"
+        );
+        assert_eq!(field(PerfRange::new(Some(5), Some(5), None)), "from");
+        assert_eq!(
+            field(PerfRange::new(Some(0), Some(86_400_000), Some(1_000))),
+            "step",
+            "86,400 steps"
+        );
+        let day = PerfRange::new(Some(0), Some(86_400_000), Some(60_000)).unwrap();
+        assert_eq!(day.steps(), 1441);
+        assert!(day.check_points(100, MAX_QUERY_POINTS).is_ok());
+        assert_eq!(
+            day.check_points(MAX_QUERY_POINTS / 1441 + 1, MAX_QUERY_POINTS)
+                .unwrap_err()
+                .fields[0]
+                .field,
+            "step"
+        );
+    }
+
+    #[test]
+    fn letters_match_their_volume_paths_only() {
+        assert!(volume_of_letter("F:\\Shares", "f:"));
+        assert!(volume_of_letter("F:", "F:"));
+        assert!(!volume_of_letter("G:", "F:"));
+        assert!(!volume_of_letter("é", "F:"));
+        assert!(!volume_of_letter("aé", "F:"));
+    }
 }

@@ -70,6 +70,8 @@ pub struct CompactStats {
 pub struct ExpireStats {
     pub chunks_deleted: u64,
     pub chunks_trimmed: u64,
+    /// Series left without any point.
+    pub series_deleted: u64,
 }
 
 #[async_trait]
@@ -163,8 +165,10 @@ impl Compaction {
     /// The series keys per cluster, for resolving their ids.
     pub fn keys(&self) -> BTreeMap<Uuid, Vec<&SeriesKey>> {
         let mut out: BTreeMap<Uuid, Vec<&SeriesKey>> = BTreeMap::new();
-        for (cluster, key) in self.points.keys() {
-            out.entry(*cluster).or_default().push(key);
+        for ((cluster, key), windows) in &self.points {
+            if !windows.is_empty() {
+                out.entry(*cluster).or_default().push(key);
+            }
         }
         out
     }
@@ -181,16 +185,13 @@ impl Compaction {
 }
 
 /// The chunks a resolved compaction touches, per resolution: series ids and the window range.
-pub fn chunks_touched(resolved: &Resolved, resolution: Resolution) -> (Vec<i64>, i64, i64) {
+pub fn chunks_touched(resolved: &Resolved, resolution: Resolution) -> (Vec<i64>, Vec<i64>) {
     let ids: Vec<i64> = resolved.keys().copied().collect();
-    let windows = resolved.values().flat_map(|w| w.keys().copied());
-    let (lo, hi) = windows.fold((i64::MAX, i64::MIN), |(lo, hi), w| {
-        (
-            lo.min(resolution.window_start(w)),
-            hi.max(resolution.window_start(w)),
-        )
-    });
-    (ids, lo, hi)
+    let windows: std::collections::BTreeSet<i64> = resolved
+        .values()
+        .flat_map(|w| w.keys().map(|&start| resolution.window_start(start)))
+        .collect();
+    (ids, windows.into_iter().collect())
 }
 
 /// Merges the new points into the stored chunks (`stored` keyed by series, resolution, window
@@ -379,14 +380,12 @@ macro_rules! impl_perf_store {
                 .map_err(db_error)?;
                 let mut taken = 0usize;
                 let mut ids = Vec::new();
-                let mut clusters = Vec::new();
-                for (id, cluster, samples) in &landed {
+                for (id, _, samples) in &landed {
                     if !ids.is_empty() && taken + *samples as usize > max_samples {
                         break;
                     }
                     taken += *samples as usize;
                     ids.push(*id);
-                    clusters.push(parse_uuid(cluster)?);
                 }
                 let mut stats = CompactStats {
                     batches: ids.len(),
@@ -399,27 +398,26 @@ macro_rules! impl_perf_store {
                     return Ok(stats);
                 }
                 let mut work = Compaction::new(now_ms, retention);
-                for (id_chunk, cluster_chunk) in ids
-                    .chunks(Self::MAX_BINDS)
-                    .zip(clusters.chunks(Self::MAX_BINDS))
-                {
+                for id_chunk in ids.chunks(Self::MAX_BINDS) {
+                    // The cluster is read with the data: a row gone meanwhile (its cluster
+                    // deleted) must not shift the others onto the wrong cluster.
                     let mut qb = sqlx::QueryBuilder::<$db>::new(
-                        "SELECT id, data FROM perf_landed WHERE id IN (",
+                        "SELECT id, cluster_id, data FROM perf_landed WHERE id IN (",
                     );
                     let mut list = qb.separated(", ");
                     for id in id_chunk {
                         list.push_bind(*id);
                     }
                     qb.push(") ORDER BY id");
-                    let rows: Vec<(i64, Vec<u8>)> = qb
+                    let rows: Vec<(i64, String, Vec<u8>)> = qb
                         .build_query_as()
                         .fetch_all(&mut *tx)
                         .await
                         .map_err(db_error)?;
-                    for ((id, data), cluster) in rows.into_iter().zip(cluster_chunk) {
+                    for (id, cluster, data) in rows {
                         let batch = Batch::decode(&data)
                             .map_err(|e| corrupt("landed perf batch", &format!("{id}: {e}")))?;
-                        work.add(*cluster, batch);
+                        work.add(parse_uuid(&cluster)?, batch);
                     }
                 }
                 stats.samples = work.samples;
@@ -441,14 +439,9 @@ macro_rules! impl_perf_store {
                                 .push_bind(key.source.as_str());
                         });
                         qb.push(" ON CONFLICT (cluster_id, node, volume, counter, source) DO NOTHING");
-                        if let Err(e) = qb.build().execute(&mut *tx).await {
-                            // The cluster was deleted since the batch landed: its rows went
-                            // with it, and so do these points.
-                            if $crate::store::common::is_foreign_key_violation(&e) {
-                                continue;
-                            }
-                            return Err(db_error(e));
-                        }
+                        // A cluster deleted since its rows were read fails this round; the next
+                        // finds its rows gone with it.
+                        qb.build().execute(&mut *tx).await.map_err(db_error)?;
                     }
                     let rows: Vec<SeriesRow> = sqlx::query_as(
                         "SELECT id, node, volume, counter, source FROM perf_series \
@@ -467,10 +460,26 @@ macro_rules! impl_perf_store {
 
                 let mut stored: HashMap<(i64, Resolution, i64), Vec<u8>> = HashMap::new();
                 for resolution in Resolution::ALL {
-                    let (series, lo, hi) = chunks_touched(&resolved, resolution);
-                    for chunk in series.chunks(Self::MAX_BINDS - 3) {
-                        let rows: Vec<(i64, i64, Vec<u8>)> =
-                            Self::select_chunks(resolution, lo - 1, hi + 1, chunk)
+                    // Only the windows the new points fall in: one late sample must not make
+                    // the round read every hour since.
+                    let (series, windows) = chunks_touched(&resolved, resolution);
+                    for chunk in series.chunks(Self::MAX_BINDS - 1 - windows.len()) {
+                        let mut qb = sqlx::QueryBuilder::<$db>::new(
+                            "SELECT series_id, start_ms, data FROM perf_chunks WHERE resolution = ",
+                        );
+                        qb.push_bind(resolution.as_str());
+                        qb.push(" AND start_ms IN (");
+                        let mut list = qb.separated(", ");
+                        for window in &windows {
+                            list.push_bind(*window);
+                        }
+                        qb.push(") AND series_id IN (");
+                        let mut list = qb.separated(", ");
+                        for id in chunk {
+                            list.push_bind(*id);
+                        }
+                        qb.push(")");
+                        let rows: Vec<(i64, i64, Vec<u8>)> = qb
                             .build_query_as()
                             .fetch_all(&mut *tx)
                             .await
@@ -510,6 +519,11 @@ macro_rules! impl_perf_store {
 
                 let mut stats = ExpireStats::default();
                 let mut tx = self.writer().begin().await.map_err(db_error)?;
+                // Trimming rewrites chunks a compaction may be merging into.
+                let lock: Option<&str> = $compact_lock;
+                if let Some(lock) = lock {
+                    sqlx::query(lock).execute(&mut *tx).await.map_err(db_error)?;
+                }
                 for resolution in Resolution::ALL {
                     let horizon = now_ms - retention.of(resolution);
                     stats.chunks_deleted += sqlx::query(
@@ -540,6 +554,14 @@ macro_rules! impl_perf_store {
                     stats.chunks_trimmed += writes.len() as u64;
                     Self::write_chunks(&mut tx, &writes).await?;
                 }
+                stats.series_deleted = sqlx::query(
+                    "DELETE FROM perf_series WHERE NOT EXISTS \
+                     (SELECT 1 FROM perf_chunks WHERE perf_chunks.series_id = perf_series.id)",
+                )
+                .execute(&mut *tx)
+                .await
+                .map_err(db_error)?
+                .rows_affected();
                 tx.commit().await.map_err(db_error)?;
                 Ok(stats)
             }
@@ -554,13 +576,15 @@ macro_rules! impl_perf_store {
                 let rows: Vec<SeriesRow> = sqlx::query_as(
                     "SELECT id, node, volume, counter, source FROM perf_series \
                      WHERE cluster_id = $1 AND ($2 IS NULL OR counter = $2) \
-                     AND ($3 IS NULL OR source = $3) AND ($4 IS NULL OR lower(volume) = lower($4)) \
+                     AND ($3 IS NULL OR source = $3) AND ($4 IS NULL OR lower(volume) = $4) \
                      ORDER BY node, volume, counter, source",
                 )
                 .bind(cluster_id.to_string())
                 .bind(filter.counter.map(|c| c.as_str()))
                 .bind(filter.source.map(|s| s.as_str()))
-                .bind(filter.volume.as_deref())
+                // ASCII folding on both sides, as names compare in the service: SQLite's lower()
+                // folds only ASCII, and so does Postgres's on the `COLLATE "C"` column.
+                .bind(filter.volume.as_deref().map(str::to_ascii_lowercase))
                 .fetch_all(self.reader())
                 .await
                 .map_err(db_error)?;
