@@ -115,16 +115,21 @@ async fn stored_points(
     out
 }
 
+/// A real server on port 0 over `store`, with the bootstrap admin token.
+async fn start(store: Arc<dyn ferry::store::Store>) -> ferry::server::RunningServer {
+    let config = Config {
+        http_addr: "127.0.0.1:0".parse().unwrap(),
+        grpc_addr: "127.0.0.1:0".parse().unwrap(),
+        bootstrap_token: Some(BOOTSTRAP.into()),
+        ..Default::default()
+    };
+    start_with_store(&config, store).await.unwrap()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_ingest_paths_store_and_bad_batches_store_nothing() {
     on_each_backend(|_, store| async move {
-        let config = Config {
-            http_addr: "127.0.0.1:0".parse().unwrap(),
-            grpc_addr: "127.0.0.1:0".parse().unwrap(),
-            bootstrap_token: Some(BOOTSTRAP.into()),
-            ..Default::default()
-        };
-        let server = start_with_store(&config, store.clone()).await.unwrap();
+        let server = start(store.clone()).await;
         let service = server.service.clone();
         let addr = server.http_addr;
         let (status, body) = http_json(
@@ -804,13 +809,7 @@ async fn placement_keeps_every_target_node_under_its_headroom() {
 async fn grpc_answers_the_perf_questions_and_runs_validations() {
     use ferry::grpc::pb::validation_service_client::ValidationServiceClient;
     on_each_backend(|_, store| async move {
-        let config = Config {
-            http_addr: "127.0.0.1:0".parse().unwrap(),
-            grpc_addr: "127.0.0.1:0".parse().unwrap(),
-            bootstrap_token: Some(BOOTSTRAP.into()),
-            ..Default::default()
-        };
-        let server = start_with_store(&config, store.clone()).await.unwrap();
+        let server = start(store.clone()).await;
         server
             .service
             .create_cluster(&admin(), &new_cluster("G"))

@@ -78,10 +78,16 @@ pub struct Steps {
     acc: Vec<Acc>,
 }
 
+/// The steps of `[from_ms, to_ms)`: the first one's start (aligned down to the step) and how many.
+fn grid(from_ms: i64, to_ms: i64, step_ms: i64) -> (i64, usize) {
+    let from_ms = from_ms.div_euclid(step_ms) * step_ms;
+    let n = ((to_ms - from_ms + step_ms - 1) / step_ms).max(0) as usize;
+    (from_ms, n)
+}
+
 impl Steps {
     pub fn new(from_ms: i64, to_ms: i64, step_ms: i64) -> Steps {
-        let from_ms = from_ms.div_euclid(step_ms) * step_ms;
-        let n = ((to_ms - from_ms + step_ms - 1) / step_ms).max(0) as usize;
+        let (from_ms, n) = grid(from_ms, to_ms, step_ms);
         Steps {
             from_ms,
             step_ms,
@@ -170,8 +176,7 @@ pub struct MeanSteps {
 
 impl MeanSteps {
     pub fn new(from_ms: i64, to_ms: i64, step_ms: i64) -> MeanSteps {
-        let from_ms = from_ms.div_euclid(step_ms) * step_ms;
-        let n = ((to_ms - from_ms + step_ms - 1) / step_ms).max(0) as usize;
+        let (from_ms, n) = grid(from_ms, to_ms, step_ms);
         MeanSteps {
             from_ms,
             step_ms,
