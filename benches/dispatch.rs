@@ -24,11 +24,11 @@ use tonic::transport::Channel;
 
 use ferry::auth::Caller;
 use ferry::config::Config;
-use ferry::grpc::pb;
-use ferry::grpc::pb::agent_message::Body as AgentBody;
-use ferry::grpc::pb::agent_service_client::AgentServiceClient;
-use ferry::grpc::pb::server_message::Body as ServerBody;
 use ferry::model::Action;
+use ferry::protocol::pb;
+use ferry::protocol::pb::agent_message::Body as AgentBody;
+use ferry::protocol::pb::agent_service_client::AgentServiceClient;
+use ferry::protocol::pb::server_message::Body as ServerBody;
 use ferry::service::Service;
 
 const BOOTSTRAP: &str = "bench-bootstrap-secret-0123456789";

@@ -27,10 +27,10 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::Request;
 use tonic::transport::Channel;
 
-use ferry::grpc::pb;
-use ferry::grpc::pb::agent_message::Body as AgentBody;
-use ferry::grpc::pb::agent_service_client::AgentServiceClient;
-use ferry::grpc::pb::server_message::Body as ServerBody;
+use ferry::protocol::pb;
+use ferry::protocol::pb::agent_message::Body as AgentBody;
+use ferry::protocol::pb::agent_service_client::AgentServiceClient;
+use ferry::protocol::pb::server_message::Body as ServerBody;
 use proc_stat::{clock_ticks, cpu_ticks};
 
 // The shipped `ferry` binary's allocator: the server in this process costs what it does there.

@@ -12,8 +12,9 @@ use std::time::{Duration, Instant};
 
 use ferry::auth::Caller;
 use ferry::model::{NewCluster, OsGeneration, Role};
-use ferry::service::{PageParams, Service};
-use ferry::store::{ShareFilter, Store};
+use ferry::model::{PageParams, ShareFilter};
+use ferry::service::Service;
+use ferry::store::Store;
 
 struct Row {
     backend: &'static str,

@@ -177,7 +177,7 @@ async fn run(
         agent_down_after_ms: 120_000,
         ..Default::default()
     };
-    let server = ferry::server::start_with_store(&config, store)
+    let server = ferry::server::start_with_store(&config, store.clone())
         .await
         .unwrap();
     let service = server.service.clone();
@@ -234,7 +234,7 @@ async fn run(
             .expect("start ferry agent");
         agents.push(agent);
     }
-    while service.gateway().session_count() < 3 {
+    while service.connected_agents() < 3 {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let request = JobRequest {
@@ -263,7 +263,7 @@ async fn run(
     let mut last_report = Instant::now();
     let detail = loop {
         tokio::time::sleep(Duration::from_millis(200)).await;
-        let job = service.store().get_job(job.job.id).await.unwrap();
+        let job = store.get_job(job.job.id).await.unwrap();
         if job.state.is_finished() {
             break job;
         }
@@ -276,7 +276,7 @@ async fn run(
     let server_cpu = Duration::from_secs_f64(
         (cpu_ticks(std::process::id()) - cpu_before) as f64 / clock_ticks() as f64,
     );
-    let groups_done = service.store().job_groups(detail.id).await.unwrap();
+    let groups_done = store.job_groups(detail.id).await.unwrap();
     let steps: u64 = groups_done
         .iter()
         .flat_map(|g| g.steps.iter().chain(g.rollback.iter()))
@@ -294,7 +294,7 @@ async fn run(
             group.error.as_deref().unwrap_or("")
         );
     }
-    let reaction = reaction_ms(service.store().as_ref(), &groups_done).await;
+    let reaction = reaction_ms(store.as_ref(), &groups_done).await;
     let row = Row {
         reaction,
         server_cpu,

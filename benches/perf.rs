@@ -24,10 +24,10 @@ use std::time::{Duration, Instant};
 
 use ferry::auth::Caller;
 use ferry::config::Config;
-use ferry::grpc::pb;
-use ferry::grpc::pb::perf_service_client::PerfServiceClient;
 use ferry::model::{NewCluster, OsGeneration, Role};
 use ferry::perf::{Counter, SeriesKey, SeriesPoints, Source};
+use ferry::protocol::pb;
+use ferry::protocol::pb::perf_service_client::PerfServiceClient;
 use ferry::service::perf::PerfRange;
 use ferry::store::Store;
 

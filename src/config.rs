@@ -60,19 +60,23 @@ pub struct Config {
 
 impl Default for Config {
     fn default() -> Self {
+        // The layers' own defaults, so each is written once.
+        let http = crate::http::HttpOptions::default();
+        let timing = crate::model::AgentTiming::default();
+        let millis = |d: std::time::Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
         Self {
             database_url: "sqlite://ferry.db".into(),
             http_addr: SocketAddr::from(([127, 0, 0, 1], 8080)),
             grpc_addr: SocketAddr::from(([127, 0, 0, 1], 50051)),
             bootstrap_token: None,
-            cors_origins: Vec::new(),
+            cors_origins: http.cors_origins,
             log_format: LogFormat::Text,
             log_level: "info".into(),
-            max_body_bytes: 1024 * 1024,
-            max_inventory_bytes: 256 * 1024 * 1024,
-            agent_heartbeat_ms: 10_000,
-            agent_lease_ms: 30_000,
-            agent_down_after_ms: 60_000,
+            max_body_bytes: http.max_body_bytes,
+            max_inventory_bytes: http.max_inventory_bytes,
+            agent_heartbeat_ms: millis(timing.heartbeat),
+            agent_lease_ms: millis(timing.lease),
+            agent_down_after_ms: millis(timing.down_after),
             tls_cert: None,
             tls_key: None,
             hop_overrides: Vec::new(),
@@ -248,9 +252,9 @@ impl Config {
     }
 
     /// How perf data is kept and compacted.
-    pub fn perf_settings(&self) -> crate::service::perf::PerfSettings {
+    pub fn perf_settings(&self) -> crate::perf::PerfSettings {
         const HOUR_MS: i64 = 3_600_000;
-        crate::service::perf::PerfSettings {
+        crate::perf::PerfSettings {
             retention: crate::perf::Retention {
                 raw_ms: self.perf_raw_retention_hours as i64 * HOUR_MS,
                 minute_ms: self.perf_minute_retention_days as i64 * 24 * HOUR_MS,
@@ -261,6 +265,15 @@ impl Config {
     }
 
     /// The hop table routes are planned with: the built-in rows under `hop_overrides`.
+    /// Timing of the agent protocol.
+    pub fn agent_timing(&self) -> crate::model::AgentTiming {
+        crate::model::AgentTiming {
+            heartbeat: std::time::Duration::from_millis(self.agent_heartbeat_ms),
+            lease: std::time::Duration::from_millis(self.agent_lease_ms),
+            down_after: std::time::Duration::from_millis(self.agent_down_after_ms),
+        }
+    }
+
     pub fn hop_table(&self) -> crate::plan::HopTable {
         crate::plan::HopTable::builtin().with_overrides(self.hop_overrides.clone())
     }

@@ -329,13 +329,13 @@ async fn print_volume_view(client: &ApiClient, title: &str) -> anyhow::Result<()
 async fn wait_for_agents(service: &crate::service::Service, count: usize) -> anyhow::Result<()> {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     loop {
-        if service.gateway().session_count() >= count {
+        if service.connected_agents() >= count {
             return Ok(());
         }
         if tokio::time::Instant::now() > deadline {
             anyhow::bail!(
                 "only {} of {count} agents connected within 30 s",
-                service.gateway().session_count()
+                service.connected_agents()
             );
         }
         tokio::time::sleep(Duration::from_millis(100)).await;

@@ -1,25 +1,20 @@
 //! Ferry: a control plane that moves clustered file-server roles between failover clusters.
 //!
-//! See `ARCHITECTURE.md` for the map of the code.
+//! This crate is the composition root: the `ferry` command line, its configuration, the server
+//! that wires the layers together, and the demo. The layers themselves are the workspace's crates
+//! (see `ARCHITECTURE.md`), re-exported here under their short names.
 
-pub mod agent;
-pub mod auth;
 pub mod cli_jobs;
 pub mod client;
 pub mod config;
 pub mod demo;
-pub mod error;
-pub mod gateway;
-pub mod grpc;
-pub mod http;
-pub mod metrics;
-pub mod model;
-pub mod perf;
-pub mod plan;
-pub mod scheduler;
 pub mod server;
-pub mod service;
-pub mod sim;
-pub mod store;
-pub mod validation;
-pub mod webhooks;
+
+pub use ferry_agent as agent;
+pub use ferry_api::{gateway, grpc, http, metrics, webhooks};
+pub use ferry_core::{advance, error, model, perf, plan, validation};
+pub use ferry_protocol as protocol;
+pub use ferry_service as service;
+pub use ferry_service::{auth, scheduler};
+pub use ferry_sim as sim;
+pub use ferry_store as store;

@@ -10,7 +10,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::config::Config;
-use crate::gateway::{Gateway, GatewaySettings};
+use crate::gateway::Gateway;
 use crate::http::{AppState, HttpOptions};
 use crate::metrics::Metrics;
 use crate::service::{self, Service};
@@ -74,8 +74,10 @@ pub async fn start_with_store(
             .await
             .context("creating the bootstrap token")?;
     }
-    let gateway = Arc::new(Gateway::new(GatewaySettings::from_config(config)));
-    let service = Service::with_gateway(store, gateway)
+    let gateway = Arc::new(Gateway::new());
+    let service = Service::new(store)
+        .with_agent_links(gateway.clone())
+        .with_agent_timing(config.agent_timing())
         .with_hop_table(config.hop_table())
         .with_perf_settings(config.perf_settings());
     let metrics = Arc::new(Metrics::new());
@@ -109,6 +111,7 @@ pub async fn start_with_store(
         AppState {
             service: service.clone(),
             metrics: metrics.clone(),
+            closing: stopped.clone(),
         },
         &options,
     );
@@ -130,6 +133,7 @@ pub async fn start_with_store(
         let mut stopped = stopped.clone();
         let grpc = crate::grpc::serve(
             service.clone(),
+            gateway.clone(),
             metrics,
             config.max_inventory_bytes,
             grpc_listener,

@@ -23,12 +23,12 @@ use ferry::agent::exec::{Builtin, DriverKind, Executor};
 use ferry::agent::session::AgentConfig;
 use ferry::agent::state::StateDir;
 use ferry::config::Config;
-use ferry::grpc::pb;
-use ferry::grpc::pb::agent_admin_service_client::AgentAdminServiceClient;
-use ferry::grpc::pb::agent_message::Body as AgentBody;
-use ferry::grpc::pb::agent_service_client::AgentServiceClient;
-use ferry::grpc::pb::server_message::Body as ServerBody;
 use ferry::model::{Action, JoinTokenInfo, TaskError};
+use ferry::protocol::pb;
+use ferry::protocol::pb::agent_admin_service_client::AgentAdminServiceClient;
+use ferry::protocol::pb::agent_message::Body as AgentBody;
+use ferry::protocol::pb::agent_service_client::AgentServiceClient;
+use ferry::protocol::pb::server_message::Body as ServerBody;
 use ferry::server::{RunningServer, start_with_store};
 use ferry::store::{JoinTokenRecord, Store};
 

@@ -9,10 +9,10 @@ use tonic::transport::Channel;
 use tonic::{Code, Request, Status};
 
 use ferry::config::Config;
-use ferry::grpc::pb;
-use ferry::grpc::pb::admin_service_client::AdminServiceClient;
-use ferry::grpc::pb::inventory_service_client::InventoryServiceClient;
 use ferry::model::{Access, InventoryDocument};
+use ferry::protocol::pb;
+use ferry::protocol::pb::admin_service_client::AdminServiceClient;
+use ferry::protocol::pb::inventory_service_client::InventoryServiceClient;
 use ferry::server::{RunningServer, start_with_store};
 use ferry::store::Store;
 

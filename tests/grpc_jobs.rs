@@ -13,8 +13,8 @@ use tonic::transport::Channel;
 use tonic::{Code, Request, Status, Streaming};
 
 use ferry::config::Config;
-use ferry::grpc::pb;
-use ferry::grpc::pb::job_service_client::JobServiceClient;
+use ferry::protocol::pb;
+use ferry::protocol::pb::job_service_client::JobServiceClient;
 use ferry::server::{RunningServer, start_with_store};
 
 use common::{sample_inventory, sqlite_store};

@@ -83,10 +83,7 @@ impl Api {
             .unwrap();
         let expired = token(store.as_ref(), "expired", Role::Admin, Some(1)).await;
         tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
-        let state = AppState {
-            service: Service::new(store.clone()),
-            metrics: Arc::new(Metrics::new()),
-        };
+        let state = AppState::new(Service::new(store.clone()), Arc::new(Metrics::new()));
         Self {
             router: ferry::http::router(state, &options),
             store,

@@ -69,7 +69,7 @@ fn free_port() -> u16 {
 
 /// The server under test: in this process, or a `ferry server` process that can be killed.
 enum Server {
-    InProcess(RunningServer),
+    InProcess(Box<RunningServer>),
     Process(std::process::Child),
 }
 
@@ -92,7 +92,7 @@ impl Harness {
         let server = start_with_store(&config, store.clone())
             .await
             .expect("server starts");
-        Self::with_server(config, Server::InProcess(server), Some(store))
+        Self::with_server(config, Server::InProcess(Box::new(server)), Some(store))
     }
 
     /// A `ferry server` process on `database_url`, so the test can kill it as a crash would.
@@ -152,7 +152,7 @@ impl Harness {
                 let server = start_with_store(&self.config, store)
                     .await
                     .expect("server restarts");
-                self.server = Some(Server::InProcess(server));
+                self.server = Some(Server::InProcess(Box::new(server)));
             }
             Server::Process(_) => panic!("a server process is killed, not stopped"),
         }

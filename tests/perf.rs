@@ -16,11 +16,11 @@ use uuid::Uuid;
 
 use ferry::auth::Caller;
 use ferry::config::Config;
-use ferry::grpc::pb;
-use ferry::grpc::pb::perf_service_client::PerfServiceClient;
 use ferry::model::Role;
 use ferry::perf::chunk::p95_of_sorted;
 use ferry::perf::{Counter, RawChunk, Resolution, Retention, SeriesKey, SeriesPoints, Source};
+use ferry::protocol::pb;
+use ferry::protocol::pb::perf_service_client::PerfServiceClient;
 use ferry::server::start_with_store;
 use ferry::service::Service;
 use ferry::service::perf::{PerfRange, PlacementQuery, SeriesQuery};
@@ -807,7 +807,7 @@ async fn placement_keeps_every_target_node_under_its_headroom() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn grpc_answers_the_perf_questions_and_runs_validations() {
-    use ferry::grpc::pb::validation_service_client::ValidationServiceClient;
+    use ferry::protocol::pb::validation_service_client::ValidationServiceClient;
     on_each_backend(|_, store| async move {
         let server = start(store.clone()).await;
         server
@@ -829,7 +829,7 @@ async fn grpc_answers_the_perf_questions_and_runs_validations() {
             .map(|s| pb::PerfSeries {
                 node: s.key.node,
                 volume: s.key.volume,
-                counter: ferry::agent::reports::counter_to_pb(s.key.counter) as i32,
+                counter: ferry::protocol::convert::perf::counter_to_pb(s.key.counter) as i32,
                 source: match s.key.source {
                     Source::Node => pb::PerfSource::Node,
                     Source::Storage => pb::PerfSource::Storage,

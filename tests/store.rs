@@ -16,12 +16,11 @@ use ferry::model::{
     TaskState,
 };
 use ferry::model::{
-    AuditOutcome, ClusterPatch, Group, NewAudit, OsGeneration, Permission, ResourceState, Role,
-    Share,
+    AuditFilter, AuditOutcome, ClusterPatch, Group, NewAudit, OsGeneration, Permission,
+    ResourceState, Role, Share, ShareFilter,
 };
 use ferry::store::{
-    AgentEnrollment, AuditFilter, Backend, GroupKey, IdempotencyClaim, JoinTokenRecord, NewTask,
-    ShareFilter, Store,
+    AgentEnrollment, Backend, GroupKey, IdempotencyClaim, JoinTokenRecord, NewTask, Store,
 };
 use uuid::Uuid;
 

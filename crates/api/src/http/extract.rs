@@ -1,0 +1,167 @@
+//! Request extractors whose every rejection is a problem+json [`Error`] a person can act on.
+
+use super::problem::HttpError;
+use std::net::SocketAddr;
+
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Request};
+use http::request::Parts;
+use http::{StatusCode, header};
+use serde::de::DeserializeOwned;
+
+use super::AppState;
+use ferry_core::error::{Error, ErrorCode};
+use ferry_service::auth::{Caller, parse_bearer};
+
+impl FromRequestParts<AppState> for Caller {
+    type Rejection = HttpError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, HttpError> {
+        let secret = match parts.headers.get(header::AUTHORIZATION) {
+            None => None,
+            Some(value) => Some(value.to_str().ok().and_then(parse_bearer).ok_or_else(|| {
+                Error::unauthenticated("malformed Authorization header: expected `Bearer <token>`")
+            })?),
+        };
+        let source = parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|ConnectInfo(addr)| addr.ip().to_string());
+        Ok(state.service.authenticate(secret, source).await?)
+    }
+}
+
+/// A JSON body: needs a JSON content type, fits the route's size limit, and deserializes
+/// strictly; the error names the offending field.
+pub struct ApiJson<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
+    type Rejection = HttpError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, HttpError> {
+        let json_type = req
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(';').next())
+            .map(|m| {
+                let m = m.trim().to_ascii_lowercase();
+                m == "application/json" || m.ends_with("+json")
+            });
+        if json_type != Some(true) {
+            return Err(HttpError(Error::new(
+                ErrorCode::UnsupportedMediaType,
+                "the request body must be JSON: send `Content-Type: application/json`",
+            )));
+        }
+        let bytes = Bytes::from_request(req, state)
+            .await
+            .map_err(body_rejection)?;
+        Ok(parse_json(&bytes).map(ApiJson)?)
+    }
+}
+
+fn body_rejection(rejection: BytesRejection) -> Error {
+    if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        Error::new(
+            ErrorCode::PayloadTooLarge,
+            "the request body is larger than this route accepts (see max_body_bytes and max_inventory_bytes)",
+        )
+    } else {
+        Error::bad_request(format!(
+            "could not read the request body: {}",
+            rejection.body_text()
+        ))
+    }
+}
+
+/// Strict JSON parsing with the path of the first bad field.
+pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Error> {
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    let value: T = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        let (line, column) = (inner.line(), inner.column());
+        let message = without_position(&inner.to_string());
+        match inner.classify() {
+            serde_json::error::Category::Data => {
+                let field = if path == "." {
+                    "body".to_string()
+                } else {
+                    path
+                };
+                Error::invalid_field(field, message)
+            }
+            _ => Error::bad_request(format!(
+                "malformed JSON at line {line}, column {column}: {message}"
+            )),
+        }
+    })?;
+    de.end().map_err(|e| {
+        Error::bad_request(format!(
+            "malformed JSON: unexpected content after the value at line {}, column {}",
+            e.line(),
+            e.column()
+        ))
+    })?;
+    Ok(value)
+}
+
+/// serde_json appends "at line L column C"; the position is given separately or is meaningless
+/// for a field error.
+fn without_position(message: &str) -> String {
+    match message.rfind(" at line ") {
+        Some(i) => message[..i].to_string(),
+        None => message.to_string(),
+    }
+}
+
+/// Query parameters; a wrong type or unknown value is a 400 naming the parameter.
+pub struct ApiQuery<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for ApiQuery<T> {
+    type Rejection = HttpError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, HttpError> {
+        let query = parts.uri.query().unwrap_or_default();
+        let de = serde_urlencoded::Deserializer::new(form_urlencoded::parse(query.as_bytes()));
+        serde_path_to_error::deserialize(de)
+            .map(ApiQuery)
+            .map_err(|e| {
+                let path = e.path().to_string();
+                let message = e.into_inner().to_string();
+                if path == "." {
+                    Error::bad_request(format!("invalid query string: {message}"))
+                } else {
+                    Error::bad_request(format!("invalid query parameter `{path}`: {message}"))
+                }
+                .into()
+            })
+    }
+}
+
+/// Path parameters; a segment of the wrong type is a 400.
+pub struct ApiPath<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for ApiPath<T> {
+    type Rejection = HttpError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, HttpError> {
+        axum::extract::Path::<T>::from_request_parts(parts, state)
+            .await
+            .map(|axum::extract::Path(v)| ApiPath(v))
+            .map_err(|rejection| Error::bad_request(rejection.body_text()).into())
+    }
+}
+
+/// The value of an optional header, which must be visible ASCII.
+pub fn header_str<'a>(headers: &'a http::HeaderMap, name: &str) -> Result<Option<&'a str>, Error> {
+    headers
+        .get(name)
+        .map(|v| {
+            v.to_str()
+                .map_err(|_| Error::bad_request(format!("header {name} must be visible ASCII")))
+        })
+        .transpose()
+}

@@ -1,0 +1,280 @@
+//! Webhook delivery: every server runs this loop. Each due webhook gets the events after the
+//! last one it acknowledged, up to [`BATCH`], as one signed `POST`; a 2xx answer moves its mark
+//! forward, anything else backs it off exponentially. Events are never skipped: the mark only
+//! moves on success, so a failed batch is posted again, whole.
+//!
+//! Delivery is at least once. A receiver can see a batch twice when a server dies (or stops)
+//! between the receiver's 2xx and the write of the mark, and when two replicas sharing a
+//! database pick the same webhook at the same instant: before posting, a replica pushes the
+//! webhook's `next_attempt` past the request timeout (a claim that makes the others skip it),
+//! but the store has no compare-and-set on webhooks, so two replicas that read the row before
+//! either claim was written both post. Receivers dedupe by event `seq` (or by the batch's
+//! `X-Ferry-Delivery`, the last seq in it); the sequence numbers are stable across retries.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
+use hmac::{Hmac, Mac};
+use http::{Method, Request, header};
+use http_body_util::Full;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use sha2::Sha256;
+use tokio::sync::watch;
+use tokio::task::{self, JoinHandle, JoinSet};
+use uuid::Uuid;
+
+use ferry_core::model::{Webhook, WebhookDelivery, WebhookPayload};
+use ferry_service::Service;
+
+/// How often the loop looks for due webhooks.
+pub const TICK: Duration = Duration::from_millis(500);
+/// Events per delivery at most.
+pub const BATCH: u32 = 100;
+/// A delivery that has not been answered by then has failed.
+pub const TIMEOUT: Duration = Duration::from_secs(10);
+/// The longest pause between attempts, however many failed.
+pub const MAX_BACKOFF: Duration = Duration::from_secs(600);
+/// How far a replica pushes `next_attempt` before posting: longer than [`TIMEOUT`], so other
+/// replicas skip the webhook while the post runs, and short enough that a replica dying mid-post
+/// delays the retry only briefly.
+const CLAIM: Duration = Duration::from_secs(30);
+/// Batches posted back to back to one webhook before others get a turn, so a receiver far behind
+/// catches up quickly without stalling the loop.
+const CATCH_UP_BATCHES: usize = 10;
+/// Longest `last_error` kept: a receiver's error text is not ours to store whole.
+const MAX_ERROR_LEN: usize = 500;
+
+pub const HEADER_WEBHOOK_ID: &str = "x-ferry-webhook-id";
+pub const HEADER_DELIVERY: &str = "x-ferry-delivery";
+pub const HEADER_SIGNATURE: &str = "x-ferry-signature";
+
+type HttpClient = Client<HttpConnector, Full<Bytes>>;
+
+/// `sha256=<hex>`: HMAC-SHA256 of the exact body bytes, keyed with the webhook's secret.
+pub fn signature(secret: &str, body: &[u8]) -> String {
+    let mut mac =
+        Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("HMAC accepts keys of any length");
+    mac.update(body);
+    format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
+}
+
+/// The pause after the `failures`-th failure in a row (counting from 0): 1 s, 2 s, 4 s ... up
+/// to [`MAX_BACKOFF`], plus up to a quarter more at random so receivers that come back are not
+/// hit by every webhook at the same instant.
+pub fn backoff(failures: u32, jitter: f64) -> Duration {
+    let base = Duration::from_secs(1u64 << failures.min(20)).min(MAX_BACKOFF);
+    base.mul_f64(1.0 + jitter.clamp(0.0, 1.0) / 4.0)
+}
+
+/// Starts the delivery loop; it runs until `stopped` turns true. Deliveries in flight then are
+/// abandoned: their webhooks were claimed, so they are posted again once the claim runs out.
+pub fn start(
+    service: Service,
+    mut stopped: watch::Receiver<bool>,
+) -> JoinHandle<anyhow::Result<()>> {
+    let mut connector = HttpConnector::new();
+    connector.set_connect_timeout(Some(Duration::from_secs(5)));
+    let http: HttpClient = Client::builder(TokioExecutor::new()).build(connector);
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(TICK);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // One delivery per webhook at a time on this replica; a slow receiver does not hold up
+        // the others.
+        let mut running: JoinSet<()> = JoinSet::new();
+        let mut busy: HashMap<Uuid, task::Id> = HashMap::new();
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                Some(done) = running.join_next_with_id(), if !running.is_empty() => {
+                    // A panicked delivery frees its webhook too, or it would never be tried again.
+                    let finished = match done {
+                        Ok((id, ())) => id,
+                        Err(e) => e.id(),
+                    };
+                    busy.retain(|_, task| *task != finished);
+                    continue;
+                }
+                _ = stopped.wait_for(|s| *s) => break,
+            }
+            let hooks = match service.webhooks_to_deliver().await {
+                Ok(hooks) => hooks,
+                Err(e) => {
+                    tracing::warn!(error = %e, "could not list webhooks; retrying");
+                    continue;
+                }
+            };
+            let now = Utc::now();
+            for hook in hooks {
+                if busy.contains_key(&hook.id) || hook.next_attempt.is_some_and(|t| t > now) {
+                    continue;
+                }
+                let id = hook.id;
+                let (service, http) = (service.clone(), http.clone());
+                let handle = running.spawn(async move {
+                    if let Err(e) = deliver(&service, &http, hook).await {
+                        tracing::warn!(webhook = %id, error = %e, "webhook delivery not recorded");
+                    }
+                });
+                busy.insert(id, handle.id());
+            }
+        }
+        running.shutdown().await;
+        Ok(())
+    })
+}
+
+/// Posts what `hook` has not acknowledged yet, a batch at a time, until it is caught up, fails,
+/// or has had its turn.
+async fn deliver(
+    service: &Service,
+    http: &HttpClient,
+    mut hook: Webhook,
+) -> ferry_core::error::Result<()> {
+    for _ in 0..CATCH_UP_BATCHES {
+        let events = service.webhook_backlog(&hook, BATCH).await?;
+        let Some(last) = events.last().map(|e| e.seq) else {
+            return Ok(());
+        };
+        let full = events.len() == BATCH as usize;
+        let claimed = WebhookDelivery {
+            delivered: hook.delivered,
+            failures: hook.failures,
+            next_attempt: Some(Utc::now() + CLAIM),
+            last_error: hook.last_error.clone(),
+        };
+        service.record_webhook_delivery(hook.id, &claimed).await?;
+        let body = serde_json::to_vec(&WebhookPayload { events })
+            .map_err(ferry_core::error::Error::internal)?;
+        match post(http, &hook, last, body).await {
+            Ok(()) => {
+                hook.delivered = last;
+                hook.failures = 0;
+                hook.last_error = None;
+                service
+                    .record_webhook_delivery(
+                        hook.id,
+                        &WebhookDelivery {
+                            delivered: last,
+                            failures: 0,
+                            next_attempt: None,
+                            last_error: None,
+                        },
+                    )
+                    .await?;
+                if !full {
+                    return Ok(());
+                }
+            }
+            Err(error) => {
+                let next = retry_at(Utc::now(), hook.failures, rand::random::<f64>());
+                tracing::info!(webhook = %hook.id, url = %hook.url, %error, %next,
+                    "webhook delivery failed; will retry");
+                service
+                    .record_webhook_delivery(
+                        hook.id,
+                        &WebhookDelivery {
+                            delivered: hook.delivered,
+                            failures: hook.failures.saturating_add(1),
+                            next_attempt: Some(next),
+                            last_error: Some(error),
+                        },
+                    )
+                    .await?;
+                return Ok(());
+            }
+        }
+    }
+    Ok(())
+}
+
+fn retry_at(now: DateTime<Utc>, failures: u32, jitter: f64) -> DateTime<Utc> {
+    now + chrono::Duration::from_std(backoff(failures, jitter))
+        .unwrap_or_else(|_| chrono::Duration::seconds(MAX_BACKOFF.as_secs() as i64))
+}
+
+/// One signed `POST`; `Err` carries why it did not count as delivered.
+async fn post(http: &HttpClient, hook: &Webhook, last: i64, body: Vec<u8>) -> Result<(), String> {
+    let request = Request::builder()
+        .method(Method::POST)
+        .uri(&hook.url)
+        .header(header::CONTENT_TYPE, "application/json")
+        .header(
+            header::USER_AGENT,
+            concat!("ferry/", env!("CARGO_PKG_VERSION")),
+        )
+        .header(HEADER_WEBHOOK_ID, hook.id.to_string())
+        .header(HEADER_DELIVERY, last.to_string())
+        .header(HEADER_SIGNATURE, signature(&hook.secret, &body))
+        .body(Full::new(Bytes::from(body)))
+        .map_err(|e| truncate(format!("cannot build the request: {e}")))?;
+    let response = match tokio::time::timeout(TIMEOUT, http.request(request)).await {
+        Err(_) => return Err(format!("no answer within {} s", TIMEOUT.as_secs())),
+        Ok(Err(e)) => {
+            // The outermost error of the legacy client is only "client error (Connect)"; the
+            // cause says what went wrong.
+            let mut message = e.to_string();
+            let mut source = std::error::Error::source(&e);
+            while let Some(cause) = source {
+                message.push_str(": ");
+                message.push_str(&cause.to_string());
+                source = cause.source();
+            }
+            return Err(truncate(message));
+        }
+        Ok(Ok(response)) => response,
+    };
+    let status = response.status();
+    if status.is_success() {
+        Ok(())
+    } else {
+        Err(format!("the receiver answered {status}"))
+    }
+}
+
+fn truncate(mut message: String) -> String {
+    if message.len() > MAX_ERROR_LEN {
+        let mut end = MAX_ERROR_LEN;
+        while !message.is_char_boundary(end) {
+            end -= 1;
+        }
+        message.truncate(end);
+    }
+    message
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn signatures_are_hmac_sha256_in_hex() {
+        // RFC 4231, test case 2.
+        assert_eq!(
+            signature("Jefe", b"what do ya want for nothing?"),
+            "sha256=5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
+        );
+    }
+
+    #[test]
+    fn backoff_doubles_up_to_ten_minutes_with_bounded_jitter() {
+        assert_eq!(backoff(0, 0.0), Duration::from_secs(1));
+        assert_eq!(backoff(1, 0.0), Duration::from_secs(2));
+        assert_eq!(backoff(5, 0.0), Duration::from_secs(32));
+        assert_eq!(backoff(9, 0.0), Duration::from_secs(512));
+        assert_eq!(backoff(10, 0.0), MAX_BACKOFF);
+        assert_eq!(backoff(u32::MAX, 0.0), MAX_BACKOFF);
+        assert_eq!(backoff(2, 1.0), Duration::from_secs(5));
+        assert!(backoff(3, 0.5) > backoff(3, 0.0));
+    }
+
+    #[test]
+    fn long_errors_are_cut_on_a_character_boundary() {
+        let cut = truncate("é".repeat(MAX_ERROR_LEN));
+        assert!(cut.len() <= MAX_ERROR_LEN);
+        assert!(cut.chars().all(|c| c == 'é'));
+    }
+}
