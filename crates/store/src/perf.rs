@@ -292,7 +292,7 @@ pub fn trim_chunk(
 pub type SeriesRow = (i64, String, String, String, String);
 
 pub fn series_from_row((id, node, volume, counter, source): SeriesRow) -> Result<StoredSeries> {
-    use crate::common::corrupt;
+    use crate::db::corrupt;
     Ok(StoredSeries {
         id,
         key: SeriesKey {
@@ -312,7 +312,7 @@ macro_rules! impl_perf_store {
                 &self,
                 batch: $crate::perf::LandedBatch<'_>,
             ) -> ::ferry_core::error::Result<()> {
-                use $crate::common::db_error;
+                use $crate::db::db_error;
                 sqlx::query(
                     "INSERT INTO perf_landed (cluster_id, first_ms, last_ms, samples, data) \
                      VALUES ($1, $2, $3, $4, $5)",
@@ -325,7 +325,7 @@ macro_rules! impl_perf_store {
                 .execute(self.writer())
                 .await
                 .map_err(|e| {
-                    if $crate::common::is_foreign_key_violation(&e) {
+                    if $crate::db::is_foreign_key_violation(&e) {
                         ::ferry_core::error::Error::not_found(format!(
                             "no cluster `{}`",
                             batch.cluster_id
@@ -341,7 +341,7 @@ macro_rules! impl_perf_store {
                 &self,
                 cluster_id: Option<uuid::Uuid>,
             ) -> ::ferry_core::error::Result<bool> {
-                use $crate::common::db_error;
+                use $crate::db::db_error;
                 let found: Option<i64> = sqlx::query_scalar(
                     "SELECT id FROM perf_landed WHERE $1 IS NULL OR cluster_id = $1 LIMIT 1",
                 )
@@ -360,7 +360,7 @@ macro_rules! impl_perf_store {
             ) -> ::ferry_core::error::Result<$crate::perf::CompactStats> {
                 use std::collections::HashMap;
                 use ::ferry_core::perf::{Batch, Resolution};
-                use $crate::common::{corrupt, db_error, parse_uuid};
+                use $crate::db::{corrupt, db_error, parse_uuid};
                 use $crate::perf::{
                     chunks_touched, merge_chunks, series_from_row, CompactStats, Compaction,
                     SeriesRow,
@@ -514,7 +514,7 @@ macro_rules! impl_perf_store {
                 retention: &::ferry_core::perf::Retention,
             ) -> ::ferry_core::error::Result<$crate::perf::ExpireStats> {
                 use ::ferry_core::perf::Resolution;
-                use $crate::common::{corrupt, db_error};
+                use $crate::db::{corrupt, db_error};
                 use $crate::perf::{trim_chunk, ExpireStats};
 
                 let mut stats = ExpireStats::default();
@@ -571,7 +571,7 @@ macro_rules! impl_perf_store {
                 cluster_id: uuid::Uuid,
                 filter: &$crate::perf::SeriesFilter,
             ) -> ::ferry_core::error::Result<Vec<$crate::perf::StoredSeries>> {
-                use $crate::common::db_error;
+                use $crate::db::db_error;
                 use $crate::perf::{series_from_row, SeriesRow};
                 let rows: Vec<SeriesRow> = sqlx::query_as(
                     "SELECT id, node, volume, counter, source FROM perf_series \
@@ -598,7 +598,7 @@ macro_rules! impl_perf_store {
                 from_ms: i64,
                 to_ms: i64,
             ) -> ::ferry_core::error::Result<Vec<$crate::perf::StoredChunk>> {
-                use $crate::common::db_error;
+                use $crate::db::db_error;
                 use $crate::perf::StoredChunk;
                 let mut out = Vec::new();
                 for chunk in series.chunks(Self::MAX_BINDS - 3) {
@@ -671,7 +671,7 @@ macro_rules! impl_perf_store {
                     qb.build()
                         .execute(&mut *conn)
                         .await
-                        .map_err($crate::common::db_error)?;
+                        .map_err($crate::db::db_error)?;
                 }
                 Ok(())
             }

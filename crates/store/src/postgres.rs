@@ -5,12 +5,22 @@
 
 use std::time::Duration;
 
+use async_trait::async_trait;
+use sqlx::Postgres;
 use sqlx::postgres::{PgConnection, PgListener, PgPool, PgPoolOptions};
 use tokio::sync::mpsc;
 
-use crate::Change;
-use crate::common::{ShareInsert, db_error, impl_store};
+use crate::agents::impl_agent_store;
+use crate::audit::impl_audit_store;
+use crate::db::db_error;
+use crate::idempotency::impl_idempotency_store;
+use crate::inventory::{ShareInsert, impl_inventory_store};
+use crate::jobs::impl_job_store;
 use crate::perf::impl_perf_store;
+use crate::tokens::impl_token_store;
+use crate::validations::impl_validation_store;
+use crate::webhooks::impl_webhook_store;
+use crate::{Backend, Change, Store};
 use ferry_core::error::Result;
 
 const CONNECTIONS: u32 = 10;
@@ -26,6 +36,9 @@ pub struct PostgresStore {
 }
 
 impl PostgresStore {
+    /// The protocol counts parameters in an i16 slot; the server accepts fewer than 65,535.
+    const MAX_BINDS: usize = 65534;
+
     /// Connects and applies the migrations (sqlx serializes concurrent migrators with an
     /// advisory lock, so replicas may start together).
     pub async fn open(url: &str) -> anyhow::Result<Self> {
@@ -38,57 +51,6 @@ impl PostgresStore {
             .run(&pool)
             .await?;
         Ok(Self { pool })
-    }
-
-    async fn announce_change(&self, change: Change) -> Result<()> {
-        sqlx::query("SELECT pg_notify($1, $2)")
-            .bind(CHANGES_CHANNEL)
-            .bind(change.as_str())
-            .execute(&self.pool)
-            .await
-            .map_err(db_error)?;
-        Ok(())
-    }
-
-    /// A dedicated connection listening for announcements. `PgListener` reconnects by itself
-    /// after a lost connection; what was announced meanwhile is lost, which the sweeps that
-    /// listen here tolerate by also running on a timer.
-    async fn subscribe_changes(&self) -> Result<Option<mpsc::Receiver<Change>>> {
-        let mut listener = PgListener::connect_with(&self.pool)
-            .await
-            .map_err(db_error)?;
-        listener.listen(CHANGES_CHANNEL).await.map_err(db_error)?;
-        // A wake-up signal: when the reader is behind, one queued change is as good as many.
-        let (tx, rx) = mpsc::channel(16);
-        tokio::spawn(async move {
-            loop {
-                // Ends with its subscriber, so a stopped server returns the connection.
-                let received = tokio::select! {
-                    _ = tx.closed() => break,
-                    received = listener.recv() => received,
-                };
-                match received {
-                    Ok(notification) => match Change::parse(notification.payload()) {
-                        Some(change) => match tx.try_send(change) {
-                            Ok(()) | Err(mpsc::error::TrySendError::Full(_)) => {}
-                            Err(mpsc::error::TrySendError::Closed(_)) => break,
-                        },
-                        None => tracing::debug!(
-                            payload = notification.payload(),
-                            "ignoring an unknown announcement"
-                        ),
-                    },
-                    Err(e) => {
-                        if tx.is_closed() {
-                            break;
-                        }
-                        tracing::warn!(error = %e, "lost the announcement listener; reconnecting");
-                        tokio::time::sleep(Duration::from_secs(1)).await;
-                    }
-                }
-            }
-        });
-        Ok(Some(rx))
     }
 
     fn reader(&self) -> &PgPool {
@@ -156,20 +118,93 @@ impl PostgresStore {
     }
 }
 
-impl_store!(
+#[async_trait]
+impl Store for PostgresStore {
+    fn backend(&self) -> Backend {
+        Backend::Postgres
+    }
+
+    async fn ping(&self) -> Result<()> {
+        sqlx::query("SELECT 1")
+            .execute(self.reader())
+            .await
+            .map_err(db_error)?;
+        Ok(())
+    }
+
+    async fn announce(&self, change: Change) -> Result<()> {
+        sqlx::query("SELECT pg_notify($1, $2)")
+            .bind(CHANGES_CHANNEL)
+            .bind(change.as_str())
+            .execute(&self.pool)
+            .await
+            .map_err(db_error)?;
+        Ok(())
+    }
+
+    /// A dedicated connection listening for announcements. `PgListener` reconnects by itself
+    /// after a lost connection; what was announced meanwhile is lost, which the sweeps that
+    /// listen here tolerate by also running on a timer.
+    async fn subscribe(&self) -> Result<Option<mpsc::Receiver<Change>>> {
+        let mut listener = PgListener::connect_with(&self.pool)
+            .await
+            .map_err(db_error)?;
+        listener.listen(CHANGES_CHANNEL).await.map_err(db_error)?;
+        // A wake-up signal: when the reader is behind, one queued change is as good as many.
+        let (tx, rx) = mpsc::channel(16);
+        tokio::spawn(async move {
+            loop {
+                // Ends with its subscriber, so a stopped server returns the connection.
+                let received = tokio::select! {
+                    _ = tx.closed() => break,
+                    received = listener.recv() => received,
+                };
+                match received {
+                    Ok(notification) => match Change::parse(notification.payload()) {
+                        Some(change) => match tx.try_send(change) {
+                            Ok(()) | Err(mpsc::error::TrySendError::Full(_)) => {}
+                            Err(mpsc::error::TrySendError::Closed(_)) => break,
+                        },
+                        None => tracing::debug!(
+                            payload = notification.payload(),
+                            "ignoring an unknown announcement"
+                        ),
+                    },
+                    Err(e) => {
+                        if tx.is_closed() {
+                            break;
+                        }
+                        tracing::warn!(error = %e, "lost the announcement listener; reconnecting");
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                    }
+                }
+            }
+        });
+        Ok(Some(rx))
+    }
+}
+
+impl_inventory_store!(
     PostgresStore,
-    sqlx::Postgres,
-    backend = crate::Backend::Postgres,
-    lock = "FOR UPDATE OF c",
+    Postgres,
+    cluster_lock = "FOR UPDATE OF c",
     principal = ("s.principals::jsonb @> jsonb_build_array(", "::text)"),
-    // The protocol counts parameters in an i16 slot; the server accepts fewer than 65,535.
-    event_lock = Some("SELECT pg_advisory_xact_lock(7262000001)"),
-    max_binds = 65534,
 );
+impl_token_store!(PostgresStore, Postgres);
+impl_agent_store!(PostgresStore, Postgres);
+impl_job_store!(
+    PostgresStore,
+    Postgres,
+    event_lock = Some("SELECT pg_advisory_xact_lock(7262000001)"),
+);
+impl_validation_store!(PostgresStore);
+impl_webhook_store!(PostgresStore);
+impl_audit_store!(PostgresStore, Postgres);
+impl_idempotency_store!(PostgresStore);
 
 // Replicas compact one at a time; a second waits, then finds the rows merged.
 impl_perf_store!(
     PostgresStore,
-    sqlx::Postgres,
+    Postgres,
     compact_lock = Some("SELECT pg_advisory_xact_lock(7262000002)")
 );

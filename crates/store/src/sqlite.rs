@@ -7,14 +7,26 @@
 use std::str::FromStr;
 use std::time::Duration;
 
+use async_trait::async_trait;
 use sqlx::QueryBuilder;
 use sqlx::sqlite::{
     Sqlite, SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool,
     SqlitePoolOptions, SqliteSynchronous,
 };
+use tokio::sync::mpsc;
 
-use crate::common::{ShareInsert, impl_store};
+use crate::agents::impl_agent_store;
+use crate::audit::impl_audit_store;
+use crate::db::db_error;
+use crate::idempotency::impl_idempotency_store;
+use crate::inventory::{ShareInsert, impl_inventory_store};
+use crate::jobs::impl_job_store;
 use crate::perf::impl_perf_store;
+use crate::tokens::impl_token_store;
+use crate::validations::impl_validation_store;
+use crate::webhooks::impl_webhook_store;
+use crate::{Backend, Change, Store};
+use ferry_core::error::Result;
 
 /// Readers that WAL runs beside the writer.
 const READ_CONNECTIONS: u32 = 4;
@@ -25,16 +37,8 @@ pub struct SqliteStore {
 }
 
 impl SqliteStore {
-    /// One server owns a SQLite database: there is nobody to tell.
-    async fn announce_change(&self, _change: crate::Change) -> ferry_core::error::Result<()> {
-        Ok(())
-    }
-
-    async fn subscribe_changes(
-        &self,
-    ) -> ferry_core::error::Result<Option<tokio::sync::mpsc::Receiver<crate::Change>>> {
-        Ok(None)
-    }
+    /// SQLITE_MAX_VARIABLE_NUMBER of the bundled SQLite.
+    const MAX_BINDS: usize = 32766;
 
     /// Opens (creating if missing) the database and applies the migrations.
     ///
@@ -115,21 +119,47 @@ impl SqliteStore {
     }
 }
 
-impl_store!(
+#[async_trait]
+impl Store for SqliteStore {
+    fn backend(&self) -> Backend {
+        Backend::Sqlite
+    }
+
+    async fn ping(&self) -> Result<()> {
+        sqlx::query("SELECT 1")
+            .execute(self.reader())
+            .await
+            .map_err(db_error)?;
+        Ok(())
+    }
+
+    /// One server owns a SQLite database: there is nobody to tell.
+    async fn announce(&self, _change: Change) -> Result<()> {
+        Ok(())
+    }
+
+    async fn subscribe(&self) -> Result<Option<mpsc::Receiver<Change>>> {
+        Ok(None)
+    }
+}
+
+impl_inventory_store!(
     SqliteStore,
-    sqlx::Sqlite,
-    backend = crate::Backend::Sqlite,
+    Sqlite,
     // The single writer connection already serializes writing transactions.
-    lock = "",
+    cluster_lock = "",
     principal = (
         "EXISTS (SELECT 1 FROM json_each(s.principals) p WHERE p.value = ",
         ")"
     ),
-    // SQLITE_MAX_VARIABLE_NUMBER of the bundled SQLite.
-    // The one writer connection already serialises the writes.
-    event_lock = None,
-    max_binds = 32766,
 );
-
+impl_token_store!(SqliteStore, Sqlite);
+impl_agent_store!(SqliteStore, Sqlite);
+// The one writer connection already serialises the writes.
+impl_job_store!(SqliteStore, Sqlite, event_lock = None);
+impl_validation_store!(SqliteStore);
+impl_webhook_store!(SqliteStore);
+impl_audit_store!(SqliteStore, Sqlite);
+impl_idempotency_store!(SqliteStore);
 // The one writer connection already serialises compactions.
-impl_perf_store!(SqliteStore, sqlx::Sqlite, compact_lock = None);
+impl_perf_store!(SqliteStore, Sqlite, compact_lock = None);
