@@ -7,13 +7,13 @@
 //! can act on them. Cancellation aborts the task's future: a driver call is dropped where it
 //! stands, and the skeleton copy stops at its next directory.
 //!
-//! Paths of a skeleton copy are Windows paths (`F:\`, `\\CLUSTER\F$\`). The PowerShell driver
-//! runs on Windows and uses them as given. For the sim driver, `X:\rest` is the folder of the disk
-//! lettered `X:` of this agent's cluster and `\\CLUSTER\X$\rest` the one of the sibling simulated
-//! cluster `CLUSTER` (see [`ferry_sim`] for the layout); a relative log path goes under the sim
-//! directory's `logs/` (under the process's working directory for other drivers).
+//! Paths of a skeleton copy and of a share are Windows paths (`F:\`, `\\CLUSTER\F$\`); the driver
+//! says where they are on this machine ([`ClusterDriver::local_paths`]). The PowerShell driver
+//! runs on Windows and takes them as given; the sim driver maps them onto its simulated disks
+//! (see [`crate::driver::sim`]). An agent without a cluster driver takes them as given too: its
+//! tasks name local folders.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
@@ -23,7 +23,7 @@ use tokio::sync::mpsc;
 
 use crate::Progress;
 use crate::driver::sim::SimDriver;
-use crate::driver::{ClusterDriver, DriverError};
+use crate::driver::{ClusterDriver, DriverError, LocalPaths, PathsAsGiven};
 use ferry_core::model::{Action, OsGeneration, TaskError};
 use ferry_protocol::pb;
 pub use ferry_protocol::report::actions::{
@@ -266,32 +266,49 @@ pub const BUILTIN_ACTIONS: &[&str] = &[
 
 impl Builtin {
     fn open_driver(&self) -> Result<Arc<dyn ClusterDriver>, TaskError> {
-        if let Some(driver) = self.opened.0.get() {
-            return Ok(Arc::clone(driver));
-        }
-        let driver = self.connect_driver()?;
-        // Two first tasks at once may both open it; either copy serves.
-        Ok(Arc::clone(self.opened.0.get_or_init(|| driver)))
+        self.configured_driver()?.ok_or_else(|| TaskError {
+            kind: "unsupported".into(),
+            message: "this agent runs the sim driver without --sim-dir".into(),
+            retryable: false,
+        })
     }
 
-    fn connect_driver(&self) -> Result<Arc<dyn ClusterDriver>, TaskError> {
+    /// The driver, or `None` when the agent has no cluster to drive (the sim driver without
+    /// `--sim-dir`): such an agent still answers echo and copies between local folders.
+    fn configured_driver(&self) -> Result<Option<Arc<dyn ClusterDriver>>, TaskError> {
+        if let Some(driver) = self.opened.0.get() {
+            return Ok(Some(Arc::clone(driver)));
+        }
+        let Some(driver) = self.connect_driver()? else {
+            return Ok(None);
+        };
+        // Two first tasks at once may both open it; either copy serves.
+        Ok(Some(Arc::clone(self.opened.0.get_or_init(|| driver))))
+    }
+
+    fn connect_driver(&self) -> Result<Option<Arc<dyn ClusterDriver>>, TaskError> {
         match self.driver {
             DriverKind::Sim => {
                 let Some(dir) = &self.sim_dir else {
-                    return Err(TaskError {
-                        kind: "unsupported".into(),
-                        message: "this agent runs the sim driver without --sim-dir".into(),
-                        retryable: false,
-                    });
+                    return Ok(None);
                 };
-                Ok(Arc::new(
+                Ok(Some(Arc::new(
                     SimDriver::open(dir.clone()).map_err(driver_error)?,
-                ))
+                )))
             }
-            DriverKind::PowerShell => Ok(Arc::new(
+            DriverKind::PowerShell => Ok(Some(Arc::new(
                 crate::driver::powershell::PowerShellDriver::local(POWERSHELL_DEFAULT_OS),
-            )),
+            ))),
         }
+    }
+
+    /// Where the Windows paths of one task are on this machine: the driver's answer, or the paths
+    /// as given without a driver.
+    fn local_paths(&self) -> Result<Box<dyn LocalPaths>, TaskError> {
+        Ok(match self.configured_driver()? {
+            Some(driver) => driver.local_paths(),
+            None => Box::new(PathsAsGiven),
+        })
     }
 
     async fn cluster_action(&self, action: Action) -> Result<serde_json::Value, TaskError> {
@@ -384,16 +401,17 @@ impl Builtin {
             }
             Action::ShareScan { group } => {
                 let group = d.group(&group).await.map_err(driver_error)?;
+                let paths = d.local_paths();
                 // Hundreds of folders are read from disk: on a blocking thread, so the agent's
                 // heartbeats keep flowing meanwhile.
-                let this = self.clone();
-                let report = tokio::task::spawn_blocking(move || this.scan_shares(group))
-                    .await
-                    .map_err(|e| TaskError {
-                        kind: "io".into(),
-                        message: format!("the share scan stopped: {e}"),
-                        retryable: true,
-                    })?;
+                let report =
+                    tokio::task::spawn_blocking(move || scan_shares(group, paths.as_ref()))
+                        .await
+                        .map_err(|e| TaskError {
+                            kind: "io".into(),
+                            message: format!("the share scan stopped: {e}"),
+                            retryable: true,
+                        })?;
                 to_json(report)
             }
             // `execute` runs these itself; answering rather than panicking keeps a future caller
@@ -405,201 +423,38 @@ impl Builtin {
             }),
         }
     }
-
-    /// Reads each share's folder ACL. The sim's drive letters are looked up once for the whole
-    /// scan rather than per share.
-    fn scan_shares(&self, group: ferry_core::model::Group) -> ShareScanReport {
-        let disks: Option<Result<Vec<(String, PathBuf)>, String>> =
-            match (self.driver, &self.sim_dir) {
-                (DriverKind::Sim, Some(dir)) => Some(
-                    ferry_sim::load_state(dir)
-                        .map_err(|e| format!("{e:#}"))
-                        .map(|state| {
-                            state
-                                .disks
-                                .iter()
-                                .filter_map(|d| {
-                                    let letter = d.drive_letter.as_deref()?.to_ascii_uppercase();
-                                    Some((letter, ferry_sim::disk_dir(dir, d)))
-                                })
-                                .collect()
-                        }),
-                ),
-                _ => None,
-            };
-        let folder = |path: &str| -> Result<PathBuf, String> {
-            let Some(disks) = &disks else {
-                return Ok(PathBuf::from(path));
-            };
-            let disks = disks.as_ref().map_err(Clone::clone)?;
-            let (letter, rest) = path
-                .split_once(':')
-                .ok_or_else(|| format!("share path {path} has no drive letter"))?;
-            let letter = format!("{}:", letter.to_ascii_uppercase());
-            let (_, root) = disks
-                .iter()
-                .find(|(l, _)| *l == letter)
-                .ok_or_else(|| format!("no disk has drive {letter}"))?;
-            let mut dir = root.clone();
-            dir.extend(
-                rest.split(['\\', '/'])
-                    .filter(|c| !c.is_empty() && *c != "." && *c != ".."),
-            );
-            Ok(dir)
-        };
-        let shares = group
-            .shares
-            .iter()
-            .map(|share| {
-                let acl = folder(&share.path).and_then(|p| acl_summary(&p));
-                ScannedShare {
-                    share: share.clone(),
-                    acl: acl.as_ref().ok().cloned(),
-                    acl_error: acl.err(),
-                }
-            })
-            .collect();
-        let resources = group
-            .resources
-            .iter()
-            .map(|r| ScannedResource {
-                name: r.name.clone(),
-                kind: r.kind,
-                state: r.state,
-            })
-            .collect();
-        ShareScanReport {
-            group: group.name.clone(),
-            shares,
-            resources,
-        }
-    }
-
-    /// Where a skeleton copy's source or destination is on this machine (see the module
-    /// documentation): drive and UNC paths map onto simulated disks for the sim, a local path
-    /// (a test's temporary directory) stays as it is, and Windows resolves everything itself.
-    fn copy_path(&self, path: &str) -> Result<PathBuf, String> {
-        let (DriverKind::Sim, Some(dir)) = (self.driver, &self.sim_dir) else {
-            return Ok(PathBuf::from(path));
-        };
-        if let Some(unc) = path.strip_prefix("\\\\") {
-            let mut parts = unc.splitn(3, '\\');
-            let host = parts.next().unwrap_or_default();
-            let share = parts.next().unwrap_or_default();
-            let rest = parts.next().unwrap_or_default();
-            let letter = share
-                .strip_suffix('$')
-                .filter(|l| l.len() == 1 && l.chars().all(|c| c.is_ascii_alphabetic()))
-                .ok_or_else(|| {
-                    format!(
-                        "{path}: the simulated cluster only serves administrative drive shares \
-                         such as \\\\{host}\\F$"
-                    )
-                })?;
-            let cluster_dir = sim_cluster_dir(dir, host)?;
-            return sim_disk_path(&cluster_dir, letter, rest);
-        }
-        match drive_path(path) {
-            Some((letter, rest)) => sim_disk_path(dir, letter, rest),
-            None => Ok(PathBuf::from(path)),
-        }
-    }
-
-    /// Where a skeleton copy writes its log: a relative path goes under the sim directory's
-    /// `logs/` (created), so the logs of a simulated cluster stay next to its state; for other
-    /// drivers it stays relative to the agent's working directory.
-    fn log_path(&self, log_path: &str) -> Result<PathBuf, String> {
-        if log_path.is_empty() {
-            return Ok(PathBuf::new());
-        }
-        let (DriverKind::Sim, Some(dir)) = (self.driver, &self.sim_dir) else {
-            return Ok(PathBuf::from(log_path));
-        };
-        if log_path.starts_with("\\\\") || drive_path(log_path).is_some() {
-            return self.copy_path(log_path);
-        }
-        let path = Path::new(log_path);
-        if path.is_absolute() {
-            return Ok(path.to_path_buf());
-        }
-        let logs = dir.join(SIM_LOG_DIR);
-        std::fs::create_dir_all(&logs).map_err(|e| format!("{}: {e}", logs.display()))?;
-        Ok(logs.join(path))
-    }
 }
 
-/// Folder under a simulated cluster's directory holding the logs of relative `log_path`s.
-pub const SIM_LOG_DIR: &str = "logs";
-
-/// `F:\rest` as (`F`, `rest`).
-fn drive_path(path: &str) -> Option<(&str, &str)> {
-    let (letter, rest) = path.split_once(':')?;
-    (letter.len() == 1 && letter.chars().all(|c| c.is_ascii_alphabetic())).then_some((letter, rest))
-}
-
-/// `rest` under the folder of the disk lettered `letter` of the simulated cluster in `dir`.
-fn sim_disk_path(dir: &Path, letter: &str, rest: &str) -> Result<PathBuf, String> {
-    let letter = format!("{}:", letter.to_ascii_uppercase());
-    let state = ferry_sim::load_state(dir).map_err(|e| format!("{e:#}"))?;
-    let lettered = || {
-        state.disks.iter().filter(|d| {
-            d.drive_letter
-                .as_deref()
-                .is_some_and(|l| l.eq_ignore_ascii_case(&letter))
+/// Reads each share's folder ACL, the folders found through one resolver for the whole scan.
+fn scan_shares(group: ferry_core::model::Group, paths: &dyn LocalPaths) -> ShareScanReport {
+    let shares = group
+        .shares
+        .iter()
+        .map(|share| {
+            let acl = paths
+                .share_folder(&share.path)
+                .and_then(|p| acl_summary(&p));
+            ScannedShare {
+                share: share.clone(),
+                acl: acl.as_ref().ok().cloned(),
+                acl_error: acl.err(),
+            }
         })
-    };
-    // Only a disk that is online has its volume mounted: where simulated letters repeat (past
-    // the 21st group), the online disk is the one a path names.
-    let mounted = |d: &&ferry_sim::SimDisk| {
-        state
-            .disk_owner(&d.signature)
-            .is_none_or(|(_, r)| r.state == ferry_core::model::ResourceState::Online)
-    };
-    let disk = lettered()
-        .find(mounted)
-        .or_else(|| lettered().next())
-        .ok_or_else(|| format!("no disk of {} has drive {letter}", state.cluster))?;
-    let mut path = ferry_sim::disk_dir(dir, disk);
-    path.extend(
-        rest.split(['\\', '/'])
-            .filter(|c| !c.is_empty() && *c != "." && *c != ".."),
-    );
-    Ok(path)
-}
-
-/// The directory of the simulated cluster named `host` (or having a node of that name): this
-/// agent's own, else a sibling under the same sim root, as a migration finds its source.
-fn sim_cluster_dir(own: &Path, host: &str) -> Result<PathBuf, String> {
-    let serves = |dir: &Path| {
-        ferry_sim::load_state(dir).is_ok_and(|s| {
-            s.cluster.eq_ignore_ascii_case(host)
-                || s.nodes.iter().any(|n| n.name.eq_ignore_ascii_case(host))
-        })
-    };
-    if serves(own) {
-        return Ok(own.to_path_buf());
-    }
-    let own = own.canonicalize().unwrap_or_else(|_| own.to_path_buf());
-    let parent = own
-        .parent()
-        .ok_or_else(|| format!("{} has no sim root above it", own.display()))?;
-    let is_cluster = |dir: &Path| dir.join(ferry_sim::STATE_FILE).is_file();
-    let named = parent.join(host);
-    if is_cluster(&named) && serves(&named) {
-        return Ok(named);
-    }
-    let mut siblings: Vec<PathBuf> = std::fs::read_dir(parent)
-        .map_err(|e| format!("{}: {e}", parent.display()))?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| *p != own && is_cluster(p))
         .collect();
-    siblings.sort();
-    siblings.into_iter().find(|p| serves(p)).ok_or_else(|| {
-        format!(
-            "no simulated cluster or node named {host} under {}",
-            parent.display()
-        )
-    })
+    let resources = group
+        .resources
+        .iter()
+        .map(|r| ScannedResource {
+            name: r.name.clone(),
+            kind: r.kind,
+            state: r.state,
+        })
+        .collect();
+    ShareScanReport {
+        group: group.name.clone(),
+        shares,
+        resources,
+    }
 }
 
 fn outcome_json(outcome: crate::driver::GroupOutcome) -> Result<serde_json::Value, TaskError> {
@@ -722,9 +577,10 @@ impl Executor for Builtin {
                         retryable: false,
                     })
                 };
-                let source = resolve("source", self.copy_path(&source))?;
-                let destination = resolve("destination", self.copy_path(&destination))?;
-                let log_path = resolve("log", self.log_path(&log_path))?;
+                let paths = self.local_paths()?;
+                let source = resolve("source", paths.copy_path(&source))?;
+                let destination = resolve("destination", paths.copy_path(&destination))?;
+                let log_path = resolve("log", paths.log_path(&log_path))?;
                 skeleton_copy(source, destination, depth, log_path, progress).await
             }
             other => self.cluster_action(other).await,
@@ -767,66 +623,24 @@ mod tests {
     }
 
     #[test]
-    fn skeleton_paths_map_onto_simulated_disks() {
-        let root = tempfile::tempdir().unwrap();
-        let create = |name: &str, os: OsGeneration, groups: u32| {
-            let mut o = ferry_sim::SimCreateOptions::new(root.path().join(name), name, os);
-            o.groups = groups;
-            o.shares = 2;
-            o.latency_ms = 0;
-            ferry_sim::create_sim_cluster(&o).unwrap();
-            o.dir
-        };
-        let old = create("OLD", OsGeneration::Ws2003, 1);
-        let mid = create("MID", OsGeneration::Ws2008, 0);
-        let old_state = ferry_sim::load_state(&old).unwrap();
-        let lettered = old_state
-            .disks
-            .iter()
-            .find(|d| d.drive_letter.is_some())
-            .unwrap();
-        let letter = lettered.drive_letter.clone().unwrap();
-        let drive = letter.trim_end_matches(':');
-        let old_disk = ferry_sim::disk_dir(&old, lettered);
-        let b = Builtin::new(DriverKind::Sim, Some(mid.clone()));
-
-        // A sibling cluster by name or by node, over its administrative share.
-        for host in ["OLD", "old", "OLD-n1"] {
-            assert_eq!(
-                b.copy_path(&format!("\\\\{host}\\{drive}$\\")).unwrap(),
-                old_disk
-            );
-        }
-        assert_eq!(
-            b.copy_path(&format!("\\\\OLD\\{drive}$\\Shares\\..\\x"))
-                .unwrap(),
-            old_disk.join("Shares").join("x")
-        );
-        assert!(b.copy_path("\\\\NOPE\\F$\\").unwrap_err().contains("NOPE"));
-        assert!(b.copy_path("\\\\OLD\\Data\\").is_err());
-        // This cluster's drive: MID has no lettered disk yet.
-        assert!(b.copy_path("F:\\").unwrap_err().contains("no disk of MID"));
-        // A plain local path (tests, benchmarks) stays as it is.
-        assert_eq!(b.copy_path("/tmp/x").unwrap(), PathBuf::from("/tmp/x"));
-
-        // A relative log goes under the sim directory's logs/, an absolute one stays.
-        assert_eq!(
-            b.log_path("skeleton-FS01.log").unwrap(),
-            mid.join(SIM_LOG_DIR).join("skeleton-FS01.log")
-        );
-        assert!(mid.join(SIM_LOG_DIR).is_dir());
-        assert_eq!(
-            b.log_path("/var/log/s.log").unwrap(),
-            PathBuf::from("/var/log/s.log")
-        );
-        assert_eq!(b.log_path("").unwrap(), PathBuf::new());
-
+    fn paths_stay_as_given_without_a_simulated_cluster() {
         // Windows resolves its own paths.
-        let ps = Builtin::new(DriverKind::PowerShell, None);
+        let ps = Builtin::new(DriverKind::PowerShell, None)
+            .local_paths()
+            .unwrap();
         assert_eq!(
             ps.copy_path("\\\\OLD\\F$\\").unwrap(),
             PathBuf::from("\\\\OLD\\F$\\")
         );
         assert_eq!(ps.log_path("s.log").unwrap(), PathBuf::from("s.log"));
+        assert_eq!(
+            ps.share_folder("F:\\Shares\\x").unwrap(),
+            PathBuf::from("F:\\Shares\\x")
+        );
+
+        // No --sim-dir: tasks name local folders (tests, benchmarks).
+        let local = Builtin::new(DriverKind::Sim, None).local_paths().unwrap();
+        assert_eq!(local.copy_path("/tmp/x").unwrap(), PathBuf::from("/tmp/x"));
+        assert_eq!(local.log_path("").unwrap(), PathBuf::new());
     }
 }

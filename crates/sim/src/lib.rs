@@ -1,6 +1,7 @@
 //! Simulated failover clusters: the generator behind `ferry sim create`, the state file the `sim`
-//! driver works on, and the knobs tests and the demo turn from outside (faults, latency, CSV
-//! redirected mode, presenting a LUN to another cluster).
+//! driver works on, the operations it runs on that state (`ops`), where the Windows paths an
+//! agent is handed are among the cluster's folders (`paths`), and the knobs tests and the demo
+//! turn from outside (faults, latency, CSV redirected mode, presenting a LUN to another cluster).
 //!
 //! Layout of a simulated cluster's directory `DIR` (the `--dir` of `ferry sim create`):
 //!
@@ -11,6 +12,7 @@
 //!     .cluster.lock        advisory lock and revision counter, see `store`
 //!     disks/
 //!       Cluster Disk 1/    a real folder tree per disk: share folders, subfolders, files, symlinks
+//!     logs/                skeleton copy logs given as relative paths, see `paths`
 //!   FS-NEW/
 //!     ...
 //! ```
@@ -19,6 +21,8 @@
 //! (`SIMROOT/<source>/`), or from whichever sibling holds that cluster.
 
 pub mod generate;
+pub mod ops;
+pub mod paths;
 pub mod perf;
 pub mod state;
 pub mod store;
@@ -32,6 +36,7 @@ pub use generate::{
     DiskTree, GeneratedCluster, SimCreateOptions, SimSummary, create_sim_cluster, generate,
     seed_from_name,
 };
+pub use paths::{LOG_DIR, SimPaths};
 pub use perf::{PerfModel, PerfVolume, Workload};
 pub use state::{
     FaultSpec, LatencyConfig, STATE_FORMAT, SimDisk, SimNetwork, SimNode, SimOp, SimState,

@@ -22,6 +22,8 @@
 pub mod powershell;
 pub mod sim;
 
+use std::path::PathBuf;
+
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
@@ -116,4 +118,46 @@ pub trait ClusterDriver: Send + Sync {
     /// Disk counters at `at`, or `None` when this driver has no counter source (the agent's own
     /// sampler reads the machine's counters then).
     async fn perf_counters(&self, at: DateTime<Utc>) -> Result<Option<PerfSnapshot>, DriverError>;
+
+    /// Where the Windows paths of one task (a skeleton copy's, a share scan's) are on this
+    /// machine. A resolver per task rather than a call per path, so a driver that must read its
+    /// cluster's state to answer reads it once for a whole scan. By default paths are taken as
+    /// given: on a cluster node Windows resolves its own.
+    fn local_paths(&self) -> Box<dyn LocalPaths> {
+        Box::new(PathsAsGiven)
+    }
+}
+
+/// Maps the Windows paths a task names (`F:\x`, `\\CLUSTER\F$\x`, a log file) onto this
+/// machine's folders. Errors are messages for the task's report: the executor adds which path of
+/// the task it was.
+pub trait LocalPaths: Send + Sync {
+    /// A skeleton copy's source or destination.
+    fn copy_path(&self, path: &str) -> Result<PathBuf, String>;
+
+    /// Where a skeleton copy writes its log; an empty path (no log) stays empty.
+    fn log_path(&self, path: &str) -> Result<PathBuf, String>;
+
+    /// The folder of a share, from the share's path (`F:\Shares\Finance`).
+    fn share_folder(&self, path: &str) -> Result<PathBuf, String>;
+}
+
+/// Paths as given: what a driver on a Windows node needs, where `F:\` and `\\CLUSTER\F$\` are
+/// real and a relative log path is relative to the agent's working directory; also what an agent
+/// with no cluster driver uses, whose tasks name local folders.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PathsAsGiven;
+
+impl LocalPaths for PathsAsGiven {
+    fn copy_path(&self, path: &str) -> Result<PathBuf, String> {
+        Ok(PathBuf::from(path))
+    }
+
+    fn log_path(&self, path: &str) -> Result<PathBuf, String> {
+        Ok(PathBuf::from(path))
+    }
+
+    fn share_folder(&self, path: &str) -> Result<PathBuf, String> {
+        Ok(PathBuf::from(path))
+    }
 }
