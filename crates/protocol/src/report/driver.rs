@@ -238,7 +238,7 @@ impl MigrationReport {
     }
 }
 
-/// What [`ClusterDriver::replace_disk_resource`] did.
+/// What a driver's `replace_disk_resource` did.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DiskReplacement {
     /// The group's physical disk resource now.
