@@ -32,11 +32,7 @@ use ferry::protocol::pb::server_message::Body as ServerBody;
 use ferry::server::{RunningServer, start_with_store};
 use ferry::store::{JoinTokenRecord, Store};
 
-use common::on_each_backend;
-
-const BOOTSTRAP: &str = "test-bootstrap-secret-0123456789";
-/// Long enough for anything these tests wait for, short enough to fail fast.
-const PATIENCE: Duration = Duration::from_secs(20);
+use common::{BOOTSTRAP, PATIENCE, authed, eventually, on_each_backend};
 
 // ---- harness ------------------------------------------------------------------------------------
 
@@ -101,7 +97,7 @@ impl Harness {
     }
 
     async fn rest(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
-        common::http_json(self.server.http_addr, method, path, Some(BOOTSTRAP), body).await
+        common::rest(self.server.http_addr, method, path, body).await
     }
 
     async fn get(&self, path: &str) -> (u16, Value) {
@@ -307,25 +303,6 @@ impl Executor for Counting {
     }
 }
 
-/// Polls `probe` until it yields a value; fails after [`PATIENCE`].
-async fn eventually<T, F, Fut>(what: &str, mut probe: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let deadline = tokio::time::Instant::now() + PATIENCE;
-    loop {
-        if let Some(value) = probe().await {
-            return value;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 // ---- hand-driven protocol -----------------------------------------------------------------------
 
 /// An enrolled identity whose stream the test drives message by message.
@@ -436,15 +413,6 @@ impl RawSession {
             other => panic!("expected a result ack, got {other:?}"),
         }
     }
-}
-
-fn authed<T>(message: T) -> Request<T> {
-    let mut request = Request::new(message);
-    request.metadata_mut().insert(
-        "authorization",
-        format!("Bearer {BOOTSTRAP}").parse().unwrap(),
-    );
-    request
 }
 
 fn verdict(ack: &pb::ResultAck) -> pb::ResultVerdict {
@@ -735,10 +703,13 @@ async fn the_admin_service_mirrors_rest_over_grpc() {
     let (agent, id) = h.connected_agent(&dir, "N1", builtin()).await;
     let mut admin = h.admin();
     let listed = admin
-        .list_agents(authed(pb::ListAgentsRequest {
-            cluster: "FS-NEW".into(),
-            ..Default::default()
-        }))
+        .list_agents(authed(
+            BOOTSTRAP,
+            pb::ListAgentsRequest {
+                cluster: "FS-NEW".into(),
+                ..Default::default()
+            },
+        ))
         .await
         .unwrap()
         .into_inner();
@@ -747,16 +718,19 @@ async fn the_admin_service_mirrors_rest_over_grpc() {
     assert_eq!(listed.agents[0].state, pb::AgentState::Connected as i32);
 
     let ran = admin
-        .run_task(authed(pb::RunTaskRequest {
-            agent_id: id.clone(),
-            action: Some(pb::Action {
-                kind: Some(pb::action::Kind::Echo(pb::Echo {
-                    text: "grpc".into(),
-                    sleep_ms: 0,
-                })),
-            }),
-            idempotency_key: "run-1".into(),
-        }))
+        .run_task(authed(
+            BOOTSTRAP,
+            pb::RunTaskRequest {
+                agent_id: id.clone(),
+                action: Some(pb::Action {
+                    kind: Some(pb::action::Kind::Echo(pb::Echo {
+                        text: "grpc".into(),
+                        sleep_ms: 0,
+                    })),
+                }),
+                idempotency_key: "run-1".into(),
+            },
+        ))
         .await
         .unwrap()
         .into_inner();
@@ -764,9 +738,12 @@ async fn the_admin_service_mirrors_rest_over_grpc() {
     let task_id = ran.task.unwrap().id;
     let done = h.task_in(&task_id, "succeeded").await;
     let over_grpc = admin
-        .get_task(authed(pb::GetTaskRequest {
-            id: task_id.clone(),
-        }))
+        .get_task(authed(
+            BOOTSTRAP,
+            pb::GetTaskRequest {
+                id: task_id.clone(),
+            },
+        ))
         .await
         .unwrap()
         .into_inner();
@@ -775,20 +752,26 @@ async fn the_admin_service_mirrors_rest_over_grpc() {
     assert_eq!(result, done["result"]);
 
     let missing_action = admin
-        .run_task(authed(pb::RunTaskRequest {
-            agent_id: id.clone(),
-            ..Default::default()
-        }))
+        .run_task(authed(
+            BOOTSTRAP,
+            pb::RunTaskRequest {
+                agent_id: id.clone(),
+                ..Default::default()
+            },
+        ))
         .await
         .unwrap_err();
     assert_eq!(missing_action.code(), Code::InvalidArgument);
 
     let created = admin
-        .create_join_token(authed(pb::CreateJoinTokenRequest {
-            cluster: "FS-NEW".into(),
-            uses: Some(2),
-            ..Default::default()
-        }))
+        .create_join_token(authed(
+            BOOTSTRAP,
+            pb::CreateJoinTokenRequest {
+                cluster: "FS-NEW".into(),
+                uses: Some(2),
+                ..Default::default()
+            },
+        ))
         .await
         .unwrap()
         .into_inner();
@@ -796,7 +779,7 @@ async fn the_admin_service_mirrors_rest_over_grpc() {
     assert_eq!(created.info.unwrap().uses_left, 2);
 
     let revoked = admin
-        .revoke_agent(authed(pb::RevokeAgentRequest { id: id.clone() }))
+        .revoke_agent(authed(BOOTSTRAP, pb::RevokeAgentRequest { id: id.clone() }))
         .await
         .unwrap()
         .into_inner();

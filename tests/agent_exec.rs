@@ -26,8 +26,7 @@ use ferry::sim::{
 };
 use ferry::store::Store;
 
-const BOOTSTRAP: &str = "test-bootstrap-secret-0123456789";
-const PATIENCE: Duration = Duration::from_secs(30);
+use common::{BOOTSTRAP, PATIENCE, eventually, rest};
 
 struct Harness {
     server: RunningServer,
@@ -179,24 +178,6 @@ impl Harness {
         let task = self.run(agent, action).await;
         assert_eq!(task["state"], "failed", "{task:#}");
         task["error"].clone()
-    }
-}
-
-async fn eventually<T, F, Fut>(what: &str, mut probe: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let deadline = tokio::time::Instant::now() + PATIENCE;
-    loop {
-        if let Some(value) = probe().await {
-            return value;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 
@@ -787,9 +768,4 @@ fn a_cancelled_skeleton_copy_stops_before_the_next_directory() {
     .unwrap_err();
     assert_eq!(err.kind(), std::io::ErrorKind::Interrupted);
     assert!(!dst.join("a").exists());
-}
-
-/// One HTTP/1.1 exchange as the bootstrap admin: (status, JSON body).
-async fn rest(addr: SocketAddr, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
-    common::http_json(addr, method, path, Some(BOOTSTRAP), body).await
 }

@@ -4,13 +4,12 @@
 
 mod common;
 
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
 use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair};
-use serde_json::{Value, json};
+use serde_json::json;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
@@ -20,8 +19,7 @@ use ferry::agent::state::StateDir;
 use ferry::config::Config;
 use ferry::server::{RunningServer, start_with_store};
 
-const BOOTSTRAP: &str = "test-bootstrap-secret-0123456789";
-const PATIENCE: Duration = Duration::from_secs(20);
+use common::{BOOTSTRAP, PATIENCE, rest};
 
 /// A CA, written as `<name>-ca.pem`, and a server certificate it signed for localhost and
 /// 127.0.0.1 (`<name>-cert.pem`, `<name>-key.pem`).
@@ -258,9 +256,4 @@ async fn bad_tls_files_fail_the_start_with_the_setting_named() {
     };
     let err = config.validate().unwrap_err().to_string();
     assert!(err.contains("tls_cert"), "{err}");
-}
-
-/// One HTTP/1.1 exchange as the bootstrap admin: (status, JSON body).
-async fn rest(addr: SocketAddr, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
-    common::http_json(addr, method, path, Some(BOOTSTRAP), body).await
 }

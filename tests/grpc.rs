@@ -16,9 +16,9 @@ use ferry::protocol::pb::inventory_service_client::InventoryServiceClient;
 use ferry::server::{RunningServer, start_with_store};
 use ferry::store::Store;
 
-use common::{PreparedInventory, on_each_backend, sample_inventory, sqlite_store};
-
-const BOOTSTRAP: &str = "test-bootstrap-secret-0123456789";
+use common::{
+    BOOTSTRAP, PreparedInventory, authed, on_each_backend, sample_inventory, sqlite_store,
+};
 
 /// A running server and a channel to its gRPC port.
 struct Harness {
@@ -133,14 +133,6 @@ impl Harness {
         drop(self.channel);
         self.server.stop().await.expect("server stops cleanly");
     }
-}
-
-fn authed<T>(token: &str, message: T) -> Request<T> {
-    let mut request = Request::new(message);
-    request
-        .metadata_mut()
-        .insert("authorization", format!("Bearer {token}").parse().unwrap());
-    request
 }
 
 #[track_caller]

@@ -17,11 +17,7 @@ use ferry::protocol::pb;
 use ferry::protocol::pb::job_service_client::JobServiceClient;
 use ferry::server::{RunningServer, start_with_store};
 
-use common::{sample_inventory, sqlite_store};
-
-const BOOTSTRAP: &str = "test-bootstrap-secret-0123456789";
-/// Long enough for a loaded machine; a healthy run needs a fraction of it.
-const PATIENCE: Duration = Duration::from_secs(30);
+use common::{BOOTSTRAP, PATIENCE, authed, sample_inventory, sqlite_store};
 
 /// A running server on SQLite, with OLD (2003) and NEW (2008 R2) registered and OLD's inventory
 /// imported; `interim` also registers MID (2008), the interim the direct hop needs.
@@ -83,7 +79,7 @@ impl Harness {
         path: &str,
         body: Option<serde_json::Value>,
     ) -> (u16, serde_json::Value) {
-        common::http_json(self.server.http_addr, method, path, Some(BOOTSTRAP), body).await
+        common::rest(self.server.http_addr, method, path, body).await
     }
 
     fn jobs(&self) -> JobServiceClient<Channel> {
@@ -108,14 +104,6 @@ impl Harness {
         drop(self.channel);
         self.server.stop().await.expect("server stops cleanly");
     }
-}
-
-fn authed<T>(token: &str, message: T) -> Request<T> {
-    let mut request = Request::new(message);
-    request
-        .metadata_mut()
-        .insert("authorization", format!("Bearer {token}").parse().unwrap());
-    request
 }
 
 #[track_caller]

@@ -243,20 +243,17 @@ impl Api {
     }
 }
 
-/// Runs a test body once per configured backend.
+/// A `#[tokio::test]` that runs its body once per configured backend, each with a fresh store
+/// behind the router (`common::on_each_backend`).
 macro_rules! on_every_store {
     ($name:ident, |$api:ident| $body:block) => {
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
         async fn $name() {
-            let (store, dir) = common::sqlite_store().await;
-            {
-                let $api = Api::new(store, Some(dir)).await;
-                $body
-            }
-            if let Some(store) = common::postgres_store().await {
+            common::on_each_backend(|_, store| async move {
                 let $api = Api::new(store, None).await;
                 $body
-            }
+            })
+            .await;
         }
     };
 }

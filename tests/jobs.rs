@@ -21,8 +21,7 @@ use ferry::server::{RunningServer, start_with_store};
 use ferry::sim::{FaultSpec, SimCreateOptions, SimOp, create_sim_cluster, load_state};
 use ferry::store::Store;
 
-const BOOTSTRAP: &str = "test-bootstrap-secret-0123456789";
-const PATIENCE: Duration = Duration::from_secs(60);
+use common::{BOOTSTRAP, PATIENCE, eventually, rest};
 
 /// Starts `ferry server` on the harness's ports and waits until it answers.
 async fn spawn_server_process(config: &Config, database_url: &str) -> std::process::Child {
@@ -346,28 +345,6 @@ impl Harness {
 
     async fn finished(&self, id: &str) -> Value {
         self.job_until(id, "job finished", is_finished).await
-    }
-}
-
-async fn rest(addr: SocketAddr, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
-    common::http_json(addr, method, path, Some(BOOTSTRAP), body).await
-}
-
-async fn eventually<T, F, Fut>(what: &str, mut probe: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let deadline = tokio::time::Instant::now() + PATIENCE;
-    loop {
-        if let Some(value) = probe().await {
-            return value;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 

@@ -27,9 +27,10 @@ use ferry::service::perf::{PerfRange, PlacementQuery, SeriesQuery};
 use ferry::sim::{PerfModel, PerfVolume, Workload};
 use ferry::store::perf::SeriesFilter;
 
-use common::{PreparedInventory, http_json, new_cluster, on_each_backend, sample_inventory};
+use common::{
+    BOOTSTRAP, PreparedInventory, authed, http_json, new_cluster, on_each_backend, sample_inventory,
+};
 
-const BOOTSTRAP: &str = "test-bootstrap-secret-0123456789";
 const CSV: &str = "C:\\ClusterStorage\\Volume1";
 const MINUTE: i64 = 60_000;
 const HOUR: i64 = 3_600_000;
@@ -65,16 +66,6 @@ fn series(
         at_ms: points.iter().map(|p| p.0).collect(),
         values: points.iter().map(|p| p.1).collect(),
     }
-}
-
-/// A gRPC request with the bootstrap admin's token.
-fn authed<T>(message: T) -> tonic::Request<T> {
-    let mut request = tonic::Request::new(message);
-    request.metadata_mut().insert(
-        "authorization",
-        format!("Bearer {BOOTSTRAP}").parse().unwrap(),
-    );
-    request
 }
 
 fn rfc3339(ms: i64) -> String {
@@ -844,7 +835,7 @@ async fn grpc_answers_the_perf_questions_and_runs_validations() {
             cluster: "G".into(),
             series,
         };
-        perf.ingest(authed(futures::stream::iter(vec![request])))
+        perf.ingest(authed(BOOTSTRAP, futures::stream::iter(vec![request])))
             .await
             .unwrap();
         let range = Some(pb::PerfRange {
@@ -853,12 +844,15 @@ async fn grpc_answers_the_perf_questions_and_runs_validations() {
             step_ms: Some(MINUTE),
         });
         let view = perf
-            .volume_view(authed(pb::VolumeViewRequest {
-                cluster: "G".into(),
-                volume: CSV.into(),
-                range,
-                counter: 0,
-            }))
+            .volume_view(authed(
+                BOOTSTRAP,
+                pb::VolumeViewRequest {
+                    cluster: "G".into(),
+                    volume: CSV.into(),
+                    range,
+                    counter: 0,
+                },
+            ))
             .await
             .unwrap()
             .into_inner();
@@ -868,40 +862,49 @@ async fn grpc_answers_the_perf_questions_and_runs_validations() {
         assert!((view.storage.unwrap() - 1505.0).abs() < 20.0, "{view:?}");
         assert!((view.gap_pct.unwrap() + 5.1).abs() < 1.0, "{view:?}");
         let top = perf
-            .top(authed(pb::TopRequest {
-                cluster: "G".into(),
-                range,
-                by: "node".into(),
-                counter: 0,
-                limit: 0,
-            }))
+            .top(authed(
+                BOOTSTRAP,
+                pb::TopRequest {
+                    cluster: "G".into(),
+                    range,
+                    by: "node".into(),
+                    counter: 0,
+                    limit: 0,
+                },
+            ))
             .await
             .unwrap()
             .into_inner();
         assert_eq!(top.entries[0].name, "node1");
         let series = perf
-            .query_series(authed(pb::QuerySeriesRequest {
-                cluster: "G".into(),
-                range,
-                node: "NODE2".into(),
-                counter: pb::PerfCounter::TransfersPerSecond as i32,
-                ..Default::default()
-            }))
+            .query_series(authed(
+                BOOTSTRAP,
+                pb::QuerySeriesRequest {
+                    cluster: "G".into(),
+                    range,
+                    node: "NODE2".into(),
+                    counter: pb::PerfCounter::TransfersPerSecond as i32,
+                    ..Default::default()
+                },
+            ))
             .await
             .unwrap()
             .into_inner();
         assert_eq!(series.series.len(), 1);
         assert_eq!(series.series[0].points.len(), 10);
         let found = perf
-            .redirected(authed(pb::RedirectedRequest {
-                cluster: "G".into(),
-                range: Some(pb::PerfRange {
-                    from_ms: Some(t0),
-                    to_ms: Some(t0 + 20 * MINUTE),
-                    step_ms: Some(MINUTE),
-                }),
-                volume: String::new(),
-            }))
+            .redirected(authed(
+                BOOTSTRAP,
+                pb::RedirectedRequest {
+                    cluster: "G".into(),
+                    range: Some(pb::PerfRange {
+                        from_ms: Some(t0),
+                        to_ms: Some(t0 + 20 * MINUTE),
+                        step_ms: Some(MINUTE),
+                    }),
+                    volume: String::new(),
+                },
+            ))
             .await
             .unwrap()
             .into_inner();
@@ -909,11 +912,14 @@ async fn grpc_answers_the_perf_questions_and_runs_validations() {
         assert_eq!(found.intervals[0].coordinator, "node1");
         assert_eq!(found.intervals[0].start_ms, t0 + 10 * MINUTE);
         let bad = perf
-            .top(authed(pb::TopRequest {
-                cluster: "G".into(),
-                by: "disk".into(),
-                ..Default::default()
-            }))
+            .top(authed(
+                BOOTSTRAP,
+                pb::TopRequest {
+                    cluster: "G".into(),
+                    by: "disk".into(),
+                    ..Default::default()
+                },
+            ))
             .await
             .unwrap_err();
         assert_eq!(bad.code(), tonic::Code::InvalidArgument);
@@ -923,13 +929,19 @@ async fn grpc_answers_the_perf_questions_and_runs_validations() {
             capacity: 2000.0,
             ..Default::default()
         };
-        let no_inventory = perf.placement(authed(placement.clone())).await.unwrap_err();
+        let no_inventory = perf
+            .placement(authed(BOOTSTRAP, placement.clone()))
+            .await
+            .unwrap_err();
         assert_eq!(no_inventory.code(), tonic::Code::FailedPrecondition);
         let bad = perf
-            .placement(authed(pb::PlacementRequest {
-                headroom_pct: Some(-1.0),
-                ..placement
-            }))
+            .placement(authed(
+                BOOTSTRAP,
+                pb::PlacementRequest {
+                    headroom_pct: Some(-1.0),
+                    ..placement
+                },
+            ))
             .await
             .unwrap_err();
         assert_eq!(bad.code(), tonic::Code::InvalidArgument);
@@ -952,7 +964,7 @@ async fn grpc_answers_the_perf_questions_and_runs_validations() {
             idempotency_key: "v-1".into(),
         };
         let created = validations
-            .create_validation(authed(create.clone()))
+            .create_validation(authed(BOOTSTRAP, create.clone()))
             .await
             .unwrap()
             .into_inner();
@@ -971,38 +983,47 @@ async fn grpc_answers_the_perf_questions_and_runs_validations() {
             "{ntlm:?}"
         );
         let replay = validations
-            .create_validation(authed(create.clone()))
+            .create_validation(authed(BOOTSTRAP, create.clone()))
             .await
             .unwrap()
             .into_inner();
         assert!(replay.replayed);
         assert_eq!(replay.validation.unwrap().id, validation.id);
         let got = validations
-            .get_validation(authed(pb::GetValidationRequest {
-                id: validation.id.clone(),
-            }))
+            .get_validation(authed(
+                BOOTSTRAP,
+                pb::GetValidationRequest {
+                    id: validation.id.clone(),
+                },
+            ))
             .await
             .unwrap()
             .into_inner();
         assert_eq!(got, validation);
         let listed = validations
-            .list_validations(authed(pb::ListValidationsRequest {
-                cluster: "G".into(),
-                ..Default::default()
-            }))
+            .list_validations(authed(
+                BOOTSTRAP,
+                pb::ListValidationsRequest {
+                    cluster: "G".into(),
+                    ..Default::default()
+                },
+            ))
             .await
             .unwrap()
             .into_inner();
         assert_eq!(listed.validations.len(), 1);
         let bad = validations
-            .create_validation(authed(pb::CreateValidationRequest {
-                thresholds: Some(pb::ValidationThresholds {
-                    csv_free_warn_percent: 10.0,
-                    csv_free_fail_percent: 30.0,
-                }),
-                idempotency_key: String::new(),
-                ..create
-            }))
+            .create_validation(authed(
+                BOOTSTRAP,
+                pb::CreateValidationRequest {
+                    thresholds: Some(pb::ValidationThresholds {
+                        csv_free_warn_percent: 10.0,
+                        csv_free_fail_percent: 30.0,
+                    }),
+                    idempotency_key: String::new(),
+                    ..create
+                },
+            ))
             .await
             .unwrap_err();
         assert_eq!(bad.code(), tonic::Code::InvalidArgument);

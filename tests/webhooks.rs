@@ -20,8 +20,7 @@ use ferry::config::Config;
 use ferry::server::{RunningServer, start_with_store};
 use ferry::store::{EventFilter, Store};
 
-const BOOTSTRAP: &str = "test-bootstrap-secret-0123456789";
-const PATIENCE: Duration = Duration::from_secs(60);
+use common::{BOOTSTRAP, PATIENCE, eventually};
 
 /// One request the receiver got, and the status it answered.
 #[derive(Debug, Clone)]
@@ -204,24 +203,6 @@ impl Harness {
             .await;
         assert_eq!(status, 201, "{hook:#}");
         hook
-    }
-}
-
-async fn eventually<T, F, Fut>(what: &str, mut probe: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let deadline = tokio::time::Instant::now() + PATIENCE;
-    loop {
-        if let Some(value) = probe().await {
-            return value;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
 

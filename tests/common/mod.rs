@@ -1,5 +1,6 @@
-//! Test support shared by the integration test crates: stores on every backend, and a
-//! deterministic inventory generator.
+//! Test support shared by the integration test crates: stores on every backend, a deterministic
+//! inventory generator, and the small helpers every suite that talks to a server needs (the
+//! bootstrap token, REST and gRPC calls carrying it, waiting for what happens in the background).
 //!
 //! Postgres runs when `FERRY_TEST_POSTGRES_URL` names a server whose role may create databases
 //! (e.g. `postgres://postgres@127.0.0.1:5432/test`); every store gets a database of its own.
@@ -11,6 +12,7 @@ use std::future::Future;
 use std::io::Write;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 use ferry::model::{
     Access, AceType, CachingMode, Disk, Group, InventoryCounts, InventoryDocument, Network,
@@ -25,6 +27,13 @@ use tempfile::TempDir;
 use uuid::Uuid;
 
 pub const POSTGRES_URL_ENV: &str = "FERRY_TEST_POSTGRES_URL";
+
+/// The bootstrap admin secret every suite's servers start with.
+pub const BOOTSTRAP: &str = "test-bootstrap-secret-0123456789";
+
+/// Longest a test waits for something that happens in the background (an agent connecting, a
+/// job finishing) before it fails. Generous: it only costs time when a test is failing anyway.
+pub const PATIENCE: Duration = Duration::from_secs(60);
 pub const REQUIRE_POSTGRES_ENV: &str = "FERRY_TEST_REQUIRE_POSTGRES";
 
 /// Test databases are named `ferry_test_<uuid v7 simple>`; the v7 timestamp lets a later run drop
@@ -601,4 +610,46 @@ pub async fn http_json(
         serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text))
     };
     (status, value)
+}
+
+/// [`http_json`] with the bootstrap admin's token.
+pub async fn rest(
+    addr: std::net::SocketAddr,
+    method: &str,
+    path: &str,
+    body: Option<serde_json::Value>,
+) -> (u16, serde_json::Value) {
+    http_json(addr, method, path, Some(BOOTSTRAP), body).await
+}
+
+/// A gRPC request carrying `token` as its bearer.
+pub fn authed<T>(token: &str, message: T) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(message);
+    request.metadata_mut().insert(
+        "authorization",
+        format!("Bearer {token}")
+            .parse()
+            .expect("a token is valid metadata"),
+    );
+    request
+}
+
+/// Polls `probe` until it answers `Some`, failing the test after [`PATIENCE`] with `what` it was
+/// waiting for.
+pub async fn eventually<T, F, Fut>(what: &str, mut probe: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        if let Some(value) = probe().await {
+            return value;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
