@@ -45,6 +45,7 @@ async fn run(backend: &'static str, store: Arc<dyn Store>, groups: usize, shares
                 name: "bench".into(),
                 os: OsGeneration::Ws2003,
                 description: String::new(),
+                discovery_interval_seconds: None,
             },
         )
         .await

@@ -190,6 +190,7 @@ async fn run(
                     name: name.into(),
                     os,
                     description: String::new(),
+                    discovery_interval_seconds: None,
                 },
             )
             .await

@@ -190,6 +190,7 @@ async fn start(store: Arc<dyn Store>) -> Server {
                 name: "BENCH".into(),
                 os: OsGeneration::Ws2012r2,
                 description: "perf benchmark".into(),
+                discovery_interval_seconds: None,
             },
         )
         .await

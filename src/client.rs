@@ -1,5 +1,5 @@
-//! A small REST client for the command line's job verbs and the demo: JSON in and out, bearer
-//! token, problem+json errors turned into messages, and the `/v1/events` stream read line by line.
+//! A small REST client for the command line's verbs and the demo: JSON in and out, bearer token,
+//! problem+json errors turned into messages, and the `/v1/events` stream read line by line.
 
 use std::time::Duration;
 
@@ -20,9 +20,15 @@ pub enum ClientError {
     /// The server answered with an error; `message` is the problem's title and detail.
     #[error("{message}")]
     Api { status: StatusCode, message: String },
-    /// The server could not be reached or the answer could not be read.
+    /// The server could not be reached, or the connection broke before the answer was read.
     #[error("{0}")]
-    Transport(String),
+    Unreachable(String),
+    /// The server answered success with a body that is not what the call expects.
+    #[error("{0}")]
+    BadAnswer(String),
+    /// The server address or the request itself is malformed; nothing was sent.
+    #[error("{0}")]
+    BadRequest(String),
 }
 
 #[derive(Clone)]
@@ -37,7 +43,7 @@ impl ApiClient {
     pub fn new(base: &str, token: Option<String>) -> Result<Self, ClientError> {
         let base = base.trim_end_matches('/').to_owned();
         if !base.starts_with("http://") {
-            return Err(ClientError::Transport(format!(
+            return Err(ClientError::BadRequest(format!(
                 "the server address must start with http:// (Ferry's REST API is plain HTTP \
                  behind your TLS proxy), got `{base}`"
             )));
@@ -52,7 +58,7 @@ impl ApiClient {
     }
 
     pub async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {
-        self.call(Method::GET, path, None::<&()>).await
+        decode(&self.send(Method::GET, path, None::<&()>).await?)
     }
 
     pub async fn post<T: DeserializeOwned>(
@@ -60,7 +66,21 @@ impl ApiClient {
         path: &str,
         body: &impl Serialize,
     ) -> Result<T, ClientError> {
-        self.call(Method::POST, path, Some(body)).await
+        decode(&self.send(Method::POST, path, Some(body)).await?)
+    }
+
+    /// The answer as the server wrote it, for `--output json`: a type of this crate would drop
+    /// fields a newer server adds.
+    pub async fn get_value(&self, path: &str) -> Result<serde_json::Value, ClientError> {
+        decode(&self.send(Method::GET, path, None::<&()>).await?)
+    }
+
+    pub async fn post_value(
+        &self,
+        path: &str,
+        body: &impl Serialize,
+    ) -> Result<serde_json::Value, ClientError> {
+        decode(&self.send(Method::POST, path, Some(body)).await?)
     }
 
     fn request(
@@ -81,19 +101,20 @@ impl ApiClient {
         }
         builder
             .body(Full::new(body))
-            .map_err(|e| ClientError::Transport(format!("bad request to {path}: {e}")))
+            .map_err(|e| ClientError::BadRequest(format!("bad request to {path}: {e}")))
     }
 
-    async fn call<T: DeserializeOwned>(
+    /// The body of a successful answer; an error status becomes [`ClientError::Api`].
+    async fn send(
         &self,
         method: Method,
         path: &str,
         body: Option<&impl Serialize>,
-    ) -> Result<T, ClientError> {
+    ) -> Result<Bytes, ClientError> {
         let body = match body {
             Some(body) => Bytes::from(
                 serde_json::to_vec(body)
-                    .map_err(|e| ClientError::Transport(format!("encoding the request: {e}")))?,
+                    .map_err(|e| ClientError::BadRequest(format!("encoding the request: {e}")))?,
             ),
             None => Bytes::new(),
         };
@@ -107,7 +128,7 @@ impl ApiClient {
             .into_body()
             .collect()
             .await
-            .map_err(|e| ClientError::Transport(format!("reading the answer: {e}")))?
+            .map_err(|e| ClientError::Unreachable(format!("reading the answer: {e}")))?
             .to_bytes();
         if !status.is_success() {
             return Err(ClientError::Api {
@@ -115,13 +136,11 @@ impl ApiClient {
                 message: problem_message(status, &bytes),
             });
         }
-        serde_json::from_slice(&bytes).map_err(|e| {
-            ClientError::Transport(format!("the server's answer is not what was expected: {e}"))
-        })
+        Ok(bytes)
     }
 
     fn unreachable(&self, e: impl std::fmt::Display) -> ClientError {
-        ClientError::Transport(format!(
+        ClientError::Unreachable(format!(
             "cannot reach the Ferry server at {}: {e}",
             self.base
         ))
@@ -205,6 +224,42 @@ impl ApiClient {
             // The stream ended (server restart, proxy timeout): resume after the last event.
             tokio::time::sleep(Duration::from_millis(500)).await;
         }
+    }
+}
+
+fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ClientError> {
+    serde_json::from_slice(bytes).map_err(|e| {
+        ClientError::BadAnswer(format!("the server's answer is not what was expected: {e}"))
+    })
+}
+
+/// `name` as one segment of a URL path: names may hold spaces, backslashes, `/` and `%`.
+pub fn path_segment(name: &str) -> String {
+    let mut out = String::with_capacity(name.len());
+    for byte in name.bytes() {
+        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'.' | b'_' | b'~') {
+            out.push(char::from(byte));
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    out
+}
+
+/// `?key=value&...` of the pairs whose value is set, form-encoded; empty when none is.
+pub fn query_string<'a>(pairs: impl IntoIterator<Item = (&'a str, Option<&'a str>)>) -> String {
+    let mut serializer = form_urlencoded::Serializer::new(String::new());
+    let mut any = false;
+    for (key, value) in pairs {
+        if let Some(value) = value {
+            serializer.append_pair(key, value);
+            any = true;
+        }
+    }
+    if any {
+        format!("?{}", serializer.finish())
+    } else {
+        String::new()
     }
 }
 

@@ -56,6 +56,11 @@ pub struct Config {
     pub perf_hour_retention_days: u64,
     /// How often landed perf batches are merged into chunks, in milliseconds.
     pub perf_compact_ms: u64,
+    /// How often each cluster's agents read it for a new snapshot (a cluster's own
+    /// `discovery_interval_seconds` wins), e.g. `1h`, `30m` or a number of seconds; 0 turns
+    /// periodic discovery off.
+    #[serde(with = "duration_text")]
+    pub discovery_interval: std::time::Duration,
 }
 
 impl Default for Config {
@@ -84,6 +89,7 @@ impl Default for Config {
             perf_minute_retention_days: 30,
             perf_hour_retention_days: 365,
             perf_compact_ms: 2_000,
+            discovery_interval: std::time::Duration::from_secs(3600),
         }
     }
 }
@@ -104,7 +110,7 @@ pub struct Overrides {
 }
 
 /// Every setting; each is also read from the environment as `FERRY_<KEY>` in upper case.
-pub const KEYS: [&str; 19] = [
+pub const KEYS: [&str; 20] = [
     "database_url",
     "http_addr",
     "grpc_addr",
@@ -124,6 +130,7 @@ pub const KEYS: [&str; 19] = [
     "perf_minute_retention_days",
     "perf_hour_retention_days",
     "perf_compact_ms",
+    "discovery_interval",
 ];
 
 /// Shortest bootstrap token accepted: it is an admin credential.
@@ -342,6 +349,35 @@ fn describe(err: figment::Error) -> String {
 }
 
 /// Accepts `["a", "b"]` in TOML and `a,b` in an environment variable.
+/// A duration written as people write it (`1h`, `30m`, `90s`) or as a number of seconds.
+mod duration_text {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&humantime::format_duration(*d).to_string())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Either {
+            Seconds(u64),
+            Text(String),
+        }
+        match Either::deserialize(d)? {
+            Either::Seconds(seconds) => Ok(Duration::from_secs(seconds)),
+            Either::Text(text) if text.trim() == "0" => Ok(Duration::ZERO),
+            Either::Text(text) => humantime::parse_duration(text.trim()).map_err(|e| {
+                serde::de::Error::custom(format!(
+                    "`{text}` is not a duration such as 1h, 30m or 90 (seconds): {e}"
+                ))
+            }),
+        }
+    }
+}
+
 fn list_or_comma_separated<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
     #[derive(Deserialize)]
     #[serde(untagged)]

@@ -3,8 +3,9 @@
 //! refused); a migration of three file server groups through the interim with approvals given;
 //! live progress; and a summary proving every share came back with its permissions.
 //!
-//! The demo talks to its server through the REST API, like a pipeline would, so it exercises
-//! the same path as `ferry job`.
+//! The demo talks to its server through the REST API, like a pipeline would: the clusters, the
+//! agents' join tokens, the discovery of each cluster by its agents, the plan and the job all go
+//! the way `ferry cluster`, `ferry job` and the README's "Migrate by hand" go.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -15,13 +16,13 @@ use tokio::sync::watch;
 
 use crate::agent::exec::{Builtin, DriverKind, NodeExecutor};
 use crate::agent::session::AgentConfig;
-use crate::auth::Caller;
-use crate::cli_jobs::{render_event, render_plan, render_summary};
+use crate::cli::jobs::{render_event, render_plan, render_summary};
 use crate::client::ApiClient;
 use crate::config::Config;
 use crate::model::{
-    ApproveRequest, GroupState, JobDetail, JobRequest, JobState, NewCluster, NewJoinToken,
-    OsGeneration, Plan, Role,
+    Agent, AgentState, ApproveRequest, Cluster, CreatedJoinToken, Discovery, DiscoveryState,
+    GroupState, JobDetail, JobRequest, JobState, NewCluster, NewJoinToken, OsGeneration, Page,
+    Plan,
 };
 use crate::sim::{SimCreateOptions, create_sim_cluster};
 
@@ -117,34 +118,28 @@ pub async fn run(options: DemoOptions) -> anyhow::Result<bool> {
     let grpc = format!("http://{}", server.grpc_addr);
     println!("server: REST {rest} (API docs at {rest}/docs), gRPC {grpc}");
 
-    // Registration and the source's inventory go through the service directly: they are the
-    // set-up, not the subject.
-    let admin = Caller::local(Role::Admin);
-    let service = server.service.clone();
+    // Everything from here goes through the REST API, as an operator's script would.
+    let client = ApiClient::new(&rest, Some(token.clone()))?;
     for (name, os, ..) in clusters {
-        service
-            .create_cluster(
-                &admin,
+        let _: Cluster = client
+            .post(
+                "/v1/clusters",
                 &NewCluster {
                     name: name.into(),
                     os,
                     description: format!("simulated {os} cluster of the demo"),
+                    discovery_interval_seconds: None,
                 },
             )
             .await?;
     }
-    let inventory = crate::agent::driver::sim::SimDriver::open(sim_root.join(SOURCE))?;
-    let document = crate::agent::driver::ClusterDriver::inventory(&inventory).await?;
-    service
-        .import_inventory(&admin, SOURCE, document, None)
-        .await?;
 
     let (stop_agents, agents_stopped) = watch::channel(false);
     let mut agents = Vec::new();
     for (name, _, nodes, ..) in clusters {
-        let join = service
-            .create_join_token(
-                &admin,
+        let join: CreatedJoinToken = client
+            .post(
+                "/v1/join-tokens",
                 &NewJoinToken {
                     cluster: name.into(),
                     ttl_seconds: Some(600),
@@ -177,9 +172,24 @@ pub async fn run(options: DemoOptions) -> anyhow::Result<bool> {
         }
     }
     println!("agents: 5 started (2 on {SOURCE}, 1 on {INTERIM}, 2 on {TARGET})");
-    wait_for_agents(&service, 5).await?;
+    wait_for_agents(&client, 5).await?;
 
-    let client = ApiClient::new(&rest, Some(token.clone()))?;
+    println!("\n== discovery (POST /v1/clusters/{{id}}/discover) ==");
+    for (name, ..) in clusters {
+        let discovery = discover(&client, name).await?;
+        let summary = discovery
+            .summary
+            .map(|s| format!(", against snapshot before: {}", s.line()))
+            .unwrap_or_default();
+        println!(
+            "  {name}: snapshot {}{}",
+            discovery
+                .snapshot
+                .map_or_else(|| "-".to_owned(), |n| n.to_string()),
+            summary
+        );
+    }
+
     let request = JobRequest {
         name: Some("demo: FS-OLD to FS-NEW".into()),
         source: SOURCE.into(),
@@ -326,19 +336,50 @@ async fn print_volume_view(client: &ApiClient, title: &str) -> anyhow::Result<()
     Ok(())
 }
 
-async fn wait_for_agents(service: &crate::service::Service, count: usize) -> anyhow::Result<()> {
+/// Waits until `count` agents are connected, as `GET /v1/agents` reports them.
+async fn wait_for_agents(client: &ApiClient, count: usize) -> anyhow::Result<()> {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     loop {
-        if service.connected_agents() >= count {
+        let agents: Page<Agent> = client.get("/v1/agents?limit=1000").await?;
+        let connected = agents
+            .items
+            .iter()
+            .filter(|a| a.state == AgentState::Connected)
+            .count();
+        if connected >= count {
             return Ok(());
         }
         if tokio::time::Instant::now() > deadline {
-            anyhow::bail!(
-                "only {} of {count} agents connected within 30 s",
-                service.connected_agents()
-            );
+            anyhow::bail!("only {connected} of {count} agents connected within 30 s");
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Asks the cluster's agents for its inventory and waits until it is imported.
+async fn discover(client: &ApiClient, cluster: &str) -> anyhow::Result<Discovery> {
+    let mut discovery: Discovery = client
+        .post(
+            &format!("/v1/clusters/{cluster}/discover"),
+            &serde_json::json!({}),
+        )
+        .await?;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while discovery.state == DiscoveryState::Running {
+        if tokio::time::Instant::now() > deadline {
+            anyhow::bail!("the discovery of {cluster} did not finish within 60 s");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        discovery = client
+            .get(&format!("/v1/discoveries/{}", discovery.id))
+            .await?;
+    }
+    match discovery.state {
+        DiscoveryState::Failed => anyhow::bail!(
+            "the discovery of {cluster} failed: {}",
+            discovery.error.as_deref().unwrap_or("no reason given")
+        ),
+        _ => Ok(discovery),
     }
 }
 

@@ -4,7 +4,7 @@
 //! that wires the layers together, and the demo. The layers themselves are the workspace's crates
 //! (see `ARCHITECTURE.md`), re-exported here under their short names.
 
-pub mod cli_jobs;
+pub mod cli;
 pub mod client;
 pub mod config;
 pub mod demo;

@@ -7,6 +7,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use ferry::agent::exec::{Builtin, DriverKind, NodeExecutor};
 use ferry::agent::session::AgentConfig;
+use ferry::cli::{Failure, failed, usage};
 use ferry::config::{Config, LogFormat, Overrides};
 use ferry::model::{NewJoinToken, NewToken, Role};
 
@@ -51,85 +52,33 @@ enum Command {
         #[command(subcommand)]
         command: TokenCommand,
     },
-    /// Simulated failover clusters for tests and demos.
-    Sim {
-        #[command(subcommand)]
-        command: SimCommand,
-    },
+    /// Simulated failover clusters for tests, demos and walkthroughs: create one, present a
+    /// disk of one to another, switch a CSV volume into redirected I/O. Exit codes: 0 done, 1
+    /// failed, 2 bad arguments (no such directory, disk or volume).
+    Sim(ferry::cli::sim::SimArgs),
     /// Copy the directory skeleton of SRC into DST (robocopy /e /xf * /lev:N), then verify it.
     /// Exits 0 only when the verification passed.
     Skeleton(SkeletonArgs),
+    /// Register clusters, show what Ferry knows of them, discover their inventory, diff
+    /// snapshots. Exit codes (every verb that talks to a server): 0 done, 1 it ran and failed, 2
+    /// bad arguments or refused (4xx, no token), 3 the server could not be reached.
+    Cluster(ferry::cli::clusters::ClusterArgs),
+    /// The enrolled agents and their state (`ferry agent` runs one).
+    Agents(ferry::cli::agents::AgentsArgs),
+    /// Check a cluster's configuration against the field notes' recommendations; the cluster's
+    /// agents gather the facts. With --wait, exit 1 when the verdict is fail.
+    Validate(ferry::cli::validate::ValidateArgs),
+    /// Perf questions: the cluster-wide view of a volume, redirected-I/O intervals.
+    Perf(ferry::cli::perf::PerfArgs),
     /// Plan, run and follow migration jobs on a running server. Exit codes: 0 the job (or
     /// call) succeeded, 1 the job failed or was cancelled, 2 bad arguments or a refused
     /// request, 3 the server could not be reached.
-    Job {
-        #[command(flatten)]
-        server: ServerConnection,
-        #[command(subcommand)]
-        command: JobCommand,
-    },
+    Job(ferry::cli::jobs::JobArgs),
     /// Ferry's main job on this machine: a server on a temporary SQLite database, three
     /// simulated clusters (ws2003 source, ws2008 interim, ws2008r2 target) with their agents,
     /// the plan, the migration of three file server groups, and the proof that every share
     /// came back with its permissions.
     Demo(DemoArgs),
-}
-
-#[derive(Args)]
-struct ServerConnection {
-    /// The server's REST address.
-    #[arg(
-        long,
-        env = "FERRY_SERVER",
-        default_value = "http://127.0.0.1:8080",
-        global = true
-    )]
-    server: String,
-    /// An API token (operator role to change jobs, viewer to read them).
-    #[arg(long, env = "FERRY_TOKEN", hide_env_values = true, global = true)]
-    token: Option<String>,
-}
-
-#[derive(Subcommand)]
-enum JobCommand {
-    /// Show what a job from this request would do, without running anything.
-    Plan {
-        /// The request: TOML (or JSON ending in .json) with source, target, groups, options.
-        #[arg(short = 'f', long = "file", value_name = "FILE")]
-        file: PathBuf,
-    },
-    /// Start a job; with --wait, follow it and exit 0 only if it succeeded.
-    Submit {
-        #[arg(short = 'f', long = "file", value_name = "FILE")]
-        file: PathBuf,
-        #[arg(long)]
-        wait: bool,
-    },
-    /// Print a job's progress live until it finishes; exit 0 only if it succeeded.
-    Watch {
-        id: String,
-    },
-    /// Approve the cutover of every group of a job, or of one group.
-    Approve {
-        id: String,
-        #[arg(long)]
-        group: Option<String>,
-    },
-    Pause {
-        id: String,
-    },
-    Resume {
-        id: String,
-    },
-    /// Cancel a job: groups in their cutover roll back to the source.
-    Cancel {
-        id: String,
-    },
-    /// Resume a failed or rolled-back group from where it stopped.
-    Retry {
-        id: String,
-        group: String,
-    },
 }
 
 #[derive(Args)]
@@ -151,38 +100,6 @@ struct DemoArgs {
     /// gRPC listen address (the agents dial it).
     #[arg(long, default_value = "127.0.0.1:50051", value_name = "ADDR")]
     grpc_addr: String,
-}
-
-#[derive(Subcommand)]
-enum SimCommand {
-    /// Generate a simulated cluster (state file and real disk folders) in DIR.
-    Create(SimCreateArgs),
-}
-
-#[derive(Args)]
-struct SimCreateArgs {
-    /// The cluster's directory; sibling directories hold other simulated clusters.
-    #[arg(long, value_name = "DIR")]
-    dir: PathBuf,
-    /// Cluster name; nodes are named CLUSTER-n1, CLUSTER-n2, ...
-    #[arg(long)]
-    cluster: String,
-    /// Windows generation: ws2003, ws2008, ws2008r2, ws2012, ...
-    #[arg(long, default_value = "ws2003")]
-    os: String,
-    #[arg(long, default_value_t = 2, value_name = "N")]
-    nodes: u32,
-    #[arg(long, default_value_t = 3, value_name = "N")]
-    groups: u32,
-    /// Shares per group.
-    #[arg(long, default_value_t = 10, value_name = "N")]
-    shares: u32,
-    /// Generator seed (default: derived from the cluster name).
-    #[arg(long, value_name = "S")]
-    seed: Option<u64>,
-    /// Replace a simulated cluster already in DIR.
-    #[arg(long)]
-    force: bool,
 }
 
 #[derive(Args)]
@@ -320,26 +237,6 @@ fn main() -> ExitCode {
     }
 }
 
-struct Failure {
-    error: anyhow::Error,
-    exit_code: u8,
-}
-
-/// Bad configuration or arguments exit 2; failures while running exit 1.
-fn usage(error: anyhow::Error) -> Failure {
-    Failure {
-        error,
-        exit_code: 2,
-    }
-}
-
-fn runtime(error: anyhow::Error) -> Failure {
-    Failure {
-        error,
-        exit_code: 1,
-    }
-}
-
 fn run(cli: Cli) -> Result<(), Failure> {
     let mut overrides = Overrides {
         database_url: cli.database_url.clone(),
@@ -350,7 +247,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
             let text = ferry::http::openapi_json();
             match output {
                 Some(path) => std::fs::write(&path, text)
-                    .map_err(|e| runtime(anyhow::anyhow!("writing {}: {e}", path.display()))),
+                    .map_err(|e| failed(anyhow::anyhow!("writing {}: {e}", path.display()))),
                 None => {
                     print!("{text}");
                     Ok(())
@@ -370,7 +267,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
             );
             tokio_runtime()?
                 .block_on(ferry::server::run(&config))
-                .map_err(runtime)
+                .map_err(failed)
         }
         Command::Agent(args) => {
             let format = match args.log_format.as_str() {
@@ -398,7 +295,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
             // Checked here too, so that a missing flag is a usage error (exit 2).
             let enrolled = ferry::agent::state::StateDir::open(&args.state_dir)
                 .and_then(|state| state.load_identity())
-                .map_err(runtime)?
+                .map_err(failed)?
                 .is_some();
             if !enrolled && args.join_token.is_none() {
                 return Err(usage(anyhow::anyhow!(
@@ -424,13 +321,15 @@ fn run(cli: Cli) -> Result<(), Failure> {
                     executor,
                     ferry::server::shutdown_signal(),
                 ))
-                .map_err(runtime)
+                .map_err(failed)
         }
-        Command::Sim {
-            command: SimCommand::Create(args),
-        } => sim_create(args),
+        Command::Sim(args) => ferry::cli::sim::run(args),
         Command::Skeleton(args) => skeleton(args),
-        Command::Job { server, command } => job(server, command),
+        Command::Cluster(args) => ferry::cli::clusters::run(args),
+        Command::Agents(args) => ferry::cli::agents::run(args),
+        Command::Validate(args) => ferry::cli::validate::run(args),
+        Command::Perf(args) => ferry::cli::perf::run(args),
+        Command::Job(args) => ferry::cli::jobs::run(args),
         Command::Demo(args) => {
             init_logging(
                 LogFormat::Text,
@@ -445,8 +344,8 @@ fn run(cli: Cli) -> Result<(), Failure> {
             };
             match tokio_runtime()?.block_on(ferry::demo::run(options)) {
                 Ok(true) => Ok(()),
-                Ok(false) => Err(runtime(VerificationFailed.into())),
-                Err(e) => Err(runtime(e)),
+                Ok(false) => Err(failed(VerificationFailed.into())),
+                Err(e) => Err(failed(e)),
             }
         }
         Command::Token {
@@ -550,42 +449,6 @@ impl std::fmt::Display for VerificationFailed {
 
 impl std::error::Error for VerificationFailed {}
 
-fn sim_create(args: SimCreateArgs) -> Result<(), Failure> {
-    let os = ferry::model::OsGeneration::parse(&args.os).ok_or_else(|| {
-        usage(anyhow::anyhow!(
-            "--os must be a Windows generation such as ws2003, ws2008 or ws2008r2, got `{}`",
-            args.os
-        ))
-    })?;
-    let mut opts = ferry::sim::SimCreateOptions::new(args.dir, &args.cluster, os);
-    opts.nodes = args.nodes;
-    opts.groups = args.groups;
-    opts.shares = args.shares;
-    opts.force = args.force;
-    if let Some(seed) = args.seed {
-        opts.seed = seed;
-    }
-    let summary = ferry::sim::create_sim_cluster(&opts).map_err(runtime)?;
-    println!(
-        "simulated cluster {} ({}, seed {}) in {}: {} nodes, {} groups, {} resources, {} shares \
-         ({} permission entries), {} disks holding {} directories, {} files, {} symlinks",
-        summary.cluster,
-        summary.os,
-        summary.seed,
-        summary.dir.display(),
-        summary.nodes,
-        summary.groups,
-        summary.resources,
-        summary.shares,
-        summary.permissions,
-        summary.disks,
-        summary.directories,
-        summary.files,
-        summary.symlinks
-    );
-    Ok(())
-}
-
 /// Prints progress to stderr at most every half second, so a big tree does not flood it.
 struct StderrProgress {
     last: std::sync::Mutex<Option<std::time::Instant>>,
@@ -617,7 +480,7 @@ fn skeleton(args: SkeletonArgs) -> Result<(), Failure> {
     };
     let report = ferry::agent::skeleton::copy_skeleton(&args.src, &args.dst, &options, &progress)
         .map_err(|e| {
-        runtime(anyhow::anyhow!(
+        failed(anyhow::anyhow!(
             "skeleton {} -> {}: {e}",
             args.src.display(),
             args.dst.display()
@@ -655,116 +518,7 @@ fn skeleton(args: SkeletonArgs) -> Result<(), Failure> {
     if report.succeeded() {
         Ok(())
     } else {
-        Err(runtime(VerificationFailed.into()))
-    }
-}
-
-fn job(connection: ServerConnection, command: JobCommand) -> Result<(), Failure> {
-    use ferry::cli_jobs::{failure_message, read_request, render_plan, render_summary, watch};
-    use ferry::client::ApiClient;
-    use ferry::model::{ApproveRequest, JobDetail, Plan};
-
-    fn finished(detail: &JobDetail) -> Result<(), Failure> {
-        print!("{}", render_summary(detail));
-        match failure_message(detail) {
-            None => Ok(()),
-            Some(message) => Err(runtime(anyhow::anyhow!(message))),
-        }
-    }
-    let client = ApiClient::new(&connection.server, connection.token).map_err(call_failed)?;
-    let job_id = |id: &str| {
-        uuid::Uuid::parse_str(id).map_err(|_| {
-            usage(anyhow::anyhow!(
-                "`{id}` is not a job id (job ids are UUIDs)"
-            ))
-        })
-    };
-    tokio_runtime()?.block_on(async move {
-        match command {
-            JobCommand::Plan { file } => {
-                let request = read_request(&file).map_err(usage)?;
-                let plan: Plan = client
-                    .post("/v1/plans", &request)
-                    .await
-                    .map_err(call_failed)?;
-                print!("{}", render_plan(&plan));
-                if plan.runnable {
-                    Ok(())
-                } else {
-                    Err(runtime(anyhow::anyhow!("the plan has failing checks")))
-                }
-            }
-            JobCommand::Submit { file, wait } => {
-                let request = read_request(&file).map_err(usage)?;
-                let detail: JobDetail = client
-                    .post("/v1/jobs", &request)
-                    .await
-                    .map_err(call_failed)?;
-                println!("job {} created", detail.job.id);
-                if !wait {
-                    return Ok(());
-                }
-                let detail = watch(&client, detail.job.id, false)
-                    .await
-                    .map_err(call_failed)?;
-                finished(&detail)
-            }
-            JobCommand::Watch { id } => {
-                let detail = watch(&client, job_id(&id)?, false)
-                    .await
-                    .map_err(call_failed)?;
-                finished(&detail)
-            }
-            JobCommand::Approve { id, group } => {
-                let id = job_id(&id)?;
-                let detail: JobDetail = client
-                    .post(&format!("/v1/jobs/{id}/approve"), &ApproveRequest { group })
-                    .await
-                    .map_err(call_failed)?;
-                println!("job {id}: approved ({})", detail.job.state.as_str());
-                Ok(())
-            }
-            JobCommand::Pause { id } => job_verb(&client, job_id(&id)?, "pause").await,
-            JobCommand::Resume { id } => job_verb(&client, job_id(&id)?, "resume").await,
-            JobCommand::Cancel { id } => job_verb(&client, job_id(&id)?, "cancel").await,
-            JobCommand::Retry { id, group } => {
-                let id = job_id(&id)?;
-                let path = format!("/v1/jobs/{id}/groups/{group}/retry");
-                let detail: JobDetail = client
-                    .post(&path, &serde_json::json!({}))
-                    .await
-                    .map_err(call_failed)?;
-                println!(
-                    "job {id}: group {group} retried ({})",
-                    detail.job.state.as_str()
-                );
-                Ok(())
-            }
-        }
-    })
-}
-
-async fn job_verb(
-    client: &ferry::client::ApiClient,
-    id: uuid::Uuid,
-    verb: &str,
-) -> Result<(), Failure> {
-    let detail: ferry::model::JobDetail = client
-        .post(&format!("/v1/jobs/{id}/{verb}"), &serde_json::json!({}))
-        .await
-        .map_err(call_failed)?;
-    println!("job {id}: {}", detail.job.state.as_str());
-    Ok(())
-}
-
-/// A refused request exits 2; an unreachable server 3.
-fn call_failed(e: ferry::client::ClientError) -> Failure {
-    match e {
-        ferry::client::ClientError::Api { .. } => usage(anyhow::anyhow!("{e}")),
-        ferry::client::ClientError::Transport(_) => Failure {
-            error: anyhow::anyhow!("{e}"),
-            exit_code: 3,
-        },
+        Err(failed(VerificationFailed.into()))
     }
 }
 
@@ -776,10 +530,10 @@ fn with_service(
     tokio_runtime()?.block_on(async {
         let store = ferry::store::open(&config.database_url)
             .await
-            .map_err(runtime)?;
+            .map_err(failed)?;
         op(ferry::service::Service::new(store))
             .await
-            .map_err(|e| runtime(e.into()))
+            .map_err(|e| failed(e.into()))
     })
 }
 
@@ -787,7 +541,7 @@ fn tokio_runtime() -> Result<tokio::runtime::Runtime, Failure> {
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
-        .map_err(|e| runtime(e.into()))
+        .map_err(|e| failed(e.into()))
 }
 
 fn init_logging(format: LogFormat, filter: tracing_subscriber::EnvFilter) {

@@ -92,6 +92,11 @@ pub async fn start_with_store(
         .context("starting the scheduler")?;
     let webhook_task = crate::webhooks::start(service.clone(), stopped.clone());
     let perf_task = crate::service::perf::start_maintenance(service.clone(), stopped.clone());
+    let discovery_task = crate::service::start_discovery_schedule(
+        service.clone(),
+        config.discovery_interval,
+        stopped.clone(),
+    );
 
     let http_listener = TcpListener::bind(config.http_addr)
         .await
@@ -165,6 +170,7 @@ pub async fn start_with_store(
             scheduler_task,
             webhook_task,
             perf_task,
+            discovery_task,
         ],
     })
 }

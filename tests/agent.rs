@@ -977,6 +977,72 @@ async fn a_report_on_another_agents_task_is_refused_and_audited() {
     .await;
 }
 
+/// A malformed or invalid inventory report is refused whole: counted, logged, nothing stored;
+/// the agent's session goes on. A valid one of the agent's own cluster becomes its snapshot.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_malformed_inventory_report_stores_nothing() {
+    on_each_backend(|backend, store| async move {
+        let h = Harness::start(store).await;
+        let token = h.join_token(1).await;
+        let agent = h.enroll(&token, "N1").await.unwrap();
+        let session = agent.connect().await.unwrap();
+        let refused = "ferry_agent_inventory_reports_refused_total";
+
+        // A permission whose type is no known value: the conversion refuses it.
+        let mut malformed = pb::InventoryDocument::from(common::sample_inventory(1, 2, 1));
+        malformed.groups[0].shares[0].permissions[0].r#type = 99;
+        session
+            .send(AgentBody::Inventory(pb::InventoryReport {
+                inventory: Some(malformed),
+                cluster: String::new(),
+            }))
+            .await;
+        // Valid protobuf, invalid inventory: two groups of one name.
+        let mut doubled = common::sample_inventory(2, 1, 1);
+        doubled.groups[1].name = doubled.groups[0].name.clone();
+        session
+            .send(AgentBody::Inventory(pb::InventoryReport {
+                inventory: Some(doubled.into()),
+                cluster: String::new(),
+            }))
+            .await;
+        // No inventory at all.
+        session
+            .send(AgentBody::Inventory(pb::InventoryReport::default()))
+            .await;
+        let harness = &h;
+        eventually("three refused reports", move || async move {
+            (harness.counter(refused).await == 3).then_some(())
+        })
+        .await;
+        let (_, snapshots) = h.get("/v1/clusters/FS-NEW/snapshots").await;
+        assert_eq!(snapshots["items"], json!([]), "[{backend}] {snapshots:#}");
+
+        // The session is still up, and a good report of its own cluster is imported.
+        session
+            .send(AgentBody::Inventory(pb::InventoryReport {
+                inventory: Some(common::sample_inventory(1, 2, 1).into()),
+                cluster: "fs-new".into(),
+            }))
+            .await;
+        let harness = &h;
+        let snapshots = eventually("the good report imported", move || async move {
+            let (_, snapshots) = harness.get("/v1/clusters/FS-NEW/snapshots").await;
+            let items = snapshots["items"].as_array()?.clone();
+            (!items.is_empty()).then_some(items)
+        })
+        .await;
+        assert_eq!(
+            snapshots[0]["created_by"],
+            format!("agent:{}", agent.id),
+            "[{backend}]"
+        );
+        assert_eq!(h.counter(refused).await, 3);
+        h.stop().await;
+    })
+    .await;
+}
+
 // ---- sessions -----------------------------------------------------------------------------------
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -11,13 +11,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use tokio::sync::oneshot;
-use tokio::task::JoinHandle;
 
 use ferry::agent::driver::ErrorKind;
-use ferry::agent::exec::{Builtin, DriverKind, NodeExecutor};
-use ferry::agent::session::AgentConfig;
-use ferry::agent::state::StateDir;
 use ferry::config::Config;
 use ferry::model::OsGeneration;
 use ferry::server::{RunningServer, start_with_store};
@@ -34,7 +29,7 @@ struct Harness {
     _db: tempfile::TempDir,
     /// Parent of the simulated clusters' directories.
     sims: tempfile::TempDir,
-    agents: Vec<(oneshot::Sender<()>, JoinHandle<anyhow::Result<()>>)>,
+    agents: Vec<common::AgentRun>,
 }
 
 impl Harness {
@@ -89,33 +84,17 @@ impl Harness {
         assert_eq!(status, 201, "{body}");
         let token = body["token"].as_str().unwrap().to_owned();
 
-        let node = format!("{name}-n1");
-        let state_dir = self.sims.path().join(format!("{name}.agent"));
-        let mut config = AgentConfig::new(
-            vec![format!("http://{}", self.server.grpc_addr)],
+        let (id, run) = common::start_sim_agent(
+            self.server.grpc_addr,
             name,
-            &node,
-            &state_dir,
-        );
-        config.join_token = Some(token);
-        config.backoff_initial = Duration::from_millis(50);
-        config.backoff_max = Duration::from_millis(500);
-        let executor = Arc::new(
-            NodeExecutor::new(Builtin::new(DriverKind::Sim, Some(o.dir.clone())))
-                .with_perf_interval(Duration::from_millis(100)),
-        );
-        let (stop, stopped) = oneshot::channel::<()>();
-        let handle = tokio::spawn(ferry::agent::session::run(config, executor, async move {
-            let _ = stopped.await;
-        }));
-        self.agents.push((stop, handle));
-        let sd = &state_dir;
-        let id = eventually("agent enrolled", move || async move {
-            StateDir::open(sd).ok()?.load_identity().ok().flatten()
-        })
-        .await
-        .agent_id
-        .to_string();
+            &format!("{name}-n1"),
+            &self.sims.path().join(format!("{name}.agent")),
+            &o.dir,
+            token,
+            Duration::from_millis(100),
+        )
+        .await;
+        self.agents.push(run);
         let this = &*self;
         let idr = &id;
         eventually("agent connected", move || async move {

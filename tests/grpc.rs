@@ -315,6 +315,7 @@ async fn cluster_lifecycle() {
             os: pb::OsGeneration::Ws2003 as i32,
             description: "the old one".into(),
             idempotency_key: "create-fs-old".into(),
+            discovery_interval_seconds: None,
         };
         let first = inv
             .create_cluster(authed(BOOTSTRAP, create.clone()))

@@ -16,12 +16,12 @@ use tokio::task::JoinHandle;
 use ferry::agent::exec::{Builtin, DriverKind, NodeExecutor};
 use ferry::agent::session::AgentConfig;
 use ferry::config::Config;
-use ferry::model::OsGeneration;
+use ferry::model::{Access, AceType, OsGeneration, Permission};
 use ferry::server::{RunningServer, start_with_store};
 use ferry::sim::{FaultSpec, SimCreateOptions, SimOp, create_sim_cluster, load_state};
 use ferry::store::Store;
 
-use common::{BOOTSTRAP, PATIENCE, eventually, rest};
+use common::{BOOTSTRAP, PATIENCE, eventually, free_port, rest};
 
 /// Starts `ferry server` on the harness's ports and waits until it answers.
 async fn spawn_server_process(config: &Config, database_url: &str) -> std::process::Child {
@@ -56,14 +56,6 @@ fn is_finished(job: &Value) -> bool {
         job["state"].as_str(),
         Some("succeeded" | "failed" | "cancelled")
     )
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// The server under test: in this process, or a `ferry server` process that can be killed.
@@ -247,19 +239,26 @@ impl Harness {
         }
     }
 
+    /// The source's inventory, read by its agent: a discovery, as an operator would ask for it.
     async fn import_source(&self) {
-        let driver = ferry::agent::driver::sim::SimDriver::open(self.sim("OLD")).unwrap();
-        let document = ferry::agent::driver::ClusterDriver::inventory(&driver)
-            .await
-            .unwrap();
-        let (status, body) = rest(
-            self.http(),
-            "PUT",
-            "/v1/clusters/OLD/inventory",
-            Some(serde_json::to_value(document).unwrap()),
-        )
+        self.discover("OLD").await;
+    }
+
+    /// Discovers `cluster` and waits until its inventory is imported; answers the discovery.
+    async fn discover(&self, cluster: &str) -> Value {
+        let (status, discovery) = self
+            .post(&format!("/v1/clusters/{cluster}/discover"), json!({}))
+            .await;
+        assert_eq!(status, 202, "{discovery}");
+        let path = format!("/v1/discoveries/{}", discovery["id"].as_str().unwrap());
+        let path = &path;
+        let discovery = eventually(&format!("{cluster} discovered"), move || async move {
+            let (_, discovery) = self.get(path).await;
+            (discovery["state"] != "running").then_some(discovery)
+        })
         .await;
-        assert!(status == 200 || status == 201, "{status} {body}");
+        assert_eq!(discovery["state"], "completed", "{discovery:#}");
+        discovery
     }
 
     async fn wait_agents(&self, n: usize) {
@@ -513,38 +512,11 @@ async fn a_three_group_two_hop_migration_is_verified_share_by_share() {
 
 /// The ids of the events `/v1/events` streams after `last_event_id`, until `until` arrives.
 async fn sse_ids(addr: SocketAddr, path: &str, last_event_id: i64, until: i64) -> Vec<i64> {
-    use std::io::{Read, Write};
-    let request = format!(
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {BOOTSTRAP}\r\n\
-         Accept: text/event-stream\r\nLast-Event-ID: {last_event_id}\r\n\r\n"
-    );
-    tokio::task::spawn_blocking(move || {
-        let mut stream = std::net::TcpStream::connect(addr).unwrap();
-        stream.set_read_timeout(Some(PATIENCE)).unwrap();
-        stream.write_all(request.as_bytes()).unwrap();
-        let mut received = Vec::new();
-        let mut buf = [0u8; 8192];
-        loop {
-            let n = stream
-                .read(&mut buf)
-                .expect("events arrive before the patience runs out");
-            assert!(n > 0, "the stream ended early");
-            received.extend_from_slice(&buf[..n]);
-            // Each event is one chunk; its `id:` line is whole within it.
-            let ids: Vec<i64> = String::from_utf8_lossy(&received)
-                .lines()
-                .filter_map(|l| l.strip_prefix("id:"))
-                .map(|v| v.trim().parse().unwrap())
-                .collect();
-            if ids.last() == Some(&until) {
-                let head = String::from_utf8_lossy(&received);
-                assert!(head.starts_with("HTTP/1.1 200"), "{head}");
-                return ids;
-            }
-        }
+    let events = common::sse_until(addr, path, last_event_id, move |events| {
+        events.last().and_then(|e| e["seq"].as_i64()) == Some(until)
     })
-    .await
-    .unwrap()
+    .await;
+    events.iter().filter_map(|e| e["seq"].as_i64()).collect()
 }
 
 #[tokio::test]
@@ -1080,4 +1052,95 @@ async fn a_failing_validation_blocks_the_job_until_overridden_with_an_audited_re
     );
     assert_eq!(h.finished(&id).await["state"], "succeeded");
     h.stop().await;
+}
+
+/// A share changed on the source after its group's baseline was taken (and before the cutover)
+/// is reported on the running job, naming the share and what changed; once the source is back
+/// as the baseline has it, the finding goes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_source_that_drifts_after_the_baseline_is_reported_on_the_job() {
+    common::on_each_backend(|backend, store| async move {
+        let mut h = Harness::start(store).await;
+        h.three_clusters(1, 3).await;
+        let id = h.submit(h.request(json!({"require_approval": true}))).await;
+        let job = h
+            .job_until(&id, "awaiting approval", |job| {
+                job["groups"][0]["state"] == "awaiting_approval"
+            })
+            .await;
+        let group = job["groups"][0]["name"].as_str().unwrap().to_owned();
+        assert_eq!(job["findings"], json!([]), "[{backend}] {job:#}");
+
+        let extra = Permission {
+            principal: "CORP\\Auditors".into(),
+            ace_type: AceType::Allow,
+            access: Access::Read,
+        };
+        let share = {
+            let (group, extra) = (group.clone(), extra.clone());
+            ferry::sim::update_state(&h.sim("OLD"), move |s| {
+                let share = &mut s
+                    .groups
+                    .iter_mut()
+                    .find(|g| g.name == group)
+                    .unwrap()
+                    .shares[0];
+                share.permissions.push(extra);
+                share.name.clone()
+            })
+            .unwrap()
+        };
+        let discovery = h.discover("OLD").await;
+        assert_eq!(
+            discovery["summary"]["permissions"]["added"], 1,
+            "[{backend}] {discovery:#}"
+        );
+        let job = h
+            .job_until(&id, "the drift reported", |job| {
+                job["findings"]
+                    .as_array()
+                    .is_some_and(|f| f.iter().any(|f| f["check"] == "source_drift"))
+            })
+            .await;
+        let finding = &job["findings"][0];
+        assert_eq!(finding["group"], group.as_str(), "[{backend}] {finding:#}");
+        assert_eq!(finding["severity"], "warn");
+        let message = finding["message"].as_str().unwrap();
+        assert!(
+            message.contains(&format!("changed {share} (permissions)")),
+            "[{backend}] {message}"
+        );
+        let (_, logs) = h.get(&format!("/v1/jobs/{id}/logs?limit=1000")).await;
+        let announced = logs["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["kind"] == "finding")
+            .count();
+        assert_eq!(announced, 1, "[{backend}] {logs:#}");
+
+        // Back as it was: the finding goes, and nothing new is announced.
+        ferry::sim::update_state(&h.sim("OLD"), move |s| {
+            let share = &mut s
+                .groups
+                .iter_mut()
+                .find(|g| g.name == group)
+                .unwrap()
+                .shares[0];
+            share.permissions.retain(|p| *p != extra);
+        })
+        .unwrap();
+        h.discover("OLD").await;
+        let job = h
+            .job_until(&id, "the drift gone", |job| {
+                job["findings"].as_array().is_some_and(Vec::is_empty)
+            })
+            .await;
+        assert_eq!(
+            job["groups"][0]["state"], "awaiting_approval",
+            "[{backend}]"
+        );
+        h.stop().await;
+    })
+    .await;
 }

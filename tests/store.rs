@@ -2187,6 +2187,7 @@ async fn save_groups_writes_each_group_over_its_version() {
             state: "preparing".into(),
             message: None,
             output: None,
+            data: None,
         };
         let events = [vec![event("FS1")], vec![event("FS2")], vec![event("FS3")]];
         let action = Action::ReadInventory;

@@ -4,14 +4,9 @@
 
 mod common;
 
-use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode, Uri};
-use bytes::Bytes;
 use hmac::{Hmac, Mac};
 use serde_json::{Value, json};
 use sha2::Sha256;
@@ -20,96 +15,7 @@ use ferry::config::Config;
 use ferry::server::{RunningServer, start_with_store};
 use ferry::store::{EventFilter, Store};
 
-use common::{BOOTSTRAP, PATIENCE, eventually};
-
-/// One request the receiver got, and the status it answered.
-#[derive(Debug, Clone)]
-struct Received {
-    path: String,
-    headers: HeaderMap,
-    body: Bytes,
-    answered: StatusCode,
-}
-
-impl Received {
-    fn json(&self) -> Value {
-        serde_json::from_slice(&self.body).expect("delivery body is JSON")
-    }
-
-    fn seqs(&self) -> Vec<i64> {
-        self.json()["events"]
-            .as_array()
-            .expect("`events` array")
-            .iter()
-            .map(|e| e["seq"].as_i64().unwrap())
-            .collect()
-    }
-
-    fn header(&self, name: &str) -> &str {
-        self.headers
-            .get(name)
-            .unwrap_or_else(|| panic!("no {name} header"))
-            .to_str()
-            .unwrap()
-    }
-}
-
-#[derive(Clone, Default)]
-struct Receiver {
-    log: Arc<Mutex<Vec<Received>>>,
-    /// Requests to `/flaky` still to be refused with 500.
-    refuse: Arc<AtomicUsize>,
-}
-
-impl Receiver {
-    async fn start(refuse_first: usize) -> (Self, SocketAddr) {
-        let receiver = Receiver::default();
-        receiver.refuse.store(refuse_first, Ordering::SeqCst);
-        let app = axum::Router::new()
-            .fallback(record)
-            .with_state(receiver.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        tokio::spawn(async move { axum::serve(listener, app).await });
-        (receiver, addr)
-    }
-
-    fn received(&self, path: &str) -> Vec<Received> {
-        self.log
-            .lock()
-            .unwrap()
-            .iter()
-            .filter(|r| r.path == path)
-            .cloned()
-            .collect()
-    }
-}
-
-async fn record(
-    State(receiver): State<Receiver>,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
-) -> StatusCode {
-    let path = uri.path().to_owned();
-    let refused = path == "/flaky"
-        && receiver
-            .refuse
-            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
-            .is_ok();
-    let answered = if refused {
-        StatusCode::INTERNAL_SERVER_ERROR
-    } else {
-        StatusCode::NO_CONTENT
-    };
-    receiver.log.lock().unwrap().push(Received {
-        path,
-        headers,
-        body,
-        answered,
-    });
-    answered
-}
+use common::{BOOTSTRAP, PATIENCE, Received, Receiver, eventually};
 
 struct Harness {
     server: RunningServer,
@@ -398,11 +304,7 @@ async fn a_receiver_that_is_down_gets_the_events_once_it_is_up() {
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
         .await
         .unwrap();
-    let receiver = Receiver::default();
-    let app = axum::Router::new()
-        .fallback(record)
-        .with_state(receiver.clone());
-    tokio::spawn(async move { axum::serve(listener, app).await });
+    let receiver = Receiver::serve(listener);
     h.verb(&job, "cancel").await;
 
     let start = hook["delivered"].as_i64().unwrap();

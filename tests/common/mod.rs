@@ -10,9 +10,15 @@
 
 use std::future::Future;
 use std::io::Write;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode, Uri};
+use bytes::Bytes;
+use serde_json::Value;
 
 use ferry::model::{
     Access, AceType, CachingMode, Disk, Group, InventoryCounts, InventoryDocument, Network,
@@ -264,6 +270,7 @@ pub fn new_cluster(name: &str) -> NewCluster {
         name: name.to_owned(),
         os: OsGeneration::Ws2012r2,
         description: format!("cluster {name}"),
+        discovery_interval_seconds: None,
     }
 }
 
@@ -317,6 +324,7 @@ impl PreparedInventory {
             counts: self.counts,
             created_by: "test",
             expected_hash: None,
+            change: None,
         }
     }
 
@@ -652,4 +660,208 @@ where
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+// ---- webhook receiver ---------------------------------------------------------------------------
+
+/// One request the receiver got, and the status it answered.
+#[derive(Debug, Clone)]
+pub struct Received {
+    pub path: String,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+    pub answered: StatusCode,
+}
+
+impl Received {
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.body).expect("delivery body is JSON")
+    }
+
+    pub fn seqs(&self) -> Vec<i64> {
+        self.json()["events"]
+            .as_array()
+            .expect("`events` array")
+            .iter()
+            .map(|e| e["seq"].as_i64().unwrap())
+            .collect()
+    }
+
+    pub fn header(&self, name: &str) -> &str {
+        self.headers
+            .get(name)
+            .unwrap_or_else(|| panic!("no {name} header"))
+            .to_str()
+            .unwrap()
+    }
+}
+
+/// A webhook receiver on loopback (a small axum app) that records every request; requests to
+/// `/flaky` are refused with 500 as often as asked.
+#[derive(Clone, Default)]
+pub struct Receiver {
+    log: Arc<Mutex<Vec<Received>>>,
+    /// Requests to `/flaky` still to be refused with 500.
+    refuse: Arc<AtomicUsize>,
+}
+
+impl Receiver {
+    pub async fn start(refuse_first: usize) -> (Self, SocketAddr) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let receiver = Receiver::serve(listener);
+        receiver.refuse.store(refuse_first, Ordering::SeqCst);
+        (receiver, addr)
+    }
+
+    /// A receiver answering on `listener`, a port chosen beforehand.
+    pub fn serve(listener: tokio::net::TcpListener) -> Self {
+        let receiver = Receiver::default();
+        let app = axum::Router::new()
+            .fallback(record)
+            .with_state(receiver.clone());
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        receiver
+    }
+
+    pub fn received(&self, path: &str) -> Vec<Received> {
+        self.log
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|r| r.path == path)
+            .cloned()
+            .collect()
+    }
+}
+
+async fn record(
+    State(receiver): State<Receiver>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> StatusCode {
+    let path = uri.path().to_owned();
+    let refused = path == "/flaky"
+        && receiver
+            .refuse
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok();
+    let answered = if refused {
+        StatusCode::INTERNAL_SERVER_ERROR
+    } else {
+        StatusCode::NO_CONTENT
+    };
+    receiver.log.lock().unwrap().push(Received {
+        path,
+        headers,
+        body,
+        answered,
+    });
+    answered
+}
+
+// ---- event streams ---------------------------------------------------------------------------
+
+/// Follows the SSE stream at `path` (`GET /v1/events...`) from after `last_event_id`, and answers
+/// the events received (their JSON `data`) once `done` accepts them; fails after [`PATIENCE`].
+pub async fn sse_until(
+    addr: SocketAddr,
+    path: &str,
+    last_event_id: i64,
+    done: impl Fn(&[Value]) -> bool + Send + 'static,
+) -> Vec<Value> {
+    use std::io::Read;
+    let request = format!(
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {BOOTSTRAP}\r\n\
+         Accept: text/event-stream\r\nLast-Event-ID: {last_event_id}\r\n\r\n"
+    );
+    tokio::task::spawn_blocking(move || {
+        let mut stream = std::net::TcpStream::connect(addr).unwrap();
+        stream.set_read_timeout(Some(PATIENCE)).unwrap();
+        stream.write_all(request.as_bytes()).unwrap();
+        let mut received = Vec::new();
+        let mut buf = [0u8; 8192];
+        loop {
+            let n = stream
+                .read(&mut buf)
+                .expect("events arrive before the patience runs out");
+            assert!(n > 0, "the stream ended early");
+            received.extend_from_slice(&buf[..n]);
+            let text = String::from_utf8_lossy(&received);
+            assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+            // Each event is one chunk of the response, so its `data:` line is whole in it.
+            let events: Vec<Value> = text
+                .lines()
+                .filter_map(|l| l.strip_prefix("data:"))
+                .filter_map(|data| serde_json::from_str(data.trim()).ok())
+                .collect();
+            if done(&events) {
+                return events;
+            }
+        }
+    })
+    .await
+    .unwrap()
+}
+
+// ---- agents ---------------------------------------------------------------------------------
+
+/// A running in-process agent: sending on (or dropping) the first ends its session; the second
+/// finishes when it has.
+pub type AgentRun = (
+    tokio::sync::oneshot::Sender<()>,
+    tokio::task::JoinHandle<anyhow::Result<()>>,
+);
+
+/// Starts an in-process `ferry agent` for `node` of `cluster` against the gRPC address `grpc`,
+/// its sim driver working on `sim_dir`, enrolling with `join_token` into `state_dir` and
+/// reconnecting quickly. Answers its id once it has enrolled, and the handle to stop it.
+pub async fn start_sim_agent(
+    grpc: SocketAddr,
+    cluster: &str,
+    node: &str,
+    state_dir: &std::path::Path,
+    sim_dir: &std::path::Path,
+    join_token: String,
+    perf_interval: Duration,
+) -> (String, AgentRun) {
+    use ferry::agent::exec::{Builtin, DriverKind, NodeExecutor};
+    let mut config = ferry::agent::session::AgentConfig::new(
+        vec![format!("http://{grpc}")],
+        cluster,
+        node,
+        state_dir,
+    );
+    config.join_token = Some(join_token);
+    config.backoff_initial = Duration::from_millis(50);
+    config.backoff_max = Duration::from_millis(500);
+    let executor = Arc::new(
+        NodeExecutor::new(Builtin::new(DriverKind::Sim, Some(sim_dir.to_path_buf())))
+            .with_perf_interval(perf_interval),
+    );
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let handle = tokio::spawn(ferry::agent::session::run(config, executor, async move {
+        let _ = stopped.await;
+    }));
+    let id = eventually("agent enrolled", move || async move {
+        ferry::agent::state::StateDir::open(state_dir)
+            .ok()?
+            .load_identity()
+            .ok()
+            .flatten()
+    })
+    .await
+    .agent_id
+    .to_string();
+    (id, (stop, handle))
+}
+
+/// A port free on the loopback interface now, for a server that is given its address.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }

@@ -175,7 +175,9 @@ impl Executor for NodeExecutor {
             && let Ok(driver) = self.inner.open_driver()
         {
             match driver.inventory().await {
-                Ok(inventory) => crate::reports::send_inventory(events, inventory),
+                Ok(inventory) => {
+                    crate::reports::send_inventory(events, inventory, driver.cluster_name())
+                }
                 Err(e) => tracing::warn!("no inventory report after the share scan: {e}"),
             }
         }

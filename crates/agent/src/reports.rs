@@ -197,10 +197,15 @@ pub async fn perf_loop(
 }
 
 /// Queues an inventory report; dropped when the queue is full, like perf.
-pub fn send_inventory(events: &mpsc::Sender<pb::AgentMessage>, inventory: InventoryDocument) {
+pub fn send_inventory(
+    events: &mpsc::Sender<pb::AgentMessage>,
+    inventory: InventoryDocument,
+    cluster: Option<String>,
+) {
     let _ = events.try_send(pb::AgentMessage {
         body: Some(AgentBody::Inventory(pb::InventoryReport {
             inventory: Some(inventory.into()),
+            cluster: cluster.unwrap_or_default(),
         })),
     });
 }

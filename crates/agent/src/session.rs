@@ -818,6 +818,11 @@ impl Agent {
         let running = self.running.remove(&key)?;
         match &result {
             Ok(_) => tracing::info!(task = %key.0, "task succeeded"),
+            // A retryable failure (a Kerberos first online) is expected and the server runs the
+            // step again; it is not worth a warning of its own.
+            Err(e) if e.retryable => {
+                tracing::info!(task = %key.0, kind = %e.kind, "task failed, retryable: {}", e.message)
+            }
             Err(e) => tracing::warn!(task = %key.0, kind = %e.kind, "task failed: {}", e.message),
         }
         let result = pb::TaskResult {

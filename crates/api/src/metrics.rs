@@ -41,8 +41,11 @@ pub struct Metrics {
     pub agent_perf_samples: Counter,
     /// Perf batches from agents refused as malformed.
     pub agent_perf_batches_refused: Counter,
-    /// Inventory reports received from agents (logged until they are imported).
+    /// Inventory reports received from agents.
     pub agent_inventory_reports: Counter,
+    /// Inventory reports refused: malformed, oversized, invalid, or of a cluster the agent is
+    /// not enrolled for.
+    pub agent_inventory_reports_refused: Counter,
     /// Progress reports received from agents on their own (not inside a result).
     pub agent_progress_reports: Counter,
 }
@@ -98,6 +101,13 @@ impl Metrics {
             "Inventory reports received from agents",
             agent_inventory_reports.clone(),
         );
+        let agent_inventory_reports_refused = Counter::default();
+        registry.register(
+            "agent_inventory_reports_refused",
+            "Inventory reports from agents refused whole: malformed, oversized, invalid, or of \
+             another cluster",
+            agent_inventory_reports_refused.clone(),
+        );
         let agent_progress_reports = Counter::default();
         registry.register(
             "agent_progress_reports",
@@ -113,6 +123,7 @@ impl Metrics {
             agent_perf_samples,
             agent_perf_batches_refused,
             agent_inventory_reports,
+            agent_inventory_reports_refused,
             agent_progress_reports,
         }
     }

@@ -162,6 +162,7 @@ pub use agents::{
     task_ref, task_ref_to_pb, task_result,
 };
 pub use report::report_to_pb;
+pub mod discoveries;
 pub mod jobs;
 pub mod perf;
 pub mod validations;
@@ -360,6 +361,7 @@ impl From<Cluster> for pb::Cluster {
             latest_snapshot: c.latest_snapshot,
             created_at: Some(timestamp(c.created_at)),
             updated_at: Some(timestamp(c.updated_at)),
+            discovery_interval_seconds: c.discovery_interval_seconds,
         }
     }
 }
@@ -369,6 +371,7 @@ pub fn new_cluster(request: &pb::CreateClusterRequest) -> Result<NewCluster> {
         name: request.name.clone(),
         os: parse_os(request.os).map_err(|bad| bad.field("os"))?,
         description: request.description.clone(),
+        discovery_interval_seconds: request.discovery_interval_seconds,
     })
 }
 
@@ -381,6 +384,22 @@ pub fn cluster_patch(request: &pb::UpdateClusterRequest) -> Result<ClusterPatch>
             .transpose()
             .map_err(|bad| bad.field("os"))?,
         description: request.description.clone(),
+        discovery_interval_seconds: match request.discovery_interval {
+            None => None,
+            Some(pb::update_cluster_request::DiscoveryInterval::DiscoveryIntervalSeconds(s)) => {
+                Some(Some(s))
+            }
+            Some(pb::update_cluster_request::DiscoveryInterval::ServerDiscoveryInterval(true)) => {
+                Some(None)
+            }
+            Some(pb::update_cluster_request::DiscoveryInterval::ServerDiscoveryInterval(false)) => {
+                return Err(Bad::new(
+                    "must be true when set: it asks for the server's discovery_interval",
+                )
+                .field("server_discovery_interval")
+                .into());
+            }
+        },
     })
 }
 

@@ -37,7 +37,7 @@ pub enum ResultVerdict {
 }
 
 /// The audit actor of an agent.
-fn agent_actor(agent_id: Uuid) -> String {
+pub(crate) fn agent_actor(agent_id: Uuid) -> String {
     format!("agent:{agent_id}")
 }
 
@@ -591,13 +591,23 @@ impl Service {
         source: Option<String>,
     ) -> Result<ResultVerdict> {
         self.presence.seen(agent.id);
-        if let Some(applied) = self
+        if let Some(mut applied) = self
             .store
             .complete_task(agent.id, task, outcome, progress, Utc::now())
             .await?
         {
             if applied.created_by == crate::scheduler::SCHEDULER_ACTOR {
                 self.wake_scheduler().await;
+            }
+            if applied.action == Action::ReadInventory {
+                // A discovery's import takes seconds for a large cluster: the agent's stream
+                // is not held up for it, and the answer does not copy the inventory.
+                let inventory = applied.result.take();
+                let receipt = applied.clone();
+                applied.result = inventory;
+                let service = self.clone();
+                tokio::spawn(async move { service.discovery_task_finished(applied).await });
+                return Ok(ResultVerdict::Applied(Box::new(receipt)));
             }
             return Ok(ResultVerdict::Applied(Box::new(applied)));
         }
@@ -701,6 +711,10 @@ impl Service {
             self.links.send_cancel(&task, "the lease expired");
             if task.created_by == crate::scheduler::SCHEDULER_ACTOR {
                 self.scheduler_wake.notify_one();
+            }
+            if task.action == Action::ReadInventory {
+                let service = self.clone();
+                tokio::spawn(async move { service.discovery_task_finished(task).await });
             }
         }
         let down_after = chrono::Duration::from_std(self.timing.down_after)

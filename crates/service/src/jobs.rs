@@ -39,6 +39,26 @@ fn hold_key(kind: &str, cluster: &Cluster, name: &str) -> String {
     format!("{kind}:{}:{}", cluster.id, name.to_lowercase())
 }
 
+/// The check of a plan's finding on how old the source inventory is.
+const INVENTORY_AGE: &str = "inventory_age";
+
+/// A source inventory older than this warns: groups or shares may have changed since.
+const STALE_INVENTORY: chrono::TimeDelta = chrono::TimeDelta::hours(24);
+
+/// `3 d 4 h`, `2 h 5 min`, `40 s`: an age as a person reads it.
+fn humane(age: chrono::TimeDelta) -> String {
+    let seconds = age.num_seconds();
+    if seconds < 60 {
+        format!("{seconds} s")
+    } else if seconds < 3_600 {
+        format!("{} min", seconds / 60)
+    } else if seconds < 86_400 {
+        format!("{} h {} min", seconds / 3_600, seconds % 3_600 / 60)
+    } else {
+        format!("{} d {} h", seconds / 86_400, seconds % 86_400 / 3_600)
+    }
+}
+
 fn parse_job_id(id: &str) -> Result<Uuid> {
     Uuid::parse_str(id).map_err(|_| Error::not_found(format!("no job `{id}` (job ids are UUIDs)")))
 }
@@ -164,12 +184,14 @@ impl Service {
             return Err(Error::invalid_field(
                 "source",
                 format!(
-                    "{} has no inventory yet: import one (POST /v1/clusters/{}/inventory) or let \
-                     its agents scan it",
-                    source.name, source.name
+                    "{} has no inventory yet: discover it with its agents (POST \
+                     /v1/clusters/{}/discover, or `ferry cluster discover {}`) or import one \
+                     (PUT /v1/clusters/{}/inventory)",
+                    source.name, source.name, source.name, source.name
                 ),
             ));
         }
+        findings.push(self.inventory_age(&source).await?);
         let selected: Vec<_> = if request.groups.is_empty() {
             available.values().cloned().collect()
         } else {
@@ -333,6 +355,46 @@ impl Service {
             } else {
                 e
             }
+        })
+    }
+
+    /// How old the source inventory a plan reads is: the groups, their disks and the baseline
+    /// all come from it, so a stale one warns.
+    async fn inventory_age(&self, source: &Cluster) -> Result<Finding> {
+        let newest = match source.latest_snapshot {
+            Some(number) => self
+                .store
+                .list_snapshots(source.id, 1, Some(number - 1))
+                .await?
+                .pop(),
+            None => None,
+        };
+        let Some(snapshot) = newest else {
+            return Ok(Finding::new(
+                Severity::Warn,
+                INVENTORY_AGE,
+                format!("{} has no snapshot", source.name),
+            ));
+        };
+        let age = (Utc::now() - snapshot.created_at).max(chrono::TimeDelta::zero());
+        let told = format!(
+            "the source inventory is snapshot {} of {}, taken {} ago by {}",
+            snapshot.number,
+            source.name,
+            humane(age),
+            snapshot.created_by
+        );
+        Ok(if age > STALE_INVENTORY {
+            Finding::new(
+                Severity::Warn,
+                INVENTORY_AGE,
+                format!(
+                    "{told}: discover it again before the cutover (`ferry cluster discover {}`)",
+                    source.name
+                ),
+            )
+        } else {
+            Finding::new(Severity::Pass, INVENTORY_AGE, told)
         })
     }
 
@@ -536,6 +598,7 @@ impl Service {
                         state: "approved".into(),
                         message: Some(format!("every group approved by {}", caller.name)),
                         output: None,
+                        data: None,
                     };
                     self.store
                         .update_job(
@@ -558,6 +621,7 @@ impl Service {
                         state: "approved".into(),
                         message: Some(format!("approved by {}", caller.name)),
                         output: None,
+                        data: None,
                     }];
                     self.change_group(job_id, name, &events, |group| {
                         group.approval = Some(approval.clone());
@@ -621,6 +685,7 @@ impl Service {
                     state: next.as_str().to_owned(),
                     message: Some(format!("{} by {}", verb.past(), caller.name)),
                     output: None,
+                    data: None,
                 };
                 self.store
                     .update_job(
@@ -672,6 +737,7 @@ impl Service {
                     state: GroupState::Pending.as_str().to_owned(),
                     message: Some(format!("retried by {}", caller.name)),
                     output: None,
+                    data: None,
                 }];
                 self.change_group(job_id, group, &events, |g| {
                     let resume_from = match g.state {
@@ -738,6 +804,7 @@ impl Service {
             state: JobState::Running.as_str().to_owned(),
             message: Some(message),
             output: None,
+            data: None,
         };
         self.store
             .update_job(

@@ -11,6 +11,8 @@
 
 mod agents;
 pub mod auth;
+mod discoveries;
+mod imports;
 mod jobs;
 mod links;
 pub mod perf;
@@ -19,7 +21,11 @@ mod validations;
 mod webhooks;
 
 pub use agents::{AGENT_SECRET_PREFIX, JOIN_TOKEN_PREFIX, ResultVerdict};
+pub use discoveries::{DISCOVERY_ACTOR, start_schedule as start_discovery_schedule};
 pub use ferry_store::Change;
+pub use imports::{Imported, SOURCE_DRIFT};
+
+use imports::Precondition;
 pub use jobs::JobVerb;
 pub use links::{AgentLinks, Disconnect, NoAgentLinks};
 
@@ -43,7 +49,7 @@ use ferry_core::model::{
     Page, Role, Share, Snapshot, SnapshotInfo, Task, TokenInfo, check_name, check_text,
 };
 use ferry_core::perf::PerfSettings;
-use ferry_store::{GroupKey, IdempotencyClaim, ImportOutcome, InventoryImport, Store, TokenRecord};
+use ferry_store::{GroupKey, IdempotencyClaim, ImportOutcome, Store, TokenRecord};
 
 use crate::links::Presence;
 
@@ -440,42 +446,26 @@ impl Service {
         &self,
         caller: &Caller,
         key: &str,
-        mut document: InventoryDocument,
+        document: InventoryDocument,
         if_match: Option<&str>,
     ) -> Result<ImportOutcome> {
-        self.audited(caller, Role::Operator, "inventory.import", format!("cluster:{key}"), async {
-            let errors = document.validate();
-            if !errors.is_empty() {
-                return Err(Error::validation(errors));
-            }
-            let cluster = self.store.get_cluster(key).await?;
-            document.canonicalize();
-            let (json, hash) = document.canonical_json();
-            let expected_hash = match if_match.map(str::trim) {
-                None => None,
-                Some("*") => match cluster.latest_snapshot {
-                    Some(_) => None,
-                    None => {
-                        return Err(Error::precondition_failed(format!(
-                            "If-Match: * requires an existing snapshot, and cluster `{}` has none",
-                            cluster.name
-                        )));
-                    }
-                },
-                Some(tag) => Some(unquote_etag(tag).to_string()),
-            };
-            self.store
-                .import_inventory(InventoryImport {
-                    cluster_id: cluster.id,
-                    document: &document,
-                    document_json: &json,
-                    content_hash: &hash,
-                    counts: document.counts(),
-                    created_by: &caller.name,
-                    expected_hash: expected_hash.as_deref(),
-                })
-                .await
-        })
+        let precondition = match if_match.map(str::trim) {
+            None => Precondition::None,
+            Some("*") => Precondition::AnySnapshot,
+            Some(tag) => Precondition::Hash(unquote_etag(tag)),
+        };
+        self.audited(
+            caller,
+            Role::Operator,
+            "inventory.import",
+            format!("cluster:{key}"),
+            async {
+                let imported = self
+                    .import_document(&caller.name, key, document, precondition)
+                    .await?;
+                Ok(imported.outcome)
+            },
+        )
         .await
     }
 
@@ -839,6 +829,7 @@ mod tests {
             name: "c".into(),
             os: ferry_core::model::OsGeneration::Ws2003,
             description: String::new(),
+            discovery_interval_seconds: None,
             version: 3,
             latest_snapshot: None,
             created_at: now,

@@ -494,6 +494,7 @@ impl Scheduler {
             state: state.as_str().to_owned(),
             message: Some(format!("{succeeded} of {} groups succeeded", groups.len())),
             output: None,
+            data: None,
         };
         let updated = self
             .service

@@ -106,3 +106,9 @@ pub(crate) fn push_in_list<DB>(
     }
     qb.push(")");
 }
+
+/// A count of seconds as the databases keep it (a signed 64-bit integer); beyond that is
+/// centuries, so it is held at the largest one.
+pub(crate) fn seconds_column(seconds: u64) -> i64 {
+    i64::try_from(seconds).unwrap_or(i64::MAX)
+}

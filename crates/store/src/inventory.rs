@@ -18,7 +18,7 @@ use crate::rows::caching_str;
 use ferry_core::error::{Error, Result};
 use ferry_core::model::{
     Cluster, ClusterPatch, Group, GroupSummary, InventoryCounts, InventoryDocument, NewCluster,
-    Resource, Share, ShareFilter, SnapshotInfo,
+    NewJobEvent, Resource, Share, ShareFilter, SnapshotInfo,
 };
 
 /// A canonical inventory ready to become a snapshot.
@@ -35,6 +35,16 @@ pub struct InventoryImport<'a> {
     /// When set, the import only happens if the newest snapshot has this content hash
     /// (`If-Match`); otherwise `PreconditionFailed`.
     pub expected_hash: Option<&'a str>,
+    /// The event announcing what changed, recorded in the import's transaction when the import
+    /// creates a snapshot right after the one the change was computed against.
+    pub change: Option<ChangeEvent<'a>>,
+}
+
+/// An event describing a new snapshot's difference from snapshot `against`.
+#[derive(Debug, Clone, Copy)]
+pub struct ChangeEvent<'a> {
+    pub against: i64,
+    pub event: &'a NewJobEvent,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -42,6 +52,10 @@ pub struct ImportOutcome {
     pub snapshot: SnapshotInfo,
     /// False when the content equals the newest snapshot and that one is returned.
     pub created: bool,
+    /// The snapshot that was the newest before this import, if any.
+    pub previous: Option<i64>,
+    /// Whether the import's [`ChangeEvent`] was recorded (its `against` was the newest).
+    pub change_recorded: bool,
 }
 
 /// How to look a group up: by id, or by name optionally qualified by its cluster's name.
@@ -416,14 +430,15 @@ macro_rules! impl_inventory_store {
                 let id = uuid::Uuid::now_v7();
                 let at = $crate::db::now();
                 sqlx::query(
-                    "INSERT INTO clusters (id, name, os, description, version, created_at, updated_at) \
-                     VALUES ($1, $2, $3, $4, 1, $5, $5)",
+                    "INSERT INTO clusters (id, name, os, description, version, created_at, \
+                     updated_at, discovery_interval_seconds) VALUES ($1, $2, $3, $4, 1, $5, $5, $6)",
                 )
                 .bind(id.to_string())
                 .bind(&new.name)
                 .bind(new.os.as_str())
                 .bind(&new.description)
                 .bind(at)
+                .bind(new.discovery_interval_seconds.map($crate::db::seconds_column))
                 .execute(self.writer())
                 .await
                 .map_err(|e| {
@@ -439,6 +454,7 @@ macro_rules! impl_inventory_store {
                     name: new.name.clone(),
                     os: new.os,
                     description: new.description.clone(),
+                    discovery_interval_seconds: new.discovery_interval_seconds,
                     version: 1,
                     latest_snapshot: None,
                     created_at: at,
@@ -508,20 +524,30 @@ macro_rules! impl_inventory_store {
                 let name = patch.name.as_ref().unwrap_or(&current.name);
                 let os = patch.os.unwrap_or(current.os);
                 let description = patch.description.as_ref().unwrap_or(&current.description);
-                if *name == current.name && os == current.os && *description == current.description
+                let interval = patch
+                    .discovery_interval_seconds
+                    .unwrap_or(current.discovery_interval_seconds);
+                if *name == current.name
+                    && os == current.os
+                    && *description == current.description
+                    && interval == current.discovery_interval_seconds
                 {
                     return Ok(current);
                 }
                 let at = now();
+                // A new interval counts from now: the next periodic discovery is scheduled again.
                 sqlx::query(
                     "UPDATE clusters SET name = $2, os = $3, description = $4, \
-                     version = version + 1, updated_at = $5 WHERE id = $1",
+                     discovery_interval_seconds = $6, next_discovery_at = CASE WHEN \
+                     discovery_interval_seconds IS NOT DISTINCT FROM $6 THEN next_discovery_at \
+                     END, version = version + 1, updated_at = $5 WHERE id = $1",
                 )
                 .bind(id.to_string())
                 .bind(name)
                 .bind(os.as_str())
                 .bind(description)
                 .bind(at)
+                .bind(interval.map($crate::db::seconds_column))
                 .execute(&mut *tx)
                 .await
                 .map_err(|e| {
@@ -536,6 +562,7 @@ macro_rules! impl_inventory_store {
                     name: name.clone(),
                     os,
                     description: description.clone(),
+                    discovery_interval_seconds: interval,
                     version: current.version + 1,
                     updated_at: at,
                     ..current
@@ -602,11 +629,14 @@ macro_rules! impl_inventory_store {
                         }
                     }
                 }
+                let previous = latest.as_ref().map(|l| l.number());
                 let number = match latest {
                     Some(latest) if latest.content_hash() == import.content_hash => {
                         return Ok($crate::ImportOutcome {
                             snapshot: latest.into_model()?,
                             created: false,
+                            previous,
+                            change_recorded: false,
                         });
                     }
                     Some(latest) => latest.number() + 1,
@@ -663,6 +693,18 @@ macro_rules! impl_inventory_store {
                 Self::insert_shares(&mut tx, &rows.shares)
                     .await
                     .map_err(db_error)?;
+                // The announcement commits with the snapshot it announces, or not at all.
+                let change = import.change.filter(|c| Some(c.against) == previous);
+                if let Some(change) = change {
+                    Self::insert_events(
+                        &mut tx,
+                        None,
+                        Some(&cluster_id),
+                        &[(created_at, change.event)],
+                    )
+                    .await
+                    .map_err(db_error)?;
+                }
                 tx.commit().await.map_err(db_error)?;
 
                 Ok($crate::ImportOutcome {
@@ -675,6 +717,8 @@ macro_rules! impl_inventory_store {
                         created_by: import.created_by.to_owned(),
                     },
                     created: true,
+                    previous,
+                    change_recorded: change.is_some(),
                 })
             }
 

@@ -10,7 +10,7 @@ use uuid::Uuid;
 use crate::NewTask;
 use ferry_core::error::Result;
 use ferry_core::model::{
-    Approval, Job, JobEvent, JobGroup, JobRequest, JobState, NewJobEvent, Share, Task,
+    Approval, Finding, Job, JobEvent, JobGroup, JobRequest, JobState, NewJobEvent, Share, Task,
 };
 
 /// A job to store.
@@ -152,6 +152,24 @@ pub trait JobStore: Send + Sync {
     /// The reports carried by the job's step events (see [`NewJobEvent::output`]), oldest
     /// first: the last one of a group's step is its current output.
     async fn step_outputs(&self, job_id: Uuid) -> Result<Vec<StepOutput>>;
+    /// Stores events of no job about `cluster_id` (a cluster's `inventory.changed`), numbered
+    /// after every event stored before them.
+    async fn record_cluster_events(
+        &self,
+        cluster_id: Uuid,
+        events: &[NewJobEvent],
+        at: DateTime<Utc>,
+    ) -> Result<()>;
+    /// Replaces the findings a running job learned, with the events announcing them; the job's
+    /// version is left alone, so a concurrent state change of the job is not refused for it.
+    /// `NotFound` for an unknown job.
+    async fn set_job_findings(
+        &self,
+        job_id: Uuid,
+        findings: &[Finding],
+        events: &[NewJobEvent],
+        at: DateTime<Utc>,
+    ) -> Result<()>;
     /// Takes or renews the scheduler lease for `holder` until `until`; false while another
     /// holder's lease runs.
     async fn claim_scheduler(
@@ -171,9 +189,12 @@ pub trait JobStore: Send + Sync {
 macro_rules! impl_job_store {
     ($ty:ty, $db:ty, event_lock = $event_lock:expr $(,)?) => {
         impl $ty {
+            /// Numbers and stores `events` of the job `job_id` (`None` for events of no job, such
+            /// as a cluster's `inventory.changed`, which name `cluster_id` instead).
             async fn insert_events(
                 conn: &mut <$db as sqlx::Database>::Connection,
-                job_id: &str,
+                job_id: Option<&str>,
+                cluster_id: Option<&str>,
                 events: &[(chrono::DateTime<chrono::Utc>, &::ferry_core::model::NewJobEvent)],
             ) -> sqlx::Result<()> {
                 if events.is_empty() {
@@ -183,10 +204,10 @@ macro_rules! impl_job_store {
                 if let Some(lock) = lock {
                     sqlx::query(lock).execute(&mut *conn).await?;
                 }
-                for chunk in events.chunks(Self::MAX_BINDS / 8) {
+                for chunk in events.chunks(Self::MAX_BINDS / 10) {
                     let mut qb = sqlx::QueryBuilder::<$db>::new(
                         "INSERT INTO job_events \
-                         (at, job_id, kind, grp, step, state, message, output) ",
+                         (at, job_id, kind, grp, step, state, message, output, cluster_id, data) ",
                     );
                     qb.push_values(chunk, |mut b, (at, e)| {
                         b.push_bind(*at)
@@ -196,7 +217,9 @@ macro_rules! impl_job_store {
                             .push_bind(e.step.map(i64::from))
                             .push_bind(e.state.as_str())
                             .push_bind(e.message.as_deref())
-                            .push_bind(e.output.as_ref().map($crate::db::to_json));
+                            .push_bind(e.output.as_ref().map($crate::db::to_json))
+                            .push_bind(cluster_id)
+                            .push_bind(e.data.as_ref().map($crate::db::to_json));
                     });
                     qb.build().execute(&mut *conn).await?;
                 }
@@ -241,7 +264,7 @@ macro_rules! impl_job_store {
                 use $crate::rows::JobRow;
                 let Some(row) = sqlx::query_as::<_, JobRow>(
                     "SELECT id, name, state, request, approval, created_by, created_at, \
-                     updated_at, version FROM jobs WHERE id = $1",
+                     updated_at, version, findings FROM jobs WHERE id = $1",
                 )
                 .bind(id)
                 .fetch_optional(&mut *conn)
@@ -329,8 +352,9 @@ macro_rules! impl_job_store {
                     state: ::ferry_core::model::JobState::Running.as_str().to_owned(),
                     message: Some(format!("created with {} groups", job.groups.len())),
                     output: None,
+                    data: None,
                 };
-                Self::insert_events(&mut tx, &id, &[(at, &created)])
+                Self::insert_events(&mut tx, Some(&id), None, &[(at, &created)])
                     .await
                     .map_err(db_error)?;
                 let stored = Self::load_job(&mut tx, &id).await?;
@@ -557,7 +581,7 @@ macro_rules! impl_job_store {
                         groups_written,
                     }));
                 }
-                Self::insert_events(&mut tx, &id, &events)
+                Self::insert_events(&mut tx, Some(&id), None, &events)
                     .await
                     .map_err(db_error)?;
                 if saved.iter().any(Option::is_some) {
@@ -670,7 +694,7 @@ macro_rules! impl_job_store {
                         .map_err(db_error)?;
                 }
                 let events: Vec<_> = update.events.iter().map(|e| (at, e)).collect();
-                Self::insert_events(&mut tx, &id, &events)
+                Self::insert_events(&mut tx, Some(&id), None, &events)
                     .await
                     .map_err(db_error)?;
                 let job = Self::load_job(&mut tx, &id).await?;
@@ -687,8 +711,8 @@ macro_rules! impl_job_store {
                 use $crate::db::db_error;
                 use $crate::rows::JobEventRow;
                 let mut qb = sqlx::QueryBuilder::<$db>::new(
-                    "SELECT seq, at, job_id, kind, grp, step, state, message FROM job_events \
-                     WHERE seq > ",
+                    "SELECT seq, at, job_id, cluster_id, kind, grp, step, state, message, data \
+                     FROM job_events WHERE seq > ",
                 );
                 qb.push_bind(after);
                 if let Some(job_id) = filter.job_id {
@@ -733,6 +757,52 @@ macro_rules! impl_job_store {
                         })
                     })
                     .collect()
+            }
+
+            async fn record_cluster_events(
+                &self,
+                cluster_id: uuid::Uuid,
+                events: &[::ferry_core::model::NewJobEvent],
+                at: chrono::DateTime<chrono::Utc>,
+            ) -> ::ferry_core::error::Result<()> {
+                use $crate::db::{db_error, truncate};
+                let at = truncate(at);
+                let events: Vec<_> = events.iter().map(|e| (at, e)).collect();
+                let mut tx = self.writer().begin().await.map_err(db_error)?;
+                Self::insert_events(&mut tx, None, Some(&cluster_id.to_string()), &events)
+                    .await
+                    .map_err(db_error)?;
+                tx.commit().await.map_err(db_error)
+            }
+
+            async fn set_job_findings(
+                &self,
+                job_id: uuid::Uuid,
+                findings: &[::ferry_core::model::Finding],
+                events: &[::ferry_core::model::NewJobEvent],
+                at: chrono::DateTime<chrono::Utc>,
+            ) -> ::ferry_core::error::Result<()> {
+                use $crate::db::{db_error, to_json, truncate};
+                let id = job_id.to_string();
+                let at = truncate(at);
+                let mut tx = self.writer().begin().await.map_err(db_error)?;
+                let updated = sqlx::query("UPDATE jobs SET findings = $2 WHERE id = $1")
+                    .bind(&id)
+                    .bind(to_json(&findings))
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db_error)?
+                    .rows_affected();
+                if updated == 0 {
+                    return Err(::ferry_core::error::Error::not_found(format!(
+                        "no job `{job_id}`"
+                    )));
+                }
+                let events: Vec<_> = events.iter().map(|e| (at, e)).collect();
+                Self::insert_events(&mut tx, Some(&id), None, &events)
+                    .await
+                    .map_err(db_error)?;
+                tx.commit().await.map_err(db_error)
             }
 
             async fn claim_scheduler(

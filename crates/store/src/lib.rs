@@ -17,6 +17,7 @@
 mod agents;
 mod audit;
 mod db;
+mod discoveries;
 mod idempotency;
 mod inventory;
 mod jobs;
@@ -36,8 +37,9 @@ pub use agents::{
     AgentCredentials, AgentEnrollment, AgentStore, Enrolled, JoinTokenRecord, NewTask, TaskStatus,
 };
 pub use audit::AuditStore;
+pub use discoveries::DiscoveryStore;
 pub use idempotency::{IdempotencyClaim, IdempotencyStore};
-pub use inventory::{GroupKey, ImportOutcome, InventoryImport, InventoryStore};
+pub use inventory::{ChangeEvent, GroupKey, ImportOutcome, InventoryImport, InventoryStore};
 pub use jobs::{
     ActiveJob, EventFilter, GroupUpdate, JobStore, JobUpdate, NewJob, SavedGroup, StepOutput,
 };
@@ -90,6 +92,7 @@ pub trait Store:
     + AgentStore
     + JobStore
     + ValidationStore
+    + DiscoveryStore
     + WebhookStore
     + AuditStore
     + IdempotencyStore

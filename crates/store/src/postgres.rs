@@ -13,6 +13,7 @@ use tokio::sync::mpsc;
 use crate::agents::impl_agent_store;
 use crate::audit::impl_audit_store;
 use crate::db::db_error;
+use crate::discoveries::impl_discovery_store;
 use crate::idempotency::impl_idempotency_store;
 use crate::inventory::{ShareInsert, impl_inventory_store};
 use crate::jobs::impl_job_store;
@@ -197,6 +198,7 @@ impl_job_store!(
     Postgres,
     event_lock = Some("SELECT pg_advisory_xact_lock(7262000001)"),
 );
+impl_discovery_store!(PostgresStore, Postgres);
 impl_validation_store!(PostgresStore);
 impl_webhook_store!(PostgresStore);
 impl_audit_store!(PostgresStore, Postgres);

@@ -22,7 +22,7 @@ macro_rules! select_cluster {
         concat!(
             "SELECT c.id, c.name, c.os, c.description, c.version, ",
             "(SELECT max(s.number) FROM snapshots s WHERE s.cluster_id = c.id) AS latest_snapshot, ",
-            "c.created_at, c.updated_at FROM clusters c ",
+            "c.discovery_interval_seconds, c.created_at, c.updated_at FROM clusters c ",
             $($tail),*
         )
     };
@@ -37,6 +37,7 @@ pub(crate) struct ClusterRow {
     description: String,
     version: i64,
     latest_snapshot: Option<i64>,
+    discovery_interval_seconds: Option<i64>,
     created_at: DateTime<Utc>,
     updated_at: DateTime<Utc>,
 }
@@ -50,6 +51,12 @@ impl ClusterRow {
             description: self.description,
             version: self.version,
             latest_snapshot: self.latest_snapshot,
+            discovery_interval_seconds: self
+                .discovery_interval_seconds
+                .map(|s| {
+                    u64::try_from(s).map_err(|_| corrupt("discovery interval", &s.to_string()))
+                })
+                .transpose()?,
             created_at: self.created_at,
             updated_at: self.updated_at,
         })
@@ -428,6 +435,7 @@ pub(crate) struct JobRow {
     created_at: DateTime<Utc>,
     updated_at: DateTime<Utc>,
     version: i64,
+    findings: String,
 }
 
 impl JobRow {
@@ -451,6 +459,7 @@ impl JobRow {
             updated_at: self.updated_at,
             summary,
             version: self.version,
+            findings: parse_json("job findings", &self.findings)?,
         })
     }
 }
@@ -459,12 +468,14 @@ impl JobRow {
 pub(crate) struct JobEventRow {
     seq: i64,
     at: DateTime<Utc>,
-    job_id: String,
+    job_id: Option<String>,
+    cluster_id: Option<String>,
     kind: String,
     grp: Option<String>,
     step: Option<i64>,
     state: String,
     message: Option<String>,
+    data: Option<String>,
 }
 
 impl JobEventRow {
@@ -472,12 +483,79 @@ impl JobEventRow {
         Ok(ferry_core::model::JobEvent {
             seq: self.seq,
             at: self.at,
-            job_id: parse_uuid(&self.job_id)?,
+            job_id: self.job_id.as_deref().map(parse_uuid).transpose()?,
+            cluster_id: self.cluster_id.as_deref().map(parse_uuid).transpose()?,
             kind: self.kind,
             group: self.grp,
             step: self.step.and_then(|s| u32::try_from(s).ok()),
             state: self.state,
             message: self.message,
+            data: self
+                .data
+                .as_deref()
+                .map(|d| parse_json("event data", d))
+                .transpose()?,
+        })
+    }
+}
+
+// ---- discoveries ----------------------------------------------------------------------------
+
+/// Columns of [`DiscoveryRow`], from `discoveries d` with its cluster's name.
+macro_rules! select_discovery {
+    ($($tail:literal),*) => {
+        concat!(
+            "SELECT d.id, d.cluster_id, c.name AS cluster, d.task_id, d.state, d.trigger_kind, ",
+            "d.snapshot, d.created, d.previous_snapshot, d.summary, d.error, d.created_by, ",
+            "d.created_at, d.completed_at FROM discoveries d JOIN clusters c ON c.id = d.cluster_id ",
+            $($tail),*
+        )
+    };
+}
+pub(crate) use select_discovery;
+
+#[derive(sqlx::FromRow)]
+pub(crate) struct DiscoveryRow {
+    id: String,
+    cluster_id: String,
+    cluster: String,
+    task_id: Option<String>,
+    state: String,
+    trigger_kind: String,
+    snapshot: Option<i64>,
+    created: Option<bool>,
+    previous_snapshot: Option<i64>,
+    summary: Option<String>,
+    error: Option<String>,
+    created_by: String,
+    created_at: DateTime<Utc>,
+    completed_at: Option<DateTime<Utc>>,
+}
+
+impl DiscoveryRow {
+    pub(crate) fn into_model(self) -> Result<ferry_core::model::Discovery> {
+        use ferry_core::model::{DiscoveryState, DiscoveryTrigger};
+        Ok(ferry_core::model::Discovery {
+            id: parse_uuid(&self.id)?,
+            cluster_id: parse_uuid(&self.cluster_id)?,
+            cluster: self.cluster,
+            state: DiscoveryState::parse(&self.state)
+                .ok_or_else(|| corrupt("discovery state", &self.state))?,
+            trigger: DiscoveryTrigger::parse(&self.trigger_kind)
+                .ok_or_else(|| corrupt("discovery trigger", &self.trigger_kind))?,
+            task_id: self.task_id.as_deref().map(parse_uuid).transpose()?,
+            snapshot: self.snapshot,
+            created: self.created,
+            previous_snapshot: self.previous_snapshot,
+            summary: self
+                .summary
+                .as_deref()
+                .map(|s| parse_json("discovery summary", s))
+                .transpose()?,
+            error: self.error,
+            created_by: self.created_by,
+            created_at: self.created_at,
+            completed_at: self.completed_at,
         })
     }
 }

@@ -18,6 +18,7 @@ use tokio::sync::mpsc;
 use crate::agents::impl_agent_store;
 use crate::audit::impl_audit_store;
 use crate::db::db_error;
+use crate::discoveries::impl_discovery_store;
 use crate::idempotency::impl_idempotency_store;
 use crate::inventory::{ShareInsert, impl_inventory_store};
 use crate::jobs::impl_job_store;
@@ -157,6 +158,7 @@ impl_token_store!(SqliteStore, Sqlite);
 impl_agent_store!(SqliteStore, Sqlite);
 // The one writer connection already serialises the writes.
 impl_job_store!(SqliteStore, Sqlite, event_lock = None);
+impl_discovery_store!(SqliteStore, Sqlite);
 impl_validation_store!(SqliteStore);
 impl_webhook_store!(SqliteStore);
 impl_audit_store!(SqliteStore, Sqlite);

@@ -44,6 +44,13 @@ pub trait ClusterDriver: Send + Sync {
     /// Short driver name for logs: `sim`, `powershell`.
     fn driver_name(&self) -> &'static str;
 
+    /// The name of the cluster this driver reads, when it knows it without asking the cluster:
+    /// what an inventory report says it is of, so the server can refuse a report of a cluster
+    /// the agent is not enrolled for. `None` leaves it to the agent's enrollment.
+    fn cluster_name(&self) -> Option<String> {
+        None
+    }
+
     /// Every role group (not the core cluster groups) with its resources, their dependencies and
     /// its shares.
     async fn list_groups(&self) -> Result<Vec<Group>, DriverError>;

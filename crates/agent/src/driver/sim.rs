@@ -325,6 +325,10 @@ impl ClusterDriver for SimDriver {
         "sim"
     }
 
+    fn cluster_name(&self) -> Option<String> {
+        Some(self.inner.cluster.clone())
+    }
+
     async fn list_groups(&self) -> Result<Vec<Group>, DriverError> {
         self.run(SimOp::ListGroups, |s, _, _| Ok(ops::list_groups(s)))
             .await

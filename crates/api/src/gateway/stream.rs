@@ -262,6 +262,14 @@ impl Session {
                         }
                     }
                     Ok(Ok(None)) => break None,
+                    Ok(Err(status)) if status.code() == tonic::Code::OutOfRange => {
+                        // A message over max_inventory_bytes (an inventory report, or the result
+                        // carrying a discovery's inventory) ends the stream; nothing of it is
+                        // read, so nothing of it is stored.
+                        self.metrics.agent_inventory_reports_refused.inc();
+                        tracing::warn!(agent = %self.agent.id, %status, "agent message too large; refused");
+                        break None;
+                    }
                     Ok(Err(status)) => {
                         tracing::debug!(agent = %self.agent.id, %status, "agent stream broke");
                         break None;
@@ -355,14 +363,7 @@ impl Session {
             Some(AgentBody::Log(line)) => self.log(&line),
             Some(AgentBody::Result(result)) => self.result(result).await?,
             Some(AgentBody::Perf(batch)) => self.perf(batch).await,
-            Some(AgentBody::Inventory(report)) => {
-                self.metrics.agent_inventory_reports.inc();
-                tracing::info!(
-                    agent = %agent_id,
-                    groups = report.inventory.as_ref().map_or(0, |i| i.groups.len()),
-                    "inventory report received; dropped until agent inventory import exists"
-                );
-            }
+            Some(AgentBody::Inventory(report)) => self.inventory(report),
             // A message kind from a newer agent: not an error, the versions were agreed.
             None => tracing::debug!(agent = %agent_id, "unknown message kind ignored"),
         }
@@ -393,6 +394,48 @@ impl Session {
                 tracing::warn!(agent = %agent.id, node = %agent.node, error = %e, "perf batch refused");
             }
         }
+    }
+
+    /// Imports the report as its cluster's next snapshot, in the background: a large cluster
+    /// takes seconds to import, and the stream's heartbeats and results must not wait for it.
+    /// A refused report is logged and counted, since the stream has no answer for it; nothing
+    /// of it is stored.
+    fn inventory(&self, report: pb::InventoryReport) {
+        self.metrics.agent_inventory_reports.inc();
+        let (service, metrics) = (self.service.clone(), self.metrics.clone());
+        let (agent, source) = (self.agent.clone(), self.source.clone());
+        tokio::spawn(async move {
+            let imported = match report.inventory.map(convert::inventory_document) {
+                None => Err(ferry_core::error::Error::invalid_field(
+                    "inventory",
+                    "an inventory report must carry an inventory",
+                )),
+                Some(Err(e)) => Err(e),
+                Some(Ok(document)) => {
+                    service
+                        .import_agent_report(&agent, &report.cluster, document, source)
+                        .await
+                }
+            };
+            match imported {
+                Ok(imported) => tracing::info!(
+                    agent = %agent.id,
+                    cluster = %agent.cluster_name,
+                    snapshot = imported.outcome.snapshot.number,
+                    created = imported.outcome.created,
+                    "inventory report imported"
+                ),
+                Err(e) => {
+                    metrics.agent_inventory_reports_refused.inc();
+                    tracing::warn!(
+                        agent = %agent.id,
+                        cluster = %agent.cluster_name,
+                        error = %e,
+                        "inventory report refused"
+                    );
+                }
+            }
+        });
     }
 
     async fn progress(&self, agent_id: Uuid, progress: pb::TaskProgress) {

@@ -4,13 +4,15 @@ use tonic::{Request, Response, Status};
 
 use super::Api;
 use ferry_core::error::Error;
-use ferry_core::model::ShareFilter;
+use ferry_core::model::{NewDiscovery, ShareFilter};
 use ferry_protocol::convert::{self, non_empty, page};
 use ferry_protocol::pb::{self, inventory_service_server::InventoryService};
 
 /// Shared with REST's `POST /v1/clusters`, so an idempotency key means the same request whichever
 /// transport retries it.
 const CREATE_CLUSTER_ROUTE: &str = "POST /v1/clusters";
+/// Shared with REST's `POST /v1/clusters/{id}/discover`, as above.
+const DISCOVER_ROUTE: &str = "POST /v1/clusters/{id}/discover";
 
 #[tonic::async_trait]
 impl InventoryService for Api {
@@ -254,6 +256,66 @@ impl InventoryService for Api {
                     .await?;
                 Ok(pb::ListSharesResponse {
                     shares: listed.items.into_iter().map(Into::into).collect(),
+                    next: listed.next.unwrap_or_default(),
+                })
+            },
+        )
+        .await
+    }
+
+    async fn discover_cluster(
+        &self,
+        request: Request<pb::DiscoverClusterRequest>,
+    ) -> Result<Response<pb::Discovery>, Status> {
+        self.call(
+            "/ferry.v1.InventoryService/DiscoverCluster",
+            request,
+            |caller, req| async move {
+                let key = non_empty(req.idempotency_key);
+                let (discovery, _replayed) = self
+                    .service
+                    .idempotent(
+                        &caller,
+                        DISCOVER_ROUTE,
+                        key.as_deref(),
+                        &(&req.cluster, &NewDiscovery {}),
+                        self.service.discover(&caller, &req.cluster),
+                    )
+                    .await?;
+                Ok(discovery.into())
+            },
+        )
+        .await
+    }
+
+    async fn get_discovery(
+        &self,
+        request: Request<pb::GetDiscoveryRequest>,
+    ) -> Result<Response<pb::Discovery>, Status> {
+        self.call(
+            "/ferry.v1.InventoryService/GetDiscovery",
+            request,
+            |caller, req| async move {
+                Ok(self.service.get_discovery(&caller, &req.id).await?.into())
+            },
+        )
+        .await
+    }
+
+    async fn list_discoveries(
+        &self,
+        request: Request<pb::ListDiscoveriesRequest>,
+    ) -> Result<Response<pb::ListDiscoveriesResponse>, Status> {
+        self.call(
+            "/ferry.v1.InventoryService/ListDiscoveries",
+            request,
+            |caller, req| async move {
+                let listed = self
+                    .service
+                    .list_discoveries(&caller, &req.cluster, &page(req.limit, req.cursor))
+                    .await?;
+                Ok(pb::ListDiscoveriesResponse {
+                    discoveries: listed.items.into_iter().map(Into::into).collect(),
                     next: listed.next.unwrap_or_default(),
                 })
             },

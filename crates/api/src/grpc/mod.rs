@@ -93,9 +93,9 @@ impl Api {
 }
 
 /// Serves the gRPC API on `listener` until `shutdown` completes, then closes the agent sessions
-/// and lets calls in flight finish. InventoryService accepts messages up to `max_inventory_bytes`
-/// (imports carry a whole inventory document, as with REST); the other services keep tonic's
-/// 4 MiB, which also bounds what an unauthenticated `Enroll` can make the server read.
+/// and lets calls in flight finish. InventoryService and the agents' stream accept messages up
+/// to `max_inventory_bytes` (imports, inventory reports and discovery results carry a whole
+/// inventory document, as with REST); the other services keep tonic's 4 MiB.
 pub async fn serve(
     service: Service,
     gateway: Arc<Gateway>,
@@ -170,7 +170,14 @@ pub async fn serve(
     }
     builder
         // The same request spans the REST router logs, so both transports read alike in the log.
-        .layer(tower_http::trace::TraceLayer::new_for_grpc())
+        // Every non-OK status counts as a failure to the layer, the agents' streams closed at
+        // shutdown included: errors worth a person's attention are logged where they happen,
+        // with their reference, so the layer's own note stays at debug.
+        .layer(
+            tower_http::trace::TraceLayer::new_for_grpc().on_failure(
+                tower_http::trace::DefaultOnFailure::new().level(tracing::Level::DEBUG),
+            ),
+        )
         .add_service(health)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
@@ -182,8 +189,53 @@ pub async fn serve(
         .add_service(PerfServiceServer::new(api.clone()))
         .add_service(ValidationServiceServer::new(api.clone()))
         .add_service(AgentAdminServiceServer::new(api))
-        .add_service(AgentServiceServer::new(agents))
+        // Results and reports carry whole inventories, as imports do.
+        .add_service(EnrollHeldSmall(
+            AgentServiceServer::new(agents).max_decoding_message_size(max_inventory_bytes),
+        ))
         .serve_with_incoming_shutdown(incoming, shutdown)
         .await
         .context("gRPC server failed")
+}
+
+/// Enroll is the one call anyone can make; its request is held to tonic's usual 4 MiB even
+/// though the agents' stream takes whole inventories (`max_inventory_bytes`).
+const ENROLL_MAX_BYTES: usize = 4 * 1024 * 1024;
+const ENROLL_PATH: &str = "/ferry.v1.AgentService/Enroll";
+
+/// The agents' service, with [`ENROLL_MAX_BYTES`] on Enroll's body.
+#[derive(Clone)]
+struct EnrollHeldSmall(AgentServiceServer<AgentGateway>);
+
+impl tonic::server::NamedService for EnrollHeldSmall {
+    const NAME: &'static str =
+        <AgentServiceServer<AgentGateway> as tonic::server::NamedService>::NAME;
+}
+
+impl tower::Service<http::Request<tonic::body::Body>> for EnrollHeldSmall {
+    type Response = <AgentServiceServer<AgentGateway> as tower::Service<
+        http::Request<tonic::body::Body>,
+    >>::Response;
+    type Error = std::convert::Infallible;
+    type Future = <AgentServiceServer<AgentGateway> as tower::Service<
+        http::Request<tonic::body::Body>,
+    >>::Future;
+
+    fn poll_ready(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        tower::Service::<http::Request<tonic::body::Body>>::poll_ready(&mut self.0, cx)
+    }
+
+    fn call(&mut self, request: http::Request<tonic::body::Body>) -> Self::Future {
+        let request = if request.uri().path() == ENROLL_PATH {
+            request.map(|body| {
+                tonic::body::Body::new(http_body_util::Limited::new(body, ENROLL_MAX_BYTES))
+            })
+        } else {
+            request
+        };
+        tower::Service::call(&mut self.0, request)
+    }
 }

@@ -3,6 +3,7 @@
 
 pub mod admin;
 pub mod agents;
+pub mod discoveries;
 pub mod extract;
 pub mod inventory;
 pub mod jobs;
@@ -194,6 +195,9 @@ fn api_router(options: &HttpOptions) -> OpenApiRouter<AppState> {
         .routes(routes!(inventory::list_groups))
         .routes(routes!(inventory::get_group))
         .routes(routes!(inventory::list_shares))
+        .routes(routes!(discoveries::discover))
+        .routes(routes!(discoveries::list_discoveries))
+        .routes(routes!(discoveries::get_discovery))
         .routes(routes!(admin::create_token, admin::list_tokens))
         .routes(routes!(admin::revoke_token))
         .routes(routes!(admin::list_audit))

@@ -193,6 +193,7 @@ fn group_event(t: &mut Transition, state: GroupState, message: Option<String>) {
         state: state.as_str().to_owned(),
         message,
         output: None,
+        data: None,
     });
 }
 
@@ -216,6 +217,7 @@ fn push_step_event(
             None => step.label(),
         }),
         output,
+        data: None,
     });
 }
 

@@ -8,8 +8,8 @@ use serde::Deserialize;
 
 use super::{Inputs, Transition};
 use crate::model::{
-    InventoryDocument, JobStep, ResourceKind, ResourceState, Share, ShareMismatch, StepAction,
-    VerificationReport,
+    InventoryDocument, JobStep, ResourceKind, ResourceState, Share, StepAction, VerificationReport,
+    compare_shares,
 };
 use crate::plan::StepKind;
 
@@ -235,38 +235,17 @@ pub(super) fn verify(
     cluster: &str,
     at: DateTime<Utc>,
 ) -> VerificationReport {
-    let key = |s: &Share| s.name.to_lowercase();
-    let found: std::collections::BTreeMap<String, &Share> =
-        scan.shares.iter().map(|s| (key(s), s)).collect();
-    let wanted: std::collections::BTreeSet<String> = expected.iter().map(key).collect();
+    let compared = compare_shares(expected, &scan.shares);
     let mut report = VerificationReport {
         cluster: cluster.to_owned(),
         expected: expected.len() as u32,
+        identical: compared.identical,
+        missing: compared.missing,
+        changed: compared.changed,
+        unexpected: compared.unexpected,
         at,
         ..VerificationReport::default()
     };
-    for share in expected {
-        match found.get(&key(share)) {
-            None => report.missing.push(share.name.clone()),
-            Some(got) => {
-                let fields = differences(share, got);
-                if fields.is_empty() {
-                    report.identical += 1;
-                } else {
-                    report.changed.push(ShareMismatch {
-                        share: share.name.clone(),
-                        fields,
-                    });
-                }
-            }
-        }
-    }
-    report.unexpected = scan
-        .shares
-        .iter()
-        .filter(|s| !wanted.contains(&key(s)))
-        .map(|s| s.name.clone())
-        .collect();
     let names: Vec<&ScannedResource> = scan
         .resources
         .iter()
@@ -279,41 +258,4 @@ pub(super) fn verify(
         && report.unexpected.is_empty()
         && report.network_name_online;
     report
-}
-
-fn differences(want: &Share, got: &Share) -> Vec<String> {
-    let mut fields = Vec::new();
-    if !want.path.eq_ignore_ascii_case(&got.path) {
-        fields.push("path".to_owned());
-    }
-    let sorted = |s: &Share| {
-        let mut p = s.permissions.clone();
-        p.sort_by(|a, b| {
-            (a.principal.to_lowercase(), a.ace_type, a.access).cmp(&(
-                b.principal.to_lowercase(),
-                b.ace_type,
-                b.access,
-            ))
-        });
-        p
-    };
-    if sorted(want) != sorted(got) {
-        fields.push("permissions".to_owned());
-    }
-    if want.caching != got.caching {
-        fields.push("caching".to_owned());
-    }
-    if want.access_based_enumeration != got.access_based_enumeration {
-        fields.push("access_based_enumeration".to_owned());
-    }
-    if want.continuous_availability != got.continuous_availability {
-        fields.push("continuous_availability".to_owned());
-    }
-    if want.encrypt_data != got.encrypt_data {
-        fields.push("encrypt_data".to_owned());
-    }
-    if want.user_limit != got.user_limit {
-        fields.push("user_limit".to_owned());
-    }
-    fields
 }

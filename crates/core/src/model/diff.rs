@@ -46,6 +46,11 @@ impl InventoryDiff {
     pub fn is_empty(&self) -> bool {
         self.changes.is_empty()
     }
+
+    /// The changes counted by groups, shares, permission entries and the rest.
+    pub fn change_summary(&self) -> ChangeSummary {
+        ChangeSummary::of(&self.changes)
+    }
 }
 
 /// Number of changes of each op; they add up to `changes.len()`.
@@ -61,14 +66,65 @@ impl DiffSummary {
     pub fn of(changes: &[Change]) -> Self {
         let mut summary = Self::default();
         for change in changes {
-            match change.op {
-                ChangeOp::Added => summary.added += 1,
-                ChangeOp::Removed => summary.removed += 1,
-                ChangeOp::Changed => summary.changed += 1,
-                ChangeOp::Renamed => summary.renamed += 1,
-            }
+            summary.count(change.op);
         }
         summary
+    }
+
+    fn count(&mut self, op: ChangeOp) {
+        match op {
+            ChangeOp::Added => self.added += 1,
+            ChangeOp::Removed => self.removed += 1,
+            ChangeOp::Changed => self.changed += 1,
+            ChangeOp::Renamed => self.renamed += 1,
+        }
+    }
+}
+
+/// A diff counted by what a person looks at first: groups, shares and permission entries, and
+/// everything else (nodes, networks, disks, resources, dependencies) together. A whole added or
+/// removed group or share counts once, as in the diff itself, not once per child.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ChangeSummary {
+    pub groups: DiffSummary,
+    pub shares: DiffSummary,
+    pub permissions: DiffSummary,
+    pub other: DiffSummary,
+}
+
+impl ChangeSummary {
+    pub fn of(changes: &[Change]) -> Self {
+        let mut summary = Self::default();
+        for change in changes {
+            let counts = match change.kind {
+                ItemKind::Group => &mut summary.groups,
+                ItemKind::Share => &mut summary.shares,
+                ItemKind::Permission => &mut summary.permissions,
+                _ => &mut summary.other,
+            };
+            counts.count(change.op);
+        }
+        summary
+    }
+
+    /// One line, e.g. `groups +1 -0 ~0, shares +3 -0 ~1, permission entries +5 -2 ~0, other
+    /// +0 -0 ~0` (renamed shares count as changed here).
+    pub fn line(&self) -> String {
+        let part = |name: &str, c: &DiffSummary| {
+            format!(
+                "{name} +{} -{} ~{}",
+                c.added,
+                c.removed,
+                c.changed + c.renamed
+            )
+        };
+        [
+            part("groups", &self.groups),
+            part("shares", &self.shares),
+            part("permission entries", &self.permissions),
+            part("other", &self.other),
+        ]
+        .join(", ")
     }
 }
 

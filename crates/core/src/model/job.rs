@@ -225,6 +225,9 @@ pub struct Finding {
     /// Short machine-readable name, e.g. `agent_connected`.
     pub check: String,
     pub message: String,
+    /// The group it is about, when it is about one group of a job.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
 }
 
 impl Finding {
@@ -233,7 +236,14 @@ impl Finding {
             severity,
             check: check.to_owned(),
             message: message.into(),
+            group: None,
         }
+    }
+
+    /// The same finding, about `group`.
+    pub fn for_group(mut self, group: &str) -> Self {
+        self.group = Some(group.to_owned());
+        self
     }
 }
 
@@ -600,6 +610,10 @@ pub struct Job {
     pub summary: BTreeMap<String, u32>,
     /// Bumped by every change of the job record.
     pub version: i64,
+    /// What the job learned while running that a person should know (the source drifted
+    /// after a group's baseline was taken, say).
+    #[serde(default)]
+    pub findings: Vec<Finding>,
 }
 
 /// `GET /v1/jobs/{id}`: the job and every group with its steps.
@@ -626,8 +640,14 @@ pub struct JobLogEntry {
 pub struct JobEvent {
     pub seq: i64,
     pub at: DateTime<Utc>,
-    pub job_id: Uuid,
-    /// `job`, `group` or `step`.
+    /// The job; absent for an event of no job (`inventory.changed`).
+    #[serde(default)]
+    pub job_id: Option<Uuid>,
+    /// The cluster an event of no job is about.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster_id: Option<Uuid>,
+    /// `job`, `group`, `step`, `finding` (something a running job learned) or
+    /// `inventory.changed` (a cluster's new snapshot differs from the one before it).
     pub kind: String,
     #[serde(default)]
     pub group: Option<String>,
@@ -637,10 +657,14 @@ pub struct JobEvent {
     pub state: String,
     #[serde(default)]
     pub message: Option<String>,
+    /// What clients read of an event beyond its message: for `inventory.changed`, the
+    /// [`InventoryChange`](super::InventoryChange).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data: Option<serde_json::Value>,
 }
 
 /// An event or log line to store, numbered by the store.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct NewJobEvent {
     pub kind: &'static str,
     pub group: Option<String>,
@@ -650,6 +674,8 @@ pub struct NewJobEvent {
     /// On a step's success: its agent's report, kept with the event rather than in the
     /// group's document, which every later step of the group rewrites.
     pub output: Option<serde_json::Value>,
+    /// What clients read beyond the message (see [`JobEvent::data`]).
+    pub data: Option<serde_json::Value>,
 }
 
 /// Answer of an approval: what it applies to.

@@ -6,9 +6,11 @@
 
 pub mod agent;
 pub mod diff;
+pub mod discovery;
 pub mod facts;
 pub mod inventory;
 pub mod job;
+pub mod shares;
 pub mod validation;
 pub mod webhook;
 
@@ -18,9 +20,11 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 pub use agent::*;
+pub use discovery::*;
 pub use facts::*;
 pub use inventory::*;
 pub use job::*;
+pub use shares::*;
 pub use validation::*;
 pub use webhook::*;
 
@@ -94,6 +98,10 @@ pub struct Cluster {
     pub name: String,
     pub os: OsGeneration,
     pub description: String,
+    /// How often its agents read it for a new snapshot, in seconds; absent means the server's
+    /// `discovery_interval`, 0 turns periodic discovery off for this cluster.
+    #[serde(default)]
+    pub discovery_interval_seconds: Option<u64>,
     /// Bumped by every change of the cluster record; the ETag is derived from it.
     pub version: i64,
     /// Number of the newest inventory snapshot, if any was imported.
@@ -116,6 +124,9 @@ pub struct NewCluster {
     pub os: OsGeneration,
     #[serde(default)]
     pub description: String,
+    /// Its own discovery interval in seconds (0: no periodic discovery); absent: the server's.
+    #[serde(default)]
+    pub discovery_interval_seconds: Option<u64>,
 }
 
 /// Body of `PATCH /v1/clusters/{id}`: absent fields stay as they are.
@@ -125,6 +136,21 @@ pub struct ClusterPatch {
     pub name: Option<String>,
     pub os: Option<OsGeneration>,
     pub description: Option<String>,
+    /// Its own discovery interval in seconds (0: no periodic discovery); `null` goes back to
+    /// the server's `discovery_interval`.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<u64>)]
+    pub discovery_interval_seconds: Option<Option<u64>>,
+}
+
+/// A field that may be absent (`None`), `null` (`Some(None)`) or a value: `null` is an answer of
+/// its own in a patch, clearing what is set.
+fn present<'de, D, T>(deserializer: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(deserializer).map(Some)
 }
 
 /// Metadata of one immutable inventory snapshot.

@@ -213,6 +213,7 @@ impl From<Finding> for pb::Finding {
             severity: pb::Severity::from(f.severity) as i32,
             check: f.check,
             message: f.message,
+            group: f.group,
         }
     }
 }
@@ -426,6 +427,7 @@ impl From<Job> for pb::Job {
             approval: j.approval.map(Into::into),
             summary: j.summary.into_iter().collect(),
             version: j.version,
+            findings: j.findings.into_iter().map(Into::into).collect(),
         }
     }
 }
@@ -445,6 +447,8 @@ impl From<JobEvent> for pb::JobEvent {
             "job" => pb::EventKind::Job,
             "group" => pb::EventKind::Group,
             "step" => pb::EventKind::Step,
+            ferry_core::model::JOB_FINDING => pb::EventKind::Finding,
+            ferry_core::model::INVENTORY_CHANGED => pb::EventKind::InventoryChanged,
             // The store's kinds are written by this build; an older or newer one's is still an
             // event worth streaming, so it is not an error.
             _ => pb::EventKind::Unspecified,
@@ -452,12 +456,20 @@ impl From<JobEvent> for pb::JobEvent {
         pb::JobEvent {
             seq: e.seq,
             at: Some(timestamp(e.at)),
-            job_id: e.job_id.to_string(),
+            job_id: e.job_id.map(|id| id.to_string()).unwrap_or_default(),
             kind: kind.into(),
             group: e.group,
             step: e.step,
             state: e.state,
             message: e.message,
+            cluster_id: e.cluster_id.map(|id| id.to_string()).unwrap_or_default(),
+            data: e
+                .data
+                .as_ref()
+                .and_then(|data| match value_to_pb(data).kind {
+                    Some(prost_types::value::Kind::StructValue(fields)) => Some(fields),
+                    _ => None,
+                }),
         }
     }
 }

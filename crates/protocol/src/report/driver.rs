@@ -132,6 +132,9 @@ pub struct ResourceOutcome {
     pub error: Option<ResourceError>,
 }
 
+/// Failed resources a group's error names; the rest are counted.
+const FAILURES_LISTED: usize = 3;
+
 /// What an offline or online did to a group, resource by resource.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct GroupOutcome {
@@ -166,13 +169,33 @@ impl GroupOutcome {
             .map(|e| e.kind)
             .find(|k| *k != ErrorKind::Transient)
             .unwrap_or(ErrorKind::Transient);
-        let detail: Vec<String> = failures
+        // The resources that failed say why; the ones left as they were because something
+        // they depend on failed are only counted, or a group of hundreds of shares would make
+        // one line of job log per share out of a single failed network name.
+        let (failed, held): (Vec<&ResourceOutcome>, Vec<&ResourceOutcome>) = failures
             .iter()
+            .partition(|r| r.state == ResourceState::Failed);
+        let named = if failed.is_empty() { &held } else { &failed };
+        let mut detail: Vec<String> = named
+            .iter()
+            .take(FAILURES_LISTED)
             .map(|r| {
                 let message = r.error.as_ref().map(|e| e.message.as_str()).unwrap_or("");
                 format!("{}: {message}", r.resource)
             })
             .collect();
+        if named.len() > FAILURES_LISTED {
+            detail.push(format!(
+                "and {} more resources with errors",
+                named.len() - FAILURES_LISTED
+            ));
+        }
+        if !failed.is_empty() && !held.is_empty() {
+            detail.push(format!(
+                "{} resources that depend on them were left as they were",
+                held.len()
+            ));
+        }
         Err(DriverError::new(
             kind,
             format!(
@@ -309,6 +332,23 @@ mod tests {
             .unwrap_err();
         assert_eq!(err.kind(), ErrorKind::Failed);
         assert!(!err.is_retryable());
+    }
+
+    #[test]
+    fn a_group_error_names_the_first_failures_and_counts_the_rest() {
+        let failures = vec![Some(ErrorKind::Transient); 10];
+        let err = outcome(&failures).into_result().unwrap_err();
+        let message = err.message();
+        assert!(
+            message.contains("r0: boom; r1: boom; r2: boom;"),
+            "{message}"
+        );
+        assert!(!message.contains("r3"), "{message}");
+        assert!(
+            message.ends_with("and 7 more resources with errors"),
+            "{message}"
+        );
+        assert_eq!(err.kind(), ErrorKind::Transient);
     }
 
     #[test]
