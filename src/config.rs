@@ -45,6 +45,9 @@ pub struct Config {
     pub tls_cert: Option<PathBuf>,
     /// PEM private key of `tls_cert`.
     pub tls_key: Option<PathBuf>,
+    /// PEM CA certificate(s) that `https://` webhook receivers must chain to, instead of the
+    /// public web roots: for receivers whose certificates a private CA signs.
+    pub webhook_ca: Option<PathBuf>,
     /// Rows that replace (same `from` and `to`) or extend the built-in hop table, e.g. when a
     /// field report contradicts a row. In TOML: `[[hop_overrides]]` tables.
     pub hop_overrides: Vec<crate::plan::HopRule>,
@@ -84,6 +87,7 @@ impl Default for Config {
             agent_down_after_ms: millis(timing.down_after),
             tls_cert: None,
             tls_key: None,
+            webhook_ca: None,
             hop_overrides: Vec::new(),
             perf_raw_retention_hours: 48,
             perf_minute_retention_days: 30,
@@ -110,7 +114,7 @@ pub struct Overrides {
 }
 
 /// Every setting; each is also read from the environment as `FERRY_<KEY>` in upper case.
-pub const KEYS: [&str; 20] = [
+pub const KEYS: [&str; 21] = [
     "database_url",
     "http_addr",
     "grpc_addr",
@@ -125,6 +129,7 @@ pub const KEYS: [&str; 20] = [
     "agent_down_after_ms",
     "tls_cert",
     "tls_key",
+    "webhook_ca",
     "hop_overrides",
     "perf_raw_retention_hours",
     "perf_minute_retention_days",
@@ -255,6 +260,7 @@ impl Config {
             );
         }
         self.tls()?;
+        self.webhook_ca()?;
         Ok(())
     }
 
@@ -271,7 +277,6 @@ impl Config {
         }
     }
 
-    /// The hop table routes are planned with: the built-in rows under `hop_overrides`.
     /// Timing of the agent protocol.
     pub fn agent_timing(&self) -> crate::model::AgentTiming {
         crate::model::AgentTiming {
@@ -281,6 +286,7 @@ impl Config {
         }
     }
 
+    /// The hop table routes are planned with: the built-in rows under `hop_overrides`.
     pub fn hop_table(&self) -> crate::plan::HopTable {
         crate::plan::HopTable::builtin().with_overrides(self.hop_overrides.clone())
     }
@@ -331,6 +337,22 @@ impl Config {
         }
         Ok(Some((cert_pem, key_pem)))
     }
+
+    /// The PEM of `webhook_ca`, read and checked; `None` trusts the public web roots.
+    pub fn webhook_ca(&self) -> anyhow::Result<Option<Vec<u8>>> {
+        let Some(path) = &self.webhook_ca else {
+            return Ok(None);
+        };
+        let bad = |why: String| {
+            anyhow::anyhow!(
+                "invalid configuration: webhook_ca (FERRY_WEBHOOK_CA) `{}` {why}",
+                path.display()
+            )
+        };
+        let pem = std::fs::read(path).map_err(|e| bad(format!("cannot be read: {e}")))?;
+        crate::webhooks::pinned_roots(&pem).map_err(bad)?;
+        Ok(Some(pem))
+    }
 }
 
 /// figment's errors name the key; add the environment variable that sets it.
@@ -348,7 +370,6 @@ fn describe(err: figment::Error) -> String {
         .join("; ")
 }
 
-/// Accepts `["a", "b"]` in TOML and `a,b` in an environment variable.
 /// A duration written as people write it (`1h`, `30m`, `90s`) or as a number of seconds.
 mod duration_text {
     use std::time::Duration;
@@ -378,6 +399,7 @@ mod duration_text {
     }
 }
 
+/// Accepts `["a", "b"]` in TOML and `a,b` in an environment variable.
 fn list_or_comma_separated<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
     #[derive(Deserialize)]
     #[serde(untagged)]
@@ -504,6 +526,38 @@ mod tests {
         c.tls_key = Some(junk);
         let err = c.validate().unwrap_err().to_string();
         assert!(err.contains("FERRY_TLS_CERT"), "{err}");
+    }
+
+    #[test]
+    fn the_webhook_ca_is_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut c = Config {
+            webhook_ca: Some(dir.path().join("missing.pem")),
+            ..Config::default()
+        };
+        let err = c.validate().unwrap_err().to_string();
+        assert!(
+            err.contains("FERRY_WEBHOOK_CA") && err.contains("cannot be read"),
+            "{err}"
+        );
+        let junk = dir.path().join("junk.pem");
+        std::fs::write(&junk, "not pem").unwrap();
+        c.webhook_ca = Some(junk);
+        let err = c.validate().unwrap_err().to_string();
+        assert!(
+            err.contains("webhook_ca") && err.contains("no PEM certificate"),
+            "{err}"
+        );
+        let ca = rcgen::CertifiedIssuer::self_signed(
+            rcgen::CertificateParams::new(Vec::<String>::new()).unwrap(),
+            rcgen::KeyPair::generate().unwrap(),
+        )
+        .unwrap();
+        let good = dir.path().join("ca.pem");
+        std::fs::write(&good, ca.pem()).unwrap();
+        c.webhook_ca = Some(good);
+        c.validate().unwrap();
+        assert!(c.webhook_ca().unwrap().is_some());
     }
 
     #[test]

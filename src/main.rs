@@ -149,7 +149,8 @@ struct AgentArgs {
     /// This node's name, as in the cluster's inventory.
     #[arg(long)]
     node: String,
-    /// Where the agent keeps its identity (created 0700).
+    /// Where the agent keeps its identity (created 0700) and its logs (`logs/`, skeleton copies
+    /// named by their task); no task may name it.
     #[arg(long, value_name = "DIR")]
     state_dir: PathBuf,
     /// Join token from `ferry token create --kind join`; only needed until the agent has
@@ -167,6 +168,12 @@ struct AgentArgs {
     /// State directory of the simulated cluster (with --driver sim).
     #[arg(long, value_name = "DIR")]
     sim_dir: Option<PathBuf>,
+    /// A folder tasks may name (a skeleton copy's source or destination), with everything under
+    /// it; repeat for several. Without any, the cluster disks the driver reports (sim: the disk
+    /// folders of its cluster and of the sibling clusters; powershell: the cluster disks' drives
+    /// and the nodes' administrative shares of them). Either way never the state directory.
+    #[arg(long = "allow-path", value_name = "DIR")]
+    allow_path: Vec<PathBuf>,
     /// CA certificate (PEM) to pin for https:// servers; without it the public web roots are
     /// trusted.
     #[arg(long, value_name = "FILE")]
@@ -311,8 +318,24 @@ fn run(cli: Cli) -> Result<(), Failure> {
             config.ca = args.ca;
             config.max_concurrent_tasks = args.max_tasks.max(1);
             config.validate().map_err(usage)?;
+            // Absolute, so a relative --allow-path means the folder it meant at start.
+            let allow_paths = args
+                .allow_path
+                .iter()
+                .map(|path| {
+                    if path.as_os_str().is_empty() {
+                        return Err(usage(anyhow::anyhow!("--allow-path must not be empty")));
+                    }
+                    std::path::absolute(path)
+                        .map_err(|e| usage(anyhow::anyhow!("--allow-path {}: {e}", path.display())))
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            for path in allow_paths.iter().filter(|p| !p.is_dir()) {
+                // Not fatal: a disk may come online later. Until then it allows nothing.
+                tracing::warn!(path = %path.display(), "--allow-path is not a directory (yet)");
+            }
             let executor = std::sync::Arc::new(
-                NodeExecutor::new(Builtin::new(driver, args.sim_dir))
+                NodeExecutor::new(Builtin::new(driver, args.sim_dir).with_allow_paths(allow_paths))
                     .with_perf_interval(std::time::Duration::from_secs(args.perf_interval)),
             );
             tokio_runtime()?

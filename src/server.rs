@@ -69,6 +69,7 @@ pub async fn start_with_store(
             .identity(tonic::transport::Identity::from_pem(cert, key))
     });
     let tls_on = tls.is_some();
+    let webhook_http = crate::webhooks::client(config.webhook_ca()?.as_deref())?;
     if let Some(secret) = &config.bootstrap_token {
         service::ensure_bootstrap_token(store.as_ref(), secret)
             .await
@@ -90,7 +91,7 @@ pub async fn start_with_store(
     let scheduler_task = crate::scheduler::start(service.clone(), stopped.clone())
         .await
         .context("starting the scheduler")?;
-    let webhook_task = crate::webhooks::start(service.clone(), stopped.clone());
+    let webhook_task = crate::webhooks::start(service.clone(), webhook_http, stopped.clone());
     let perf_task = crate::service::perf::start_maintenance(service.clone(), stopped.clone());
     let discovery_task = crate::service::start_discovery_schedule(
         service.clone(),

@@ -23,7 +23,7 @@ use ferry::agent::exec::{Builtin, DriverKind, Executor};
 use ferry::agent::session::AgentConfig;
 use ferry::agent::state::StateDir;
 use ferry::config::Config;
-use ferry::model::{Action, JoinTokenInfo, TaskError};
+use ferry::model::{Action, JoinTokenInfo, TaskError, TaskRef};
 use ferry::protocol::pb;
 use ferry::protocol::pb::agent_admin_service_client::AgentAdminServiceClient;
 use ferry::protocol::pb::agent_message::Body as AgentBody;
@@ -295,11 +295,12 @@ impl Executor for Counting {
 
     async fn execute(
         &self,
+        task: TaskRef,
         action: Action,
         progress: Arc<dyn Progress>,
     ) -> Result<Value, TaskError> {
         self.runs.fetch_add(1, Ordering::SeqCst);
-        self.inner.execute(action, progress).await
+        self.inner.execute(task, action, progress).await
     }
 }
 
@@ -397,6 +398,7 @@ impl RawSession {
 
     /// Sends an echo report and returns the server's acknowledgement.
     async fn report(&mut self, task: pb::TaskRef, text: &str) -> pb::ResultAck {
+        let task_id = task.task_id.clone();
         self.send(AgentBody::Result(pb::TaskResult {
             task: Some(task),
             outcome: Some(pb::task_result::Outcome::Succeeded(pb::Succeeded {
@@ -408,9 +410,20 @@ impl RawSession {
             final_progress: None,
         }))
         .await;
-        match self.next().await.unwrap() {
-            ServerBody::ResultAck(ack) => ack,
-            other => panic!("expected a result ack, got {other:?}"),
+        loop {
+            match self.next().await.unwrap() {
+                ServerBody::ResultAck(ack) => return ack,
+                // A task created while the session was starting is sent by both the creation
+                // and the session's first delivery; a real agent runs it once.
+                ServerBody::Task(again) => {
+                    assert_eq!(
+                        again.task.map(|t| t.task_id),
+                        Some(task_id.clone()),
+                        "a task sent again"
+                    );
+                }
+                other => panic!("expected a result ack, got {other:?}"),
+            }
         }
     }
 }

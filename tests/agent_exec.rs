@@ -13,6 +13,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use ferry::agent::driver::ErrorKind;
+use ferry::agent::exec::{Builtin, DriverKind, NodeExecutor};
 use ferry::config::Config;
 use ferry::model::OsGeneration;
 use ferry::server::{RunningServer, start_with_store};
@@ -30,6 +31,8 @@ struct Harness {
     /// Parent of the simulated clusters' directories.
     sims: tempfile::TempDir,
     agents: Vec<common::AgentRun>,
+    /// The `--allow-path` list of the agents started from now on; empty: their cluster's disks.
+    allow_paths: Vec<PathBuf>,
 }
 
 impl Harness {
@@ -53,6 +56,7 @@ impl Harness {
             _db: db,
             sims: tempfile::tempdir().unwrap(),
             agents: Vec::new(),
+            allow_paths: Vec::new(),
         }
     }
 
@@ -84,14 +88,20 @@ impl Harness {
         assert_eq!(status, 201, "{body}");
         let token = body["token"].as_str().unwrap().to_owned();
 
-        let (id, run) = common::start_sim_agent(
+        let executor = Arc::new(
+            NodeExecutor::new(
+                Builtin::new(DriverKind::Sim, Some(o.dir.clone()))
+                    .with_allow_paths(self.allow_paths.clone()),
+            )
+            .with_perf_interval(Duration::from_millis(100)),
+        );
+        let (id, run) = common::start_agent(
             self.server.grpc_addr,
             name,
             &format!("{name}-n1"),
-            &self.sims.path().join(format!("{name}.agent")),
-            &o.dir,
+            &self.state_dir(name),
             token,
-            Duration::from_millis(100),
+            executor,
         )
         .await;
         self.agents.push(run);
@@ -103,6 +113,11 @@ impl Harness {
         })
         .await;
         (id, o.dir)
+    }
+
+    /// The state directory of the agent of cluster `name`.
+    fn state_dir(&self, name: &str) -> PathBuf {
+        self.sims.path().join(format!("{name}.agent"))
     }
 
     async fn stop(self) {
@@ -168,15 +183,16 @@ fn first_disk_dir(dir: &Path) -> PathBuf {
 #[tokio::test]
 async fn skeleton_copy_of_a_sim_disk_is_verified() {
     let mut h = Harness::start().await;
-    let (agent, dir) = h.cluster("OLD", OsGeneration::Ws2003, 1, 5).await;
+    // The copy leaves the simulated disks for a temporary folder: the agent is told it may.
     let out = tempfile::tempdir().unwrap();
+    h.allow_paths = vec![h.sims.path().to_path_buf(), out.path().to_path_buf()];
+    let (agent, dir) = h.cluster("OLD", OsGeneration::Ws2003, 1, 5).await;
     let destination = out.path().join("copy");
-    let log = out.path().join("skeleton.log");
     let task = h
         .run(
             &agent,
             json!({"action": "skeleton_copy", "source": first_disk_dir(&dir), "destination": destination,
-                   "depth": 3, "log_path": log}),
+                   "depth": 3, "log_path": "skeleton.log"}),
         )
         .await;
     assert_eq!(task["state"], "succeeded", "{task:#}");
@@ -189,7 +205,13 @@ async fn skeleton_copy_of_a_sim_disk_is_verified() {
             .unwrap()
             .contains("skeleton")
     );
-    assert!(log.exists());
+    // The log went to the agent's own log directory.
+    assert!(
+        h.state_dir("OLD")
+            .join("logs")
+            .join("skeleton.log")
+            .is_file()
+    );
     let verified =
         ferry::agent::skeleton::verify_skeleton(&first_disk_dir(&dir), &destination, 3).unwrap();
     assert!(verified.passed && verified.missing.is_empty());
@@ -199,7 +221,7 @@ async fn skeleton_copy_of_a_sim_disk_is_verified() {
         .failed(
             &agent,
             json!({"action": "skeleton_copy", "source": out.path().join("nope"), "destination": destination,
-                   "depth": 2, "log_path": out.path().join("again.log")}),
+                   "depth": 2, "log_path": "again.log"}),
         )
         .await;
     assert_eq!(error["kind"], "io");
@@ -630,8 +652,9 @@ async fn two_hop_runbook_moves_every_share_through_an_interim() {
         )
         .await;
     assert_eq!(copy["verification"]["passed"], true, "{copy:#}");
+    // The log is the agent's, in its state directory, not the simulated cluster's.
     assert!(
-        mid_dir
+        h.state_dir("MID")
             .join("logs")
             .join(format!("skeleton-{group}.log"))
             .is_file()

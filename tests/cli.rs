@@ -700,12 +700,14 @@ fn operator_verbs_and_their_exit_codes() {
     assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
     let out = finish(ferry().args(["agents", "--server", "http://127.0.0.1:9", "--token", admin]));
     assert_eq!(out.status.code(), Some(3));
-    let out = finish(ferry().args(["cluster", "list", "--server", "https://x", "--token", admin]));
-    assert_eq!(
-        out.status.code(),
-        Some(2),
-        "a bad address is a bad argument"
-    );
+    for bad in ["ftp://x", "127.0.0.1:8080", "http://[::1"] {
+        let out = finish(ferry().args(["cluster", "list", "--server", bad, "--token", admin]));
+        assert_eq!(
+            out.status.code(),
+            Some(2),
+            "a bad address is a bad argument: {bad}"
+        );
+    }
 
     let out = against(addr, &viewer, &["cluster", "list"]);
     assert_eq!(out.status.code(), Some(0));
@@ -1197,4 +1199,148 @@ fn the_readme_migration_by_hand_runs_and_verifies_every_share() {
         stdout.contains("route: FS-OLD -> FS-MID -> FS-NEW"),
         "{stdout}"
     );
+}
+
+/// `--ca` (`FERRY_CA`) and `https://` servers, against a real server behind a TLS-terminating
+/// proxy whose CA is made here: pinned, the verbs work and `job watch` follows the event stream
+/// through the proxy, resuming after the proxy drops the connection; without the pin (or pinning
+/// another CA) the server cannot be reached (exit 3); a CA file that cannot be read or holds no
+/// certificate is a bad argument (exit 2), before anything is sent.
+#[test]
+fn https_servers_with_a_pinned_ca() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}/ferry.db", dir.path().display());
+    let token = "cli-https-test-token-0123456789";
+    let server = spawn_server(&db, Some(token));
+    let addr = server.rest.clone();
+    let pki = common::TestPki::new("cli");
+    let ca = pki.write_ca(dir.path(), "ca.pem");
+    let other_ca = common::TestPki::new("other").write_ca(dir.path(), "other-ca.pem");
+    let junk = dir.path().join("junk.pem");
+    std::fs::write(&junk, "not a certificate").unwrap();
+    // The proxy runs on this runtime's threads while the test drives the binary.
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let proxy = runtime.block_on(common::TlsProxy::start(&pki, addr.parse().unwrap()));
+    let https = format!("https://localhost:{}", proxy.addr.port());
+    let over_https = |args: &[&str]| {
+        let mut cmd = ferry();
+        cmd.args(args).args(["--server", &https, "--token", token]);
+        cmd
+    };
+    let ca_arg = ca.to_str().unwrap();
+
+    let out =
+        finish(over_https(&["cluster", "create", "OLD", "--os", "ws2003"]).args(["--ca", ca_arg]));
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let out =
+        finish(over_https(&["cluster", "create", "NEW", "--os", "ws2008"]).env("FERRY_CA", &ca));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "FERRY_CA pins too: {}",
+        stderr(&out)
+    );
+    let out = finish(&mut over_https(&[
+        "cluster", "list", "-o", "json", "--ca", ca_arg,
+    ]));
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(json_stdout(&out)["items"].as_array().unwrap().len(), 2);
+
+    // Unknown CA: the public roots do not vouch for it, nor does another pinned CA.
+    let out = finish(&mut over_https(&["cluster", "list"]));
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    assert!(stderr(&out).contains("certificate"), "{}", stderr(&out));
+    let out = finish(over_https(&["cluster", "list"]).args(["--ca", other_ca.to_str().unwrap()]));
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    // Bad CA files are bad arguments, named as such.
+    for (file, why) in [
+        (dir.path().join("missing.pem"), "cannot be read"),
+        (junk.clone(), "no PEM certificate"),
+    ] {
+        let out = finish(over_https(&["cluster", "list"]).args(["--ca", file.to_str().unwrap()]));
+        assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+        assert!(
+            stderr(&out).contains("--ca") && stderr(&out).contains(why),
+            "{}",
+            stderr(&out)
+        );
+    }
+    let out = finish(over_https(&["cluster", "list"]).env("FERRY_CA", &junk));
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+
+    // `job watch` over HTTPS: the event stream survives the proxy dropping it.
+    let inventory = r#"{"groups":[{"name":"FS1","state":"online",
+        "resources":[{"name":"Disk F:","kind":"physical_disk","state":"online"}],
+        "shares":[{"name":"Data","path":"F:\\Data"}]}]}"#;
+    let (status, body) = http_send(&addr, "PUT", "/v1/clusters/OLD/inventory", token, inventory);
+    assert_eq!(status, 201, "{body}");
+    let (status, body) = http_send(
+        &addr,
+        "POST",
+        "/v1/jobs",
+        token,
+        r#"{"source":"OLD","target":"NEW"}"#,
+    );
+    assert_eq!(status, 201, "{body}");
+    let job: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let id = job["id"].as_str().unwrap().to_owned();
+    let mut watch = over_https(&["job", "watch", &id, "--ca", ca_arg])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (lines, printed) = std::sync::mpsc::channel::<String>();
+    let stdout = watch.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if lines.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let wait_for = |what: &str| {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            match printed.recv_timeout(left) {
+                Ok(line) if line.contains(what) => return,
+                Ok(_) => {}
+                Err(e) => panic!("`job watch` did not print `{what}`: {e}"),
+            }
+        }
+    };
+    wait_for("job: ");
+    // One connection for the job's detail, one for its events; the cut drops both.
+    let before_cut = proxy.connections();
+    proxy.cut();
+    let (status, body) = http_send(&addr, "POST", &format!("/v1/jobs/{id}/pause"), token, "{}");
+    assert_eq!(status, 200, "{body}");
+    wait_for("job: paused");
+    assert!(
+        proxy.connections() > before_cut,
+        "the pause arrived on a new connection"
+    );
+    let (status, body) = http_send(&addr, "POST", &format!("/v1/jobs/{id}/cancel"), token, "{}");
+    assert_eq!(status, 200, "{body}");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let code = loop {
+        if let Some(code) = watch.try_wait().unwrap() {
+            break code.code();
+        }
+        if std::time::Instant::now() > deadline {
+            watch.kill().unwrap();
+            panic!("`job watch` did not end after the cancel");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    let mut err = String::new();
+    watch
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    assert_eq!(code, Some(1), "a cancelled job: {err}");
+    assert!(err.contains("cancelled"), "{err}");
+    drop(runtime);
 }

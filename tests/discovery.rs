@@ -192,6 +192,19 @@ async fn a_discovery_imports_the_cluster_its_agent_reads_and_announces_what_chan
         assert_eq!(audited.len(), 1, "[{backend}] {audited:#?}");
         assert_eq!(audited[0]["actor"], format!("agent:{agent}"));
         assert_eq!(audited[0]["outcome"], "success");
+        // The task keeps where the inventory went, not the inventory.
+        let (_, task) = h
+            .get(&format!("/v1/tasks/{}", first["task_id"].as_str().unwrap()))
+            .await;
+        assert_eq!(
+            task["result"],
+            json!({"snapshot": 1, "created": true, "previous_snapshot": null, "summary": first["summary"]}),
+            "[{backend}] {task:#}"
+        );
+        assert_eq!(
+            task["progress"]["message"],
+            "importing the inventory as the cluster's next snapshot"
+        );
 
         // Nothing changed: no new snapshot, and the discovery says so.
         let again = h.discover("FS-OLD").await;
@@ -386,6 +399,23 @@ async fn the_periodic_discovery_runs_once_per_interval_across_replicas() {
         )
         .await;
         assert_eq!(status, 200);
+        // Past a year is refused, naming the field: a date that far would not add up.
+        for (method, path, body) in [
+            (
+                "PATCH",
+                "/v1/clusters/FS-OFF",
+                json!({"discovery_interval_seconds": 31_536_001u64}),
+            ),
+            (
+                "POST",
+                "/v1/clusters",
+                json!({"name": "FS-FAR", "os": "ws2003", "discovery_interval_seconds": u64::MAX}),
+            ),
+        ] {
+            let (status, problem) = rest(h.server.http_addr, method, path, Some(body)).await;
+            assert_eq!(status, 422, "[{backend}] {problem}");
+            assert_eq!(problem["errors"][0]["field"], "discovery_interval_seconds");
+        }
         h.agent("FS-OLD", "FS-OLD").await;
         let replicas: Vec<Service> = (0..3).map(|_| Service::new(store.clone())).collect();
         let interval = Duration::from_secs(2);

@@ -1066,6 +1066,169 @@ async fn errors_map_to_grpc_codes() {
     h.stop().await;
 }
 
+/// The field paths of a status's `google.rpc.BadRequest` details, in order.
+fn violated_fields(status: &Status) -> Vec<String> {
+    use tonic_types::StatusExt;
+    status
+        .get_error_details()
+        .bad_request()
+        .unwrap_or_else(|| panic!("no BadRequest details in {status:?}"))
+        .field_violations
+        .iter()
+        .map(|v| {
+            assert!(!v.description.is_empty(), "{v:?}");
+            v.field.clone()
+        })
+        .collect()
+}
+
+/// The field paths of a REST problem's `errors`, in order.
+fn problem_fields(problem: &serde_json::Value) -> Vec<String> {
+    problem["errors"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no errors in {problem}"))
+        .iter()
+        .map(|e| e["field"].as_str().unwrap().to_string())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn field_violations_travel_as_bad_request_details_like_rest_errors() {
+    let h = Harness::sqlite().await;
+    let mut inv = h.inventory();
+    let addr = h.server.http_addr;
+    let rest = |method: &'static str, path: &'static str, body: serde_json::Value| {
+        common::http_json(addr, method, path, Some(BOOTSTRAP), Some(body))
+    };
+
+    // A blank cluster name: one violation, said once in the message, named in the details.
+    let status = assert_code(
+        inv.create_cluster(authed(
+            BOOTSTRAP,
+            pb::CreateClusterRequest {
+                name: " ".into(),
+                os: pb::OsGeneration::Ws2003 as i32,
+                ..Default::default()
+            },
+        ))
+        .await,
+        Code::InvalidArgument,
+    );
+    let (code, problem) = rest(
+        "POST",
+        "/v1/clusters",
+        serde_json::json!({"name": " ", "os": "ws2003"}),
+    )
+    .await;
+    assert_eq!(code, 422, "{problem}");
+    assert_eq!(violated_fields(&status), ["name"]);
+    assert_eq!(violated_fields(&status), problem_fields(&problem));
+    assert_eq!(status.message(), problem["detail"].as_str().unwrap());
+
+    // An inventory with several bad shares: every path REST lists, in REST's order, and the
+    // message still lists them one per line for a person.
+    h.create_cluster("FS-X").await;
+    let mut document = sample_inventory(2, 3, 2);
+    document.groups[0].shares[1].path = String::new();
+    document.groups[1].shares[2].name = "bell\u{7}".into();
+    document.groups[1].shares[0].user_limit = Some(0);
+    let status = assert_code(
+        inv.import_inventory(authed(
+            BOOTSTRAP,
+            pb::ImportInventoryRequest {
+                cluster: "FS-X".into(),
+                inventory: Some(to_pb(&document)),
+                ..Default::default()
+            },
+        ))
+        .await,
+        Code::InvalidArgument,
+    );
+    let (code, problem) = rest(
+        "PUT",
+        "/v1/clusters/FS-X/inventory",
+        serde_json::to_value(&document).unwrap(),
+    )
+    .await;
+    assert_eq!(code, 422, "{problem}");
+    let fields = problem_fields(&problem);
+    assert!(fields.len() >= 3, "{fields:?}");
+    assert!(
+        fields.contains(&"groups[0].shares[1].path".to_string()),
+        "{fields:?}"
+    );
+    assert!(
+        fields.contains(&"groups[1].shares[0].user_limit".to_string()),
+        "{fields:?}"
+    );
+    assert_eq!(violated_fields(&status), fields);
+    for field in &fields {
+        assert!(
+            status.message().contains(&format!("\n{field}: ")),
+            "{field} in {}",
+            status.message()
+        );
+    }
+
+    // Thousands of bad shares: the client still gets INVALID_ARGUMENT with details (a bounded
+    // share of them, the first ones REST lists), not an HTTP/2 error about oversized trailers.
+    let mut document = sample_inventory(1, 3000, 1);
+    for share in &mut document.groups[0].shares {
+        share.path = String::new();
+    }
+    let status = assert_code(
+        inv.import_inventory(authed(
+            BOOTSTRAP,
+            pb::ImportInventoryRequest {
+                cluster: "FS-X".into(),
+                inventory: Some(to_pb(&document)),
+                ..Default::default()
+            },
+        ))
+        .await,
+        Code::InvalidArgument,
+    );
+    let (code, problem) = rest(
+        "PUT",
+        "/v1/clusters/FS-X/inventory",
+        serde_json::to_value(&document).unwrap(),
+    )
+    .await;
+    assert_eq!(code, 422);
+    let fields = problem_fields(&problem);
+    let sent = violated_fields(&status);
+    assert!(
+        !sent.is_empty() && sent.len() < fields.len(),
+        "{}",
+        sent.len()
+    );
+    assert_eq!(sent[..], fields[..sent.len()]);
+    assert!(
+        status.message().contains(&format!(
+            "and {} more field errors",
+            fields.len() - sent.len()
+        )),
+        "{}",
+        status.message()
+    );
+
+    // A failure that names no field carries no details.
+    let status = assert_code(
+        inv.get_cluster(authed(
+            BOOTSTRAP,
+            pb::GetClusterRequest {
+                cluster: "nope".into(),
+            },
+        ))
+        .await,
+        Code::NotFound,
+    );
+    assert!(status.details().is_empty());
+
+    drop(inv);
+    h.stop().await;
+}
+
 // ---- admin --------------------------------------------------------------------------------------
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

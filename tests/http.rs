@@ -12,7 +12,7 @@ use http_body_util::BodyExt;
 use serde_json::{Value, json};
 use tower::ServiceExt;
 
-use ferry::http::{AppState, HttpOptions};
+use ferry::http::{AppState, HttpOptions, Timeouts};
 use ferry::metrics::Metrics;
 use ferry::model::{InventoryDocument, NewToken, Role};
 use ferry::service::{Service, issue_token};
@@ -67,6 +67,15 @@ impl Api {
         dir: Option<tempfile::TempDir>,
         options: HttpOptions,
     ) -> Self {
+        Self::with_timeouts(store, dir, options, Timeouts::default()).await
+    }
+
+    async fn with_timeouts(
+        store: Arc<dyn Store>,
+        dir: Option<tempfile::TempDir>,
+        options: HttpOptions,
+        timeouts: Timeouts,
+    ) -> Self {
         let viewer = token(store.as_ref(), "viewer", Role::Viewer, None).await;
         let operator = token(store.as_ref(), "operator", Role::Operator, None).await;
         let admin = token(store.as_ref(), "admin", Role::Admin, None).await;
@@ -85,7 +94,7 @@ impl Api {
         tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
         let state = AppState::new(Service::new(store.clone()), Arc::new(Metrics::new()));
         Self {
-            router: ferry::http::router(state, &options),
+            router: ferry::http::router_with_timeouts(state, &options, timeouts),
             store,
             viewer,
             operator,
@@ -1197,6 +1206,296 @@ async fn operational_endpoints_and_docs() {
     );
     let r = api.call(Method::GET, "/openapi.json", None, None).await;
     assert_eq!(r.body["info"]["title"], "Ferry API");
+}
+
+#[tokio::test]
+async fn every_answer_says_nosniff_and_html_carries_a_strict_csp() {
+    let (store, dir) = common::sqlite_store().await;
+    let api = Api::new(store, Some(dir)).await;
+    for path in [
+        "/healthz",
+        "/openapi.json",
+        "/v1/nowhere",
+        "/docs/swagger-ui.css",
+    ] {
+        let r = api.call(Method::GET, path, None, None).await;
+        assert_eq!(r.headers["x-content-type-options"], "nosniff", "{path}");
+        assert!(
+            !r.headers.contains_key(header::CONTENT_SECURITY_POLICY),
+            "{path} is not HTML"
+        );
+    }
+    let r = api
+        .call(Method::GET, "/v1/clusters", Some(&api.viewer), None)
+        .await;
+    assert_eq!(r.headers["x-content-type-options"], "nosniff");
+
+    let page = api.call(Method::GET, "/docs/", None, None).await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(
+        page.headers[header::CONTENT_TYPE]
+            .to_str()
+            .unwrap()
+            .starts_with("text/html")
+    );
+    assert_eq!(page.headers["x-content-type-options"], "nosniff");
+    let csp = page.headers[header::CONTENT_SECURITY_POLICY]
+        .to_str()
+        .unwrap();
+    assert_eq!(csp, ferry::http::DOCS_CSP);
+    let directive = |name: &str| {
+        csp.split(';')
+            .map(str::trim)
+            .find(|d| d.split(' ').next() == Some(name))
+            .unwrap_or_else(|| panic!("{name} in {csp}"))
+            .to_string()
+    };
+    assert_eq!(directive("default-src"), "default-src 'none'");
+    assert_eq!(directive("script-src"), "script-src 'self'");
+    assert_eq!(directive("connect-src"), "connect-src 'self'");
+    assert_eq!(directive("frame-ancestors"), "frame-ancestors 'none'");
+    assert!(!csp.contains("unsafe-"), "{csp}");
+
+    // The page itself needs no more: every script is a file of this origin, and nothing is
+    // inline (no script body, no <style>, no style attribute).
+    let html = page.body.as_str().unwrap();
+    let scripts: Vec<&str> = html.split("<script").skip(1).collect();
+    assert!(scripts.len() >= 3, "{html}");
+    for script in &scripts {
+        let (open, rest) = script.split_once('>').unwrap();
+        assert!(open.contains("src=\"./"), "a script of this origin: {open}");
+        assert!(
+            rest.split("</script>").next().unwrap().trim().is_empty(),
+            "no inline script: {script}"
+        );
+    }
+    assert!(
+        !html.contains("<style") && !html.contains("style="),
+        "{html}"
+    );
+    for script in [
+        "swagger-ui-bundle.js",
+        "swagger-ui-standalone-preset.js",
+        "swagger-initializer.js",
+    ] {
+        assert!(html.contains(&format!("src=\"./{script}\"")), "{script}");
+        let r = api
+            .call(Method::GET, &format!("/docs/{script}"), None, None)
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{script}");
+    }
+
+    // The one <style> Swagger UI writes (its logo's) is allowed by its hash; an upgrade that
+    // changes it fails here instead of silently losing the style.
+    let preset = api
+        .call(
+            Method::GET,
+            "/docs/swagger-ui-standalone-preset.js",
+            None,
+            None,
+        )
+        .await;
+    let preset = preset.body.as_str().unwrap();
+    assert!(
+        preset.contains(&format!("\"{}\"", ferry::http::DOCS_LOGO_STYLE)),
+        "Swagger UI's logo style changed: update DOCS_LOGO_STYLE and the hash in DOCS_CSP"
+    );
+    use base64::Engine;
+    use sha2::Digest;
+    let hash = base64::engine::general_purpose::STANDARD.encode(sha2::Sha256::digest(
+        ferry::http::DOCS_LOGO_STYLE.as_bytes(),
+    ));
+    assert_eq!(
+        directive("style-src"),
+        format!("style-src 'self' 'sha256-{hash}'")
+    );
+}
+
+/// A body that sends `first` and then never another byte, nor its end.
+fn stalled_body(first: &'static str) -> Body {
+    use futures::StreamExt;
+    let first = futures::stream::iter([Ok::<_, std::io::Error>(bytes::Bytes::from_static(
+        first.as_bytes(),
+    ))]);
+    Body::from_stream(first.chain(futures::stream::pending()))
+}
+
+/// A body of `len` bytes sent in pieces, with no Content-Length to refuse it by up front.
+fn chunked_body(len: usize) -> Body {
+    let pieces = (0..len.div_ceil(1024))
+        .map(|_| Ok::<_, std::io::Error>(bytes::Bytes::from(vec![b' '; 1024])))
+        .collect::<Vec<_>>();
+    Body::from_stream(futures::stream::iter(pieces))
+}
+
+#[tokio::test]
+async fn answers_of_the_router_and_its_layers_are_problems_too() {
+    let (store, dir) = common::sqlite_store().await;
+    let options = HttpOptions {
+        max_body_bytes: 2048,
+        ..HttpOptions::default()
+    };
+    let api = Api::with_options(store, Some(dir), options).await;
+    let problem = |r: &Reply, status: StatusCode, kind: &str| {
+        assert_eq!(r.status, status, "{}", r.body);
+        assert_eq!(r.problem_type(), format!("urn:ferry:problem:{kind}"));
+        assert_eq!(r.body["status"], status.as_u16(), "{}", r.body);
+        assert!(!r.body["title"].as_str().unwrap().is_empty());
+        assert!(!r.body["detail"].as_str().unwrap().is_empty());
+        assert_eq!(r.headers["x-content-type-options"], "nosniff");
+        assert!(r.headers.contains_key("x-request-id"));
+    };
+
+    // 404: a route that does not exist, in the API and under Swagger UI's files.
+    let r = api.call(Method::GET, "/v2/clusters", None, None).await;
+    problem(&r, StatusCode::NOT_FOUND, "not-found");
+    let r = api
+        .call(Method::GET, "/docs/no-such-file.js", None, None)
+        .await;
+    problem(&r, StatusCode::NOT_FOUND, "not-found");
+
+    // 405, with the methods the route does take.
+    let r = api.call(Method::DELETE, "/healthz", None, None).await;
+    problem(&r, StatusCode::METHOD_NOT_ALLOWED, "method-not-allowed");
+    assert_eq!(r.headers[header::ALLOW], "GET,HEAD");
+    let r = api
+        .call(Method::PUT, "/v1/clusters", Some(&api.operator), None)
+        .await;
+    problem(&r, StatusCode::METHOD_NOT_ALLOWED, "method-not-allowed");
+    assert!(r.headers[header::ALLOW].to_str().unwrap().contains("POST"));
+
+    // 400: malformed percent-encoding, where our extractor reads the path and where axum's does
+    // (Swagger UI's), whose words are kept as the detail.
+    let r = api
+        .call(Method::GET, "/v1/clusters/%FF%FE", Some(&api.viewer), None)
+        .await;
+    problem(&r, StatusCode::BAD_REQUEST, "bad-request");
+    let r = api.call(Method::GET, "/docs/%FF%FE", None, None).await;
+    problem(&r, StatusCode::BAD_REQUEST, "bad-request");
+    assert!(
+        r.body["detail"].as_str().unwrap().contains("UTF-8"),
+        "{}",
+        r.body
+    );
+
+    // 415 and 413, the latter also for a body with no Content-Length that grows past the limit.
+    let r = api
+        .raw(Method::POST, "/v1/clusters", "text/csv", "name,os")
+        .await;
+    problem(
+        &r,
+        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        "unsupported-media-type",
+    );
+    let r = api
+        .raw(
+            Method::POST,
+            "/v1/clusters",
+            "application/json",
+            "x".repeat(4096),
+        )
+        .await;
+    problem(&r, StatusCode::PAYLOAD_TOO_LARGE, "payload-too-large");
+    let r = api
+        .raw(
+            Method::POST,
+            "/v1/clusters",
+            "application/json",
+            chunked_body(8192),
+        )
+        .await;
+    problem(&r, StatusCode::PAYLOAD_TOO_LARGE, "payload-too-large");
+
+    // A HEAD of a missing route says what a GET would, without the body.
+    let request = Request::builder()
+        .method(Method::HEAD)
+        .uri("/v1/nowhere")
+        .body(Body::empty())
+        .unwrap();
+    let r = api.send(request).await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn a_stalled_body_or_a_request_past_its_time_ends_in_a_problem() {
+    let (store, dir) = common::sqlite_store().await;
+    let api = Api::with_timeouts(
+        store,
+        Some(dir),
+        HttpOptions::default(),
+        Timeouts {
+            request: std::time::Duration::from_secs(30),
+            body_idle: std::time::Duration::from_millis(200),
+        },
+    )
+    .await;
+    let before = api.state().await;
+    let r = api
+        .raw(
+            Method::POST,
+            "/v1/clusters",
+            "application/json",
+            stalled_body("{\"name\": "),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::REQUEST_TIMEOUT, "{}", r.body);
+    assert_eq!(r.problem_type(), "urn:ferry:problem:request-timeout");
+    assert_eq!(r.body["status"], 408);
+    assert_eq!(
+        api.state().await,
+        before,
+        "abandoned requests change nothing"
+    );
+
+    let (store, dir) = common::sqlite_store().await;
+    let api = Api::with_timeouts(
+        store,
+        Some(dir),
+        HttpOptions::default(),
+        Timeouts {
+            request: std::time::Duration::from_millis(300),
+            body_idle: std::time::Duration::from_secs(30),
+        },
+    )
+    .await;
+    let r = api
+        .raw(
+            Method::POST,
+            "/v1/clusters",
+            "application/json",
+            stalled_body("{\"name\": "),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE, "{}", r.body);
+    assert_eq!(r.problem_type(), "urn:ferry:problem:unavailable");
+    assert!(
+        r.body["detail"]
+            .as_str()
+            .unwrap()
+            .contains("did not finish within 300ms"),
+        "{}",
+        r.body
+    );
+    assert_eq!(api.state().await["clusters"]["items"], json!([]));
+
+    // The limit is on the answer's head, not its body: the event stream lives on past it.
+    let request = Request::builder()
+        .uri("/v1/events")
+        .header(header::AUTHORIZATION, format!("Bearer {}", api.viewer))
+        .body(Body::empty())
+        .unwrap();
+    let response = api.router.clone().oneshot(request).await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let mut events = response.into_body();
+    tokio::time::sleep(std::time::Duration::from_millis(900)).await;
+    // Three times the limit later, the stream is still open: asking for its next frame waits
+    // (for an event or the keep-alive) instead of ending or failing at once.
+    let next = tokio::time::timeout(std::time::Duration::from_millis(300), events.frame()).await;
+    assert!(
+        next.is_err(),
+        "the event stream ended past the request limit: {:?}",
+        next.map(|frame| frame.map(|f| f.map(|f| f.is_data())))
+    );
 }
 
 #[test]

@@ -2,9 +2,11 @@
 //! recorded `ConvertTo-Json` output, escaping of hostile names, and error mapping.
 
 use std::collections::VecDeque;
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
+use ferry::agent::confine::{Confinement, RootsOrigin};
 use ferry::agent::driver::powershell::{
     PowerShellDriver, Scripts, Shell, ShellOutput, json_many, map_failure, parse_output, ps_quote,
 };
@@ -341,6 +343,67 @@ async fn inventory_on_ws2008_has_no_csv_command() {
     assert!(script.contains("\n  $csv = @()\n"));
     assert!(!script.contains("Get-ClusterSharedVolume"));
     assert!(script.contains(FN_SHARES_WMI.lines().nth(3).unwrap()));
+}
+
+// ---- what the agent may touch ------------------------------------------------------------------
+
+/// Without `--allow-path`, an agent on a Windows node may touch the cluster's disks: the driver
+/// reads them from a fresh inventory (one script), and the agent compares a task's drive or UNC
+/// path with them as text before anything opens it.
+#[tokio::test]
+async fn default_roots_are_the_cluster_disks_by_drive_and_by_admin_share() {
+    let recorded = r#"{"Nodes":[{"Name":"NEW-n1","State":"Up","Vendor":"GenuineIntel","Model":"Xeon"},{"Name":"NEW-n2","State":"Up","Vendor":"GenuineIntel","Model":"Xeon"}],"Networks":[],"Disks":[{"Resource":"Cluster Disk 1","Path":"F:","TotalMB":102400,"FreeMB":51200},{"Resource":"Cluster Disk 2","Path":"C:\\ClusterStorage\\Volume1","TotalMB":2097152,"FreeMB":838861}],"Csv":{"Resource":"Cluster Disk 2","Path":"C:\\ClusterStorage\\Volume1","TotalMB":2097152,"FreeMB":838861},"Groups":[]}"#;
+    let (d, shell) = driver(OsGeneration::Ws2012r2, vec![ok(recorded)]);
+    let roots = d.default_roots().await.unwrap();
+    assert_eq!(shell.scripts().len(), 1);
+    assert!(shell.scripts()[0].contains("Get-ClusterNode"));
+    let shown: Vec<String> = roots.iter().map(|r| r.display().to_string()).collect();
+    assert_eq!(
+        shown,
+        [
+            "F:\\",
+            "\\\\NEW-n1\\F$\\",
+            "\\\\NEW-n2\\F$\\",
+            "C:\\ClusterStorage\\"
+        ]
+    );
+    let confinement = Confinement::new(roots, RootsOrigin::Driver, None);
+    for allowed in [
+        "F:\\",
+        "f:\\Shares\\Finance",
+        "\\\\new-n2\\f$\\Shares",
+        "C:\\ClusterStorage\\Volume1\\VMs",
+    ] {
+        assert_eq!(
+            confinement.check_windows_text(Path::new(allowed)),
+            Ok(()),
+            "{allowed}"
+        );
+    }
+    for refused in [
+        "C:\\Windows",
+        "C:\\ClusterStorageX",
+        "E:\\",
+        "\\\\NEW-n1\\C$\\Windows",
+        "\\\\OLD\\F$\\",
+        "\\\\NEW-n1\\F$\\..\\..\\C$",
+        "\\\\.\\PhysicalDrive0",
+        "F:\\Shares:stream",
+        "F:Shares",
+    ] {
+        let rule = confinement
+            .check_windows_text(Path::new(refused))
+            .unwrap_err();
+        assert!(!rule.is_empty(), "{refused}");
+    }
+
+    // A 2003 cluster has no module: the driver cannot say, and the task fails rather than go
+    // anywhere.
+    let (old, _) = driver(OsGeneration::Ws2003, vec![]);
+    assert_eq!(
+        old.default_roots().await.unwrap_err().kind(),
+        ErrorKind::Unsupported
+    );
 }
 
 // ---- offline and online -------------------------------------------------------------------------

@@ -1,6 +1,7 @@
-//! Webhooks end to end: a real server on loopback, a receiver (a small axum app) that records
-//! every request and fails on demand, and jobs whose state changes produce the events. Jobs run
-//! without agents: creating, pausing, resuming and cancelling one emits events all the same.
+//! Webhooks end to end: a real server on loopback, a receiver (a small axum app, plain or behind
+//! TLS with a CA made at test time) that records every request, fails or redirects on demand,
+//! and jobs whose state changes produce the events. Jobs run without agents: creating, pausing,
+//! resuming and cancelling one emits events all the same.
 
 mod common;
 
@@ -15,7 +16,7 @@ use ferry::config::Config;
 use ferry::server::{RunningServer, start_with_store};
 use ferry::store::{EventFilter, Store};
 
-use common::{BOOTSTRAP, PATIENCE, Received, Receiver, eventually};
+use common::{BOOTSTRAP, PATIENCE, Received, Receiver, TestPki, eventually};
 
 struct Harness {
     server: RunningServer,
@@ -24,12 +25,20 @@ struct Harness {
 
 impl Harness {
     async fn start(store: Arc<dyn Store>) -> Self {
+        Self::start_with(store, Config::default()).await
+    }
+
+    /// A server with `config`'s settings but its own loopback addresses and bootstrap token.
+    async fn start_with(store: Arc<dyn Store>, config: Config) -> Self {
         let config = Config {
             http_addr: "127.0.0.1:0".parse().unwrap(),
             grpc_addr: "127.0.0.1:0".parse().unwrap(),
             bootstrap_token: Some(BOOTSTRAP.into()),
-            ..Default::default()
+            ..config
         };
+        config
+            .validate()
+            .expect("the test's configuration is valid");
         let server = start_with_store(&config, store.clone())
             .await
             .expect("server starts");
@@ -109,6 +118,20 @@ impl Harness {
             .await;
         assert_eq!(status, 201, "{hook:#}");
         hook
+    }
+
+    /// The webhook as listed once its delivery has failed at least once.
+    async fn failed_delivery(&self, id: &str) -> Value {
+        eventually("a failed delivery recorded", || async {
+            let (_, listed) = self.call("GET", "/v1/webhooks", None).await;
+            listed["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|h| h["id"] == id && h["failures"].as_u64() >= Some(1))
+                .cloned()
+        })
+        .await
     }
 }
 
@@ -346,7 +369,7 @@ async fn webhooks_are_for_admins_and_their_urls_are_checked() {
         (json!({"url": "ftp://hooks.example/"}), "url"),
         (json!({"url": "hooks.example/ferry"}), "url"),
         (json!({"url": "http://"}), "url"),
-        (json!({"url": "https://hooks.example/"}), "url"),
+        (json!({"url": "https://"}), "url"),
         (
             json!({"url": format!("http://h/{}", "a".repeat(3000))}),
             "url",
@@ -365,13 +388,29 @@ async fn webhooks_are_for_admins_and_their_urls_are_checked() {
         .call(
             "POST",
             "/v1/webhooks",
-            Some(json!({"url": "https://hooks.example/"})),
+            Some(json!({"url": "ftp://hooks.example/"})),
         )
         .await;
     assert!(
-        problem.to_string().contains("https:// is not supported"),
+        problem
+            .to_string()
+            .contains("must start with http:// or https://"),
         "{problem:#}"
     );
+    // HTTPS receivers are accepted; their certificates are checked when delivering.
+    let (status, hook) = h
+        .call(
+            "POST",
+            "/v1/webhooks",
+            Some(json!({"url": "https://hooks.example:8443/ferry"})),
+        )
+        .await;
+    assert_eq!(status, 201, "{hook:#}");
+    let https = hook["id"].as_str().unwrap();
+    let (status, _) = h
+        .call("DELETE", &format!("/v1/webhooks/{https}"), None)
+        .await;
+    assert_eq!(status, 200);
 
     // A chosen secret is kept; the answer names the new webhook.
     let (status, hook) = h
@@ -424,5 +463,93 @@ async fn webhooks_are_for_admins_and_their_urls_are_checked() {
             "{expected:?} in {records:?}"
         );
     }
+    h.server.stop().await.expect("server stops cleanly");
+}
+
+/// An HTTPS receiver whose certificate a CA made here signed: delivered to when the server pins
+/// that CA (`webhook_ca`), signed and in order as over plain HTTP.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_https_receiver_is_delivered_to_when_its_ca_is_pinned() {
+    common::on_each_backend(|backend, store| async move {
+        let pki = TestPki::new("webhooks");
+        let dir = tempfile::tempdir().unwrap();
+        let config = Config {
+            webhook_ca: Some(pki.write_ca(dir.path(), "ca.pem")),
+            ..Config::default()
+        };
+        let h = Harness::start_with(store, config).await;
+        let (receiver, addr) = Receiver::start_tls(&pki).await;
+        h.clusters().await;
+        let hook = h
+            .webhook(format!("https://localhost:{}/hook", addr.port()), None)
+            .await;
+        let groups = common::sample_inventory(2, 1, 1).groups;
+        let job = h.job(&groups[0].name).await;
+        h.verb(&job, "pause").await;
+
+        let delivered = caught_up(&h, &receiver, "/hook", &hook, None).await;
+        assert!(delivered.len() >= 2, "[{backend}] {delivered:?}");
+        let (_, listed) = h.call("GET", "/v1/webhooks", None).await;
+        let listed = &listed["items"][0];
+        assert_eq!(listed["failures"], 0, "[{backend}] {listed:#}");
+        assert!(listed["last_error"].is_null(), "[{backend}] {listed:#}");
+        h.server.stop().await.expect("server stops cleanly");
+    })
+    .await;
+}
+
+/// Without the pin, the same receiver's certificate does not verify against the public roots:
+/// nothing reaches it, and the webhook shows a failed delivery saying why.
+#[tokio::test]
+async fn an_https_receiver_of_an_unknown_ca_is_refused() {
+    let (store, _db) = common::sqlite_store().await;
+    let h = Harness::start(store).await;
+    let pki = TestPki::new("unknown");
+    let (receiver, addr) = Receiver::start_tls(&pki).await;
+    h.clusters().await;
+    let hook = h
+        .webhook(format!("https://localhost:{}/hook", addr.port()), None)
+        .await;
+    let groups = common::sample_inventory(2, 1, 1).groups;
+    h.job(&groups[0].name).await;
+
+    let failing = h.failed_delivery(hook["id"].as_str().unwrap()).await;
+    assert_eq!(failing["delivered"], hook["delivered"], "no event skipped");
+    assert!(failing["next_attempt"].is_string(), "{failing:#}");
+    let error = failing["last_error"].as_str().unwrap();
+    assert!(
+        error.contains("certificate") && error.contains("UnknownIssuer"),
+        "says the certificate is not trusted: {error}"
+    );
+    assert!(receiver.received("/hook").is_empty());
+    h.server.stop().await.expect("server stops cleanly");
+}
+
+/// A receiver answering with a redirect has not acknowledged anything, and the redirect is not
+/// followed: the signed events go to the registered URL only.
+#[tokio::test]
+async fn a_redirect_is_a_failed_delivery_and_is_not_followed() {
+    let (store, _db) = common::sqlite_store().await;
+    let h = Harness::start(store).await;
+    let (receiver, addr) = Receiver::start(0).await;
+    h.clusters().await;
+    let hook = h.webhook(format!("http://{addr}/moved"), None).await;
+    let groups = common::sample_inventory(2, 1, 1).groups;
+    h.job(&groups[0].name).await;
+
+    let failing = h.failed_delivery(hook["id"].as_str().unwrap()).await;
+    assert_eq!(
+        failing["delivered"], hook["delivered"],
+        "nothing acknowledged"
+    );
+    let error = failing["last_error"].as_str().unwrap();
+    assert!(
+        error.contains("307") && error.contains("/hook") && error.contains("not followed"),
+        "{error}"
+    );
+    assert!(!receiver.received("/moved").is_empty());
+    // Let a retry or two pass: still nothing at the redirect's target.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(receiver.received("/hook").is_empty(), "redirect followed");
     h.server.stop().await.expect("server stops cleanly");
 }

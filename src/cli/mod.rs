@@ -58,6 +58,10 @@ pub struct ApiArgs {
     /// An API token (viewer to read, operator to change; `ferry token create`).
     #[arg(long, env = "FERRY_TOKEN", hide_env_values = true, global = true)]
     pub token: Option<String>,
+    /// CA certificate (PEM) to pin for an https:// server; without it the public web roots are
+    /// trusted.
+    #[arg(long, env = "FERRY_CA", value_name = "FILE", global = true)]
+    pub ca: Option<std::path::PathBuf>,
     /// table for people, json for machines (the API's JSON answer and nothing else on stdout).
     #[arg(
         short = 'o',
@@ -71,7 +75,8 @@ pub struct ApiArgs {
 
 impl ApiArgs {
     /// A client for the server; refuses (exit 2) before anything is sent when no token is given,
-    /// since every API call but the health checks needs one.
+    /// since every API call but the health checks needs one, or when `--ca` is not a readable
+    /// PEM certificate.
     pub fn client(&self) -> Result<ApiClient, Failure> {
         let token = self
             .token
@@ -84,7 +89,22 @@ impl ApiArgs {
                      create --role operator --name NAME`)"
                 ))
             })?;
-        ApiClient::new(&self.server, Some(token.to_owned())).map_err(Failure::from)
+        let ca = match &self.ca {
+            Some(path) => {
+                let bad = |why: String| {
+                    usage(anyhow::anyhow!(
+                        "--ca (FERRY_CA) `{}` {why}",
+                        path.display()
+                    ))
+                };
+                let pem = std::fs::read(path).map_err(|e| bad(format!("cannot be read: {e}")))?;
+                crate::webhooks::pinned_roots(&pem).map_err(bad)?;
+                Some(pem)
+            }
+            None => None,
+        };
+        ApiClient::with_ca(&self.server, Some(token.to_owned()), ca.as_deref())
+            .map_err(Failure::from)
     }
 }
 

@@ -16,7 +16,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode, Uri};
+use axum::http::{HeaderMap, StatusCode, Uri, header};
+use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use serde_json::Value;
 
@@ -697,7 +698,8 @@ impl Received {
 }
 
 /// A webhook receiver on loopback (a small axum app) that records every request; requests to
-/// `/flaky` are refused with 500 as often as asked.
+/// `/flaky` are refused with 500 as often as asked, requests to `/moved` are redirected to
+/// `/hook` with 307. Plain HTTP ([`Receiver::start`]) or behind TLS ([`Receiver::start_tls`]).
 #[derive(Clone, Default)]
 pub struct Receiver {
     log: Arc<Mutex<Vec<Received>>>,
@@ -717,11 +719,30 @@ impl Receiver {
     /// A receiver answering on `listener`, a port chosen beforehand.
     pub fn serve(listener: tokio::net::TcpListener) -> Self {
         let receiver = Receiver::default();
-        let app = axum::Router::new()
-            .fallback(record)
-            .with_state(receiver.clone());
+        let app = receiver.app();
         tokio::spawn(async move { axum::serve(listener, app).await });
         receiver
+    }
+
+    /// A receiver behind TLS, presenting `pki`'s server certificate (for `localhost` and
+    /// 127.0.0.1).
+    pub async fn start_tls(pki: &TestPki) -> (Self, SocketAddr) {
+        let tcp = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = tcp.local_addr().unwrap();
+        let receiver = Receiver::default();
+        let app = receiver.app();
+        let listener = TlsListener {
+            tcp,
+            acceptor: pki.acceptor(),
+        };
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        (receiver, addr)
+    }
+
+    fn app(&self) -> axum::Router {
+        axum::Router::new()
+            .fallback(record)
+            .with_state(self.clone())
     }
 
     pub fn received(&self, path: &str) -> Vec<Received> {
@@ -740,14 +761,16 @@ async fn record(
     uri: Uri,
     headers: HeaderMap,
     body: Bytes,
-) -> StatusCode {
+) -> Response {
     let path = uri.path().to_owned();
     let refused = path == "/flaky"
         && receiver
             .refuse
             .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
             .is_ok();
-    let answered = if refused {
+    let answered = if path == "/moved" {
+        StatusCode::TEMPORARY_REDIRECT
+    } else if refused {
         StatusCode::INTERNAL_SERVER_ERROR
     } else {
         StatusCode::NO_CONTENT
@@ -758,7 +781,153 @@ async fn record(
         body,
         answered,
     });
-    answered
+    if answered.is_redirection() {
+        (answered, [(header::LOCATION, "/hook")]).into_response()
+    } else {
+        answered.into_response()
+    }
+}
+
+// ---- TLS ------------------------------------------------------------------------------------
+
+/// A CA made at test time, and a server certificate it signed for `localhost` and 127.0.0.1.
+pub struct TestPki {
+    pub ca_pem: String,
+    pub cert_pem: String,
+    pub key_pem: String,
+}
+
+impl TestPki {
+    pub fn new(name: &str) -> Self {
+        use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair};
+        let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        ca_params
+            .distinguished_name
+            .push(DnType::CommonName, format!("{name} test CA"));
+        let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().unwrap()).unwrap();
+        let key = KeyPair::generate().unwrap();
+        let cert = CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()])
+            .unwrap()
+            .signed_by(&key, &ca)
+            .unwrap();
+        TestPki {
+            ca_pem: ca.pem(),
+            cert_pem: cert.pem(),
+            key_pem: key.serialize_pem(),
+        }
+    }
+
+    /// Writes the CA certificate as `dir/<file>` and answers its path.
+    pub fn write_ca(&self, dir: &std::path::Path, file: &str) -> std::path::PathBuf {
+        let path = dir.join(file);
+        std::fs::write(&path, &self.ca_pem).unwrap();
+        path
+    }
+
+    /// A TLS acceptor presenting the server certificate, on ring like the server's own TLS.
+    pub fn acceptor(&self) -> tokio_rustls::TlsAcceptor {
+        use rustls_pki_types::pem::PemObject;
+        use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+        use tokio_rustls::rustls;
+        let certs = vec![CertificateDer::from_pem_slice(self.cert_pem.as_bytes()).unwrap()];
+        let key = PrivateKeyDer::from_pem_slice(self.key_pem.as_bytes()).unwrap();
+        let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .unwrap();
+        tokio_rustls::TlsAcceptor::from(Arc::new(config))
+    }
+}
+
+/// A listener axum serves over TLS; connections whose handshake fails (a client refusing the
+/// certificate) are dropped and the next one is awaited.
+struct TlsListener {
+    tcp: tokio::net::TcpListener,
+    acceptor: tokio_rustls::TlsAcceptor,
+}
+
+impl axum::serve::Listener for TlsListener {
+    type Io = tokio_rustls::server::TlsStream<tokio::net::TcpStream>;
+    type Addr = SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        loop {
+            let Ok((tcp, addr)) = self.tcp.accept().await else {
+                continue;
+            };
+            // Handshakes one at a time are plenty for a test's few connections.
+            if let Ok(Ok(tls)) =
+                tokio::time::timeout(Duration::from_secs(5), self.acceptor.accept(tcp)).await
+            {
+                return (tls, addr);
+            }
+        }
+    }
+
+    fn local_addr(&self) -> std::io::Result<Self::Addr> {
+        self.tcp.local_addr()
+    }
+}
+
+/// A TLS-terminating proxy in front of a plain HTTP `backend`, as an operator puts one in front
+/// of Ferry's REST API. Runs on the runtime it was started on.
+pub struct TlsProxy {
+    pub addr: SocketAddr,
+    cut: tokio::sync::watch::Sender<u64>,
+    /// Connections whose handshake succeeded.
+    connections: Arc<AtomicUsize>,
+}
+
+impl TlsProxy {
+    pub async fn start(pki: &TestPki, backend: SocketAddr) -> Self {
+        let tcp = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = tcp.local_addr().unwrap();
+        let acceptor = pki.acceptor();
+        let (cut, _) = tokio::sync::watch::channel(0u64);
+        let cuts = cut.clone();
+        let connections = Arc::new(AtomicUsize::new(0));
+        let counted = connections.clone();
+        tokio::spawn(async move {
+            while let Ok((client, _)) = tcp.accept().await {
+                let acceptor = acceptor.clone();
+                let mut cut = cuts.subscribe();
+                let counted = counted.clone();
+                tokio::spawn(async move {
+                    let Ok(mut client) = acceptor.accept(client).await else {
+                        return;
+                    };
+                    counted.fetch_add(1, Ordering::SeqCst);
+                    let Ok(mut server) = tokio::net::TcpStream::connect(backend).await else {
+                        return;
+                    };
+                    tokio::select! {
+                        _ = tokio::io::copy_bidirectional(&mut client, &mut server) => {}
+                        _ = cut.changed() => {}
+                    }
+                });
+            }
+        });
+        TlsProxy {
+            addr,
+            cut,
+            connections,
+        }
+    }
+
+    /// Connections made through the proxy so far (TLS handshakes that succeeded).
+    pub fn connections(&self) -> usize {
+        self.connections.load(Ordering::SeqCst)
+    }
+
+    /// Closes every connection open now; the proxy keeps accepting new ones.
+    pub fn cut(&self) {
+        self.cut.send_modify(|n| *n += 1);
+    }
 }
 
 // ---- event streams ---------------------------------------------------------------------------
@@ -827,6 +996,23 @@ pub async fn start_sim_agent(
     perf_interval: Duration,
 ) -> (String, AgentRun) {
     use ferry::agent::exec::{Builtin, DriverKind, NodeExecutor};
+    let executor = Arc::new(
+        NodeExecutor::new(Builtin::new(DriverKind::Sim, Some(sim_dir.to_path_buf())))
+            .with_perf_interval(perf_interval),
+    );
+    start_agent(grpc, cluster, node, state_dir, join_token, executor).await
+}
+
+/// Starts an in-process `ferry agent` for `node` of `cluster` running `executor` (a test's own
+/// `Builtin`, with its `allow_paths`), as [`start_sim_agent`] does.
+pub async fn start_agent(
+    grpc: SocketAddr,
+    cluster: &str,
+    node: &str,
+    state_dir: &std::path::Path,
+    join_token: String,
+    executor: Arc<dyn ferry::agent::exec::Executor>,
+) -> (String, AgentRun) {
     let mut config = ferry::agent::session::AgentConfig::new(
         vec![format!("http://{grpc}")],
         cluster,
@@ -836,10 +1022,6 @@ pub async fn start_sim_agent(
     config.join_token = Some(join_token);
     config.backoff_initial = Duration::from_millis(50);
     config.backoff_max = Duration::from_millis(500);
-    let executor = Arc::new(
-        NodeExecutor::new(Builtin::new(DriverKind::Sim, Some(sim_dir.to_path_buf())))
-            .with_perf_interval(perf_interval),
-    );
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let handle = tokio::spawn(ferry::agent::session::run(config, executor, async move {
         let _ = stopped.await;

@@ -12,8 +12,13 @@
 //! runs on Windows and takes them as given; the sim driver maps them onto its simulated disks
 //! (see [`crate::driver::sim`]). An agent without a cluster driver takes them as given too: its
 //! tasks name local folders.
+//!
+//! Every path a task names is confined ([`crate::confine`]) before anything opens it: to the
+//! agent's `--allow-path` list ([`Builtin::allow_paths`]), or without one to the cluster disks its
+//! driver reports, and never into its own state directory. Logs go to `<state-dir>/logs/`, named
+//! by the task. A refusal fails the task with kind `forbidden`.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
@@ -22,9 +27,11 @@ use serde::Serialize;
 use tokio::sync::mpsc;
 
 use crate::Progress;
+use crate::confine::{self, Confinement, RootsOrigin};
 use crate::driver::sim::SimDriver;
 use crate::driver::{ClusterDriver, DriverError, LocalPaths, PathsAsGiven};
-use ferry_core::model::{Action, OsGeneration, TaskError};
+use ferry_core::model::paths::check_dir_path;
+use ferry_core::model::{Action, OsGeneration, TaskError, TaskRef};
 use ferry_protocol::pb;
 pub use ferry_protocol::report::actions::{
     AclSummary, EchoReport, GroupRemovedReport, RemovedReport, ScannedResource, ScannedShare,
@@ -39,16 +46,18 @@ pub trait Executor: Send + Sync + 'static {
     fn capabilities(&self) -> Vec<String>;
 
     /// Called once by the session loop with its event queue, which reaches whatever stream is
-    /// open, and the node the agent serves: executors that report unasked (perf batches,
-    /// inventory) start doing so here.
-    fn attach(&self, events: mpsc::Sender<pb::AgentMessage>, node: &str) {
-        let _ = (events, node);
+    /// open, the node the agent serves and its state directory: executors that report unasked
+    /// (perf batches, inventory) start doing so here, and logs go under the state directory.
+    fn attach(&self, events: mpsc::Sender<pb::AgentMessage>, node: &str, state_dir: &Path) {
+        let _ = (events, node, state_dir);
     }
 
-    /// Runs one action. Success is the executor's report as JSON, which must be the report of the
-    /// action's kind: the session types it for the wire by that kind (`TaskReport::from_json`).
+    /// Runs one action, attempt `task` of its task. Success is the executor's report as JSON,
+    /// which must be the report of the action's kind: the session types it for the wire by that
+    /// kind (`TaskReport::from_json`).
     async fn execute(
         &self,
+        task: TaskRef,
         action: Action,
         progress: Arc<dyn Progress>,
     ) -> Result<serde_json::Value, TaskError>;
@@ -80,6 +89,12 @@ impl std::str::FromStr for DriverKind {
 pub struct Builtin {
     pub driver: DriverKind,
     pub sim_dir: Option<PathBuf>,
+    /// The folders tasks may name (`--allow-path`). Empty: the cluster disks the driver reports
+    /// ([`ClusterDriver::default_roots`]); an agent without a driver then may touch no folder.
+    pub allow_paths: Vec<PathBuf>,
+    /// The agent's state directory: logs go to `logs/` in it, and tasks may not name it. Set by
+    /// [`Self::with_state_dir`] or, failing that, by the session when it attaches.
+    state_dir: Arc<OnceLock<PathBuf>>,
     opened: OpenedDriver,
 }
 
@@ -103,8 +118,27 @@ impl Builtin {
         Builtin {
             driver,
             sim_dir,
+            allow_paths: Vec::new(),
+            state_dir: Arc::default(),
             opened: OpenedDriver::default(),
         }
+    }
+
+    /// Confines tasks to these folders instead of the driver's cluster disks.
+    pub fn with_allow_paths(mut self, paths: impl IntoIterator<Item = PathBuf>) -> Self {
+        self.allow_paths = paths.into_iter().collect();
+        self
+    }
+
+    /// The agent's state directory, for an executor used without a session (which tells it).
+    pub fn with_state_dir(self, dir: impl Into<PathBuf>) -> Self {
+        // A fresh builder's cell is empty; a second call keeps the first directory.
+        let _ = self.state_dir.set(dir.into());
+        self
+    }
+
+    pub fn state_dir(&self) -> Option<&Path> {
+        self.state_dir.get().map(PathBuf::as_path)
     }
 }
 
@@ -145,7 +179,8 @@ impl Executor for NodeExecutor {
         self.inner.capabilities()
     }
 
-    fn attach(&self, events: mpsc::Sender<pb::AgentMessage>, node: &str) {
+    fn attach(&self, events: mpsc::Sender<pb::AgentMessage>, node: &str, state_dir: &Path) {
+        self.inner.attach(events.clone(), node, state_dir);
         if self.events.set(events.clone()).is_err() {
             return;
         }
@@ -161,11 +196,12 @@ impl Executor for NodeExecutor {
 
     async fn execute(
         &self,
+        task: TaskRef,
         action: Action,
         progress: Arc<dyn Progress>,
     ) -> Result<serde_json::Value, TaskError> {
         let scan = matches!(action, Action::ShareScan { .. });
-        let result = self.inner.execute(action, progress).await;
+        let result = self.inner.execute(task, action, progress).await;
         // The scan also refreshes the server's view of the cluster; best effort, the task's
         // own result is what the caller waits for.
         if scan
@@ -304,13 +340,33 @@ impl Builtin {
         }
     }
 
-    /// Where the Windows paths of one task are on this machine: the driver's answer, or the paths
-    /// as given without a driver.
-    fn local_paths(&self) -> Result<Box<dyn LocalPaths>, TaskError> {
-        Ok(match self.configured_driver()? {
+    /// Where the Windows paths of one task are on this machine (the driver's answer, or the
+    /// paths as given without a driver), and what the task may touch: the `--allow-path` list,
+    /// else the driver's cluster disks, else nothing.
+    async fn local_paths(&self) -> Result<(Box<dyn LocalPaths>, Confinement), TaskError> {
+        let driver = self.configured_driver()?;
+        let paths: Box<dyn LocalPaths> = match &driver {
             Some(driver) => driver.local_paths(),
             None => Box::new(PathsAsGiven),
-        })
+        };
+        let state_dir = self.state_dir().map(Path::to_path_buf);
+        let confinement = if !self.allow_paths.is_empty() {
+            Confinement::new(self.allow_paths.clone(), RootsOrigin::Configured, state_dir)
+        } else {
+            let roots = match &driver {
+                Some(driver) => driver.default_roots().await.map_err(|e| TaskError {
+                    message: format!(
+                        "the cluster disks this agent may touch (it has no --allow-path) could not be \
+                         read: {}",
+                        e.message()
+                    ),
+                    ..driver_error(e)
+                })?,
+                None => Vec::new(),
+            };
+            Confinement::new(roots, RootsOrigin::Driver, state_dir)
+        };
+        Ok((paths, confinement))
     }
 
     async fn cluster_action(&self, action: Action) -> Result<serde_json::Value, TaskError> {
@@ -492,13 +548,22 @@ fn acl_summary(path: &std::path::Path) -> Result<AclSummary, String> {
     ))
 }
 
-/// Runs a skeleton copy on a blocking thread. A failed verification fails the task with kind
-/// `verification_failed`, the report in the message, so nobody mistakes it for a copy.
+/// The two directories of a skeleton copy: as the task gave them, and where they are on this
+/// machine, still to be confined.
+struct CopyPaths {
+    source: (String, PathBuf),
+    destination: (String, PathBuf),
+}
+
+/// Confines both directories, then runs the skeleton copy between the resolved ones, all on a
+/// blocking thread (resolving a path is file-system work too). A failed verification fails the
+/// task with kind `verification_failed`, the report in the message, so nobody mistakes it for a
+/// copy.
 async fn skeleton_copy(
-    source: PathBuf,
-    destination: PathBuf,
+    paths: CopyPaths,
+    confinement: Confinement,
     depth: u32,
-    log_path: PathBuf,
+    log: PathBuf,
     progress: Arc<dyn Progress>,
 ) -> Result<serde_json::Value, TaskError> {
     let cancel = Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -506,10 +571,14 @@ async fn skeleton_copy(
     let _guard = CancelOnDrop(cancel.clone());
     let options = crate::skeleton::SkeletonOptions {
         depth,
-        log: (!log_path.as_os_str().is_empty()).then_some(log_path),
+        log: Some(log),
         threads: 0,
     };
     let report = tokio::task::spawn_blocking(move || {
+        let (given, local) = &paths.source;
+        let source = confinement.directory("source", given, local)?;
+        let (given, local) = &paths.destination;
+        let destination = confinement.directory("destination", given, local)?;
         crate::skeleton::copy_skeleton_cancellable(
             &source,
             &destination,
@@ -517,22 +586,22 @@ async fn skeleton_copy(
             progress.as_ref(),
             &cancel,
         )
+        .map_err(|e| TaskError {
+            kind: if e.kind() == std::io::ErrorKind::Interrupted {
+                "cancelled".into()
+            } else {
+                "io".into()
+            },
+            message: e.to_string(),
+            retryable: false,
+        })
     })
     .await
     .map_err(|e| TaskError {
         kind: "failed".into(),
         message: format!("the skeleton copy panicked: {e}"),
         retryable: false,
-    })?
-    .map_err(|e| TaskError {
-        kind: if e.kind() == std::io::ErrorKind::Interrupted {
-            "cancelled".into()
-        } else {
-            "io".into()
-        },
-        message: e.to_string(),
-        retryable: false,
-    })?;
+    })??;
     let value = to_json(&report)?;
     if report.succeeded() {
         Ok(value)
@@ -559,8 +628,14 @@ impl Executor for Builtin {
         BUILTIN_ACTIONS.iter().map(|a| (*a).to_string()).collect()
     }
 
+    fn attach(&self, _events: mpsc::Sender<pb::AgentMessage>, _node: &str, state_dir: &Path) {
+        // A directory set by `with_state_dir` stays.
+        let _ = self.state_dir.set(state_dir.to_path_buf());
+    }
+
     async fn execute(
         &self,
+        task: TaskRef,
         action: Action,
         progress: Arc<dyn Progress>,
     ) -> Result<serde_json::Value, TaskError> {
@@ -572,18 +647,27 @@ impl Executor for Builtin {
                 depth,
                 log_path,
             } => {
-                let resolve = |what: &str, path: Result<PathBuf, String>| {
-                    path.map_err(|e| TaskError {
+                // The server refuses these already; an agent checks again, since it obeys
+                // whatever reaches its stream (an older server, a task stored by other means).
+                for (field, path) in [("source", &source), ("destination", &destination)] {
+                    check_dir_path(path).map_err(|rule| confine::forbidden(field, path, &rule))?;
+                }
+                let log = confine::log_file(self.state_dir(), task.task_id, &log_path)?;
+                let (paths, confinement) = self.local_paths().await?;
+                let map = |what: &str, path: &str| {
+                    paths.copy_path(path).map_err(|e| TaskError {
                         kind: "not_found".into(),
                         message: format!("the {what} of the skeleton copy: {e}"),
                         retryable: false,
                     })
                 };
-                let paths = self.local_paths()?;
-                let source = resolve("source", paths.copy_path(&source))?;
-                let destination = resolve("destination", paths.copy_path(&destination))?;
-                let log_path = resolve("log", paths.log_path(&log_path))?;
-                skeleton_copy(source, destination, depth, log_path, progress).await
+                let local_source = map("source", &source)?;
+                let local_destination = map("destination", &destination)?;
+                let paths = CopyPaths {
+                    source: (source, local_source),
+                    destination: (destination, local_destination),
+                };
+                skeleton_copy(paths, confinement, depth, log, progress).await
             }
             other => self.cluster_action(other).await,
         }
@@ -600,6 +684,7 @@ mod tests {
         let builtin = Builtin::new(DriverKind::Sim, None);
         let report = builtin
             .execute(
+                task(),
                 Action::Echo {
                     text: "hi".into(),
                     sleep_ms: 5,
@@ -611,7 +696,7 @@ mod tests {
         assert_eq!(report, serde_json::json!({"text": "hi", "slept_ms": 5}));
         // The sim driver needs its directory.
         let refused = builtin
-            .execute(Action::ListGroups, Arc::new(NoProgress))
+            .execute(task(), Action::ListGroups, Arc::new(NoProgress))
             .await
             .unwrap_err();
         assert_eq!(refused.kind, "unsupported");
@@ -624,25 +709,102 @@ mod tests {
         assert!("bash".parse::<DriverKind>().is_err());
     }
 
-    #[test]
-    fn paths_stay_as_given_without_a_simulated_cluster() {
+    fn task() -> TaskRef {
+        TaskRef {
+            task_id: uuid::Uuid::now_v7(),
+            attempt: 1,
+            generation: 1,
+        }
+    }
+
+    #[tokio::test]
+    async fn paths_stay_as_given_without_a_simulated_cluster() {
         // Windows resolves its own paths.
-        let ps = Builtin::new(DriverKind::PowerShell, None)
+        let (ps, _) = Builtin::new(DriverKind::PowerShell, None)
+            .with_allow_paths([PathBuf::from("F:\\")])
             .local_paths()
+            .await
             .unwrap();
         assert_eq!(
             ps.copy_path("\\\\OLD\\F$\\").unwrap(),
             PathBuf::from("\\\\OLD\\F$\\")
         );
-        assert_eq!(ps.log_path("s.log").unwrap(), PathBuf::from("s.log"));
         assert_eq!(
             ps.share_folder("F:\\Shares\\x").unwrap(),
             PathBuf::from("F:\\Shares\\x")
         );
 
-        // No --sim-dir: tasks name local folders (tests, benchmarks).
-        let local = Builtin::new(DriverKind::Sim, None).local_paths().unwrap();
+        // No --sim-dir: tasks name local folders (tests, benchmarks), and may name none but
+        // those of --allow-path.
+        let (local, confinement) = Builtin::new(DriverKind::Sim, None)
+            .local_paths()
+            .await
+            .unwrap();
         assert_eq!(local.copy_path("/tmp/x").unwrap(), PathBuf::from("/tmp/x"));
-        assert_eq!(local.log_path("").unwrap(), PathBuf::new());
+        assert!(confinement.roots().is_empty());
+    }
+
+    #[cfg(unix)]
+    #[tokio::test]
+    async fn a_skeleton_copy_is_confined_and_logs_in_the_state_directory() {
+        let t = tempfile::tempdir().unwrap();
+        let allowed = t.path().join("allowed");
+        std::fs::create_dir_all(allowed.join("in/a")).unwrap();
+        let state = t.path().join("state");
+        let builtin = Builtin::new(DriverKind::Sim, None)
+            .with_allow_paths([allowed.clone()])
+            .with_state_dir(&state);
+        let copy = |source: &Path, destination: &Path, log_path: &str| Action::SkeletonCopy {
+            source: source.display().to_string(),
+            destination: destination.display().to_string(),
+            depth: 3,
+            log_path: log_path.into(),
+        };
+        let run = |action: Action| {
+            let task = task();
+            let builtin = builtin.clone();
+            async move {
+                (
+                    task,
+                    builtin.execute(task, action, Arc::new(NoProgress)).await,
+                )
+            }
+        };
+        let (task, done) = run(copy(&allowed.join("in"), &allowed.join("out"), "")).await;
+        let report = done.unwrap();
+        assert_eq!(report["verification"]["passed"], true, "{report}");
+        assert!(allowed.join("out/a").is_dir());
+        assert!(
+            state
+                .join("logs")
+                .join(format!("{}.log", task.task_id))
+                .is_file()
+        );
+
+        let precious = t.path().join("precious.db");
+        std::fs::write(&precious, b"keep").unwrap();
+        let outside = t.path().join("outside");
+        for (action, field) in [
+            (copy(t.path(), &allowed.join("o"), ""), "source"),
+            (copy(&allowed.join("in"), &outside, ""), "destination"),
+            (
+                copy(
+                    &allowed.join("in"),
+                    &allowed.join("o"),
+                    &precious.display().to_string(),
+                ),
+                "log_path",
+            ),
+            (
+                copy(&allowed.join("in/../.."), &allowed.join("o"), ""),
+                "source",
+            ),
+        ] {
+            let refused = run(action).await.1.unwrap_err();
+            assert_eq!(refused.kind, TaskError::FORBIDDEN, "{refused:?}");
+            assert!(refused.message.starts_with(field), "{refused:?}");
+        }
+        assert_eq!(std::fs::read(&precious).unwrap(), b"keep");
+        assert!(!outside.exists());
     }
 }

@@ -1,6 +1,7 @@
 //! The node side of Ferry: executors that do real work on a node, and drivers that talk to the
 //! failover cluster. The agent session loop dials the server and hands tasks to these.
 
+pub mod confine;
 pub mod driver;
 pub mod exec;
 pub mod perf;

@@ -449,7 +449,10 @@ struct Agent {
 impl Agent {
     fn new(config: AgentConfig, identity: Identity, executor: Arc<dyn Executor>) -> Self {
         let (events_tx, events_rx) = mpsc::channel(OUTBOUND_CAPACITY);
-        executor.attach(events_tx.clone(), &config.node);
+        // Absolute, so the executor's logs stay in it whatever the working directory becomes.
+        let state_dir =
+            std::path::absolute(&config.state_dir).unwrap_or_else(|_| config.state_dir.clone());
+        executor.attach(events_tx.clone(), &config.node, &state_dir);
         Self {
             slots: Arc::new(Semaphore::new(config.max_concurrent_tasks.max(1))),
             config,
@@ -782,7 +785,7 @@ impl Agent {
             // The report is typed here, inside the job, so a report that does not fit its action
             // fails this task like any executor error.
             let reported = action.clone();
-            let run = std::panic::AssertUnwindSafe(executor.execute(action, progress));
+            let run = std::panic::AssertUnwindSafe(executor.execute(task, action, progress));
             let outcome = run.catch_unwind().await.unwrap_or_else(|_| {
                 Err(TaskError {
                     kind: "panic".into(),

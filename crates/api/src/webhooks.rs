@@ -10,18 +10,25 @@
 //! but the store has no compare-and-set on webhooks, so two replicas that read the row before
 //! either claim was written both post. Receivers dedupe by event `seq` (or by the batch's
 //! `X-Ferry-Delivery`, the last seq in it); the sequence numbers are stable across retries.
+//!
+//! Receivers may be `http://` or `https://`. HTTPS receivers are verified against the public web
+//! roots, or only against the CA the server's `webhook_ca` pins. A redirect is a failed delivery,
+//! never followed: the signed body would otherwise go wherever the receiver points, and a
+//! webhook's URL is what an admin chose.
+//!
+//! The outgoing HTTP client is built here ([`outbound_client`]) and shared with the command
+//! line's REST client, so both speak TLS and report connection failures the same way.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use hmac::{Hmac, Mac};
-use http::{Method, Request, header};
-use http_body_util::Full;
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
+use http::header;
+use rustls::RootCertStore;
+use rustls_pki_types::CertificateDer;
+use rustls_pki_types::pem::PemObject;
 use sha2::Sha256;
 use tokio::sync::watch;
 use tokio::task::{self, JoinHandle, JoinSet};
@@ -36,6 +43,8 @@ pub const TICK: Duration = Duration::from_millis(500);
 pub const BATCH: u32 = 100;
 /// A delivery that has not been answered by then has failed.
 pub const TIMEOUT: Duration = Duration::from_secs(10);
+/// Longest wait for a connection (TCP and TLS) to a receiver or, for the command line, a server.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// The longest pause between attempts, however many failed.
 pub const MAX_BACKOFF: Duration = Duration::from_secs(600);
 /// How far a replica pushes `next_attempt` before posting: longer than [`TIMEOUT`], so other
@@ -51,8 +60,6 @@ const MAX_ERROR_LEN: usize = 500;
 pub const HEADER_WEBHOOK_ID: &str = "x-ferry-webhook-id";
 pub const HEADER_DELIVERY: &str = "x-ferry-delivery";
 pub const HEADER_SIGNATURE: &str = "x-ferry-signature";
-
-type HttpClient = Client<HttpConnector, Full<Bytes>>;
 
 /// `sha256=<hex>`: HMAC-SHA256 of the exact body bytes, keyed with the webhook's secret.
 pub fn signature(secret: &str, body: &[u8]) -> String {
@@ -70,15 +77,28 @@ pub fn backoff(failures: u32, jitter: f64) -> Duration {
     base.mul_f64(1.0 + jitter.clamp(0.0, 1.0) / 4.0)
 }
 
-/// Starts the delivery loop; it runs until `stopped` turns true. Deliveries in flight then are
-/// abandoned: their webhooks were claimed, so they are posted again once the claim runs out.
+/// The client deliveries are posted with: HTTPS verified against the public roots, or only
+/// against the CA certificates of `ca_pem` (the `webhook_ca` setting) when given; at most
+/// [`CONNECT_TIMEOUT`] to connect and [`TIMEOUT`] for the whole request; redirects not followed.
+pub fn client(ca_pem: Option<&[u8]>) -> anyhow::Result<reqwest::Client> {
+    outbound_client(ca_pem)
+        .and_then(|builder| {
+            builder
+                .timeout(TIMEOUT)
+                .build()
+                .map_err(|e| format!("cannot build the HTTP client: {}", describe_error(e)))
+        })
+        .map_err(|e| anyhow::anyhow!("webhook delivery: {e}"))
+}
+
+/// Starts the delivery loop, posting with `http` (see [`client`]); it runs until `stopped`
+/// turns true. Deliveries in flight then are abandoned: their webhooks were claimed, so they are
+/// posted again once the claim runs out.
 pub fn start(
     service: Service,
+    http: reqwest::Client,
     mut stopped: watch::Receiver<bool>,
 ) -> JoinHandle<anyhow::Result<()>> {
-    let mut connector = HttpConnector::new();
-    connector.set_connect_timeout(Some(Duration::from_secs(5)));
-    let http: HttpClient = Client::builder(TokioExecutor::new()).build(connector);
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(TICK);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -131,7 +151,7 @@ pub fn start(
 /// or has had its turn.
 async fn deliver(
     service: &Service,
-    http: &HttpClient,
+    http: &reqwest::Client,
     mut hook: Webhook,
 ) -> ferry_core::error::Result<()> {
     for _ in 0..CATCH_UP_BATCHES {
@@ -197,42 +217,120 @@ fn retry_at(now: DateTime<Utc>, failures: u32, jitter: f64) -> DateTime<Utc> {
 }
 
 /// One signed `POST`; `Err` carries why it did not count as delivered.
-async fn post(http: &HttpClient, hook: &Webhook, last: i64, body: Vec<u8>) -> Result<(), String> {
-    let request = Request::builder()
-        .method(Method::POST)
-        .uri(&hook.url)
+async fn post(
+    http: &reqwest::Client,
+    hook: &Webhook,
+    last: i64,
+    body: Vec<u8>,
+) -> Result<(), String> {
+    let signed = signature(&hook.secret, &body);
+    let response = http
+        .post(&hook.url)
         .header(header::CONTENT_TYPE, "application/json")
-        .header(
-            header::USER_AGENT,
-            concat!("ferry/", env!("CARGO_PKG_VERSION")),
-        )
         .header(HEADER_WEBHOOK_ID, hook.id.to_string())
         .header(HEADER_DELIVERY, last.to_string())
-        .header(HEADER_SIGNATURE, signature(&hook.secret, &body))
-        .body(Full::new(Bytes::from(body)))
-        .map_err(|e| truncate(format!("cannot build the request: {e}")))?;
-    let response = match tokio::time::timeout(TIMEOUT, http.request(request)).await {
-        Err(_) => return Err(format!("no answer within {} s", TIMEOUT.as_secs())),
-        Ok(Err(e)) => {
-            // The outermost error of the legacy client is only "client error (Connect)"; the
-            // cause says what went wrong.
-            let mut message = e.to_string();
-            let mut source = std::error::Error::source(&e);
-            while let Some(cause) = source {
-                message.push_str(": ");
-                message.push_str(&cause.to_string());
-                source = cause.source();
+        .header(HEADER_SIGNATURE, signed)
+        .body(body)
+        .send()
+        .await
+        .map_err(|e| {
+            // A connection that timed out says so in its causes; this is the whole request's.
+            if e.is_timeout() && !e.is_connect() {
+                format!("no answer within {} s", TIMEOUT.as_secs())
+            } else {
+                truncate(describe_error(e))
             }
-            return Err(truncate(message));
-        }
-        Ok(Ok(response)) => response,
-    };
+        })?;
     let status = response.status();
     if status.is_success() {
         Ok(())
+    } else if status.is_redirection() {
+        let target = response
+            .headers()
+            .get(header::LOCATION)
+            .and_then(|l| l.to_str().ok())
+            .map(|l| format!(" to {l}"))
+            .unwrap_or_default();
+        Err(truncate(format!(
+            "the receiver answered {status}{target}; redirects are not followed: register the \
+             URL that answers"
+        )))
     } else {
         Err(format!("the receiver answered {status}"))
     }
+}
+
+// ---- outgoing HTTP, shared with the command line's REST client ---------------------------------
+
+/// A client builder for Ferry's outgoing HTTP: HTTP/1.1, TLS by rustls on ring (aws-lc-rs needs
+/// cmake to build, and gRPC already uses ring), verified against the public web roots or, when
+/// `ca_pem` is given, against its CA certificates only (a pin, not an addition); redirects
+/// refused (a 3xx comes back as the answer); no proxy from the environment, since the servers
+/// and receivers Ferry talks to are usually on the operator's own network; [`CONNECT_TIMEOUT`].
+/// Callers add the request timeout that suits them.
+pub fn outbound_client(ca_pem: Option<&[u8]>) -> Result<reqwest::ClientBuilder, String> {
+    let roots = match ca_pem {
+        Some(pem) => pinned_roots(pem)?,
+        // Mozilla's roots compiled in, as the agents' gRPC client uses them: the same answer on
+        // every machine, with or without a CA bundle installed.
+        None => RootCertStore {
+            roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+        },
+    };
+    // The provider is given to this configuration rather than installed process-wide, so no
+    // other TLS user of the process depends on the order things start in.
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut tls = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| format!("cannot set up TLS: {e}"))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    tls.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(reqwest::Client::builder()
+        .tls_backend_preconfigured(tls)
+        .redirect(reqwest::redirect::Policy::none())
+        .no_proxy()
+        .connect_timeout(CONNECT_TIMEOUT)
+        .user_agent(concat!("ferry/", env!("CARGO_PKG_VERSION"))))
+}
+
+/// The CA certificates of a PEM file, as the only roots to trust; an error says what is wrong
+/// with the file (not PEM, no certificate, a certificate that cannot be a root).
+pub fn pinned_roots(pem: &[u8]) -> Result<RootCertStore, String> {
+    let certs = CertificateDer::pem_slice_iter(pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| format!("is not PEM: {e}"))?;
+    if certs.is_empty() {
+        return Err("holds no PEM certificate".into());
+    }
+    let mut roots = RootCertStore::empty();
+    for (n, cert) in certs.into_iter().enumerate() {
+        roots.add(cert).map_err(|e| {
+            format!(
+                "holds a certificate (number {}) that cannot be a root: {e}",
+                n + 1
+            )
+        })?;
+    }
+    Ok(roots)
+}
+
+/// A failed request's error with its causes, which say what went wrong (the outermost is only
+/// "error sending request"); without the URL, which the caller knows and names if it wants.
+pub fn describe_error(error: reqwest::Error) -> String {
+    let error = error.without_url();
+    let mut message = error.to_string();
+    let mut source = std::error::Error::source(&error);
+    while let Some(cause) = source {
+        let text = cause.to_string();
+        // Wrappers that repeat their inner error's text add nothing.
+        if !message.ends_with(&text) {
+            message.push_str(": ");
+            message.push_str(&text);
+        }
+        source = cause.source();
+    }
+    message
 }
 
 fn truncate(mut message: String) -> String {
@@ -269,6 +367,29 @@ mod tests {
         assert_eq!(backoff(u32::MAX, 0.0), MAX_BACKOFF);
         assert_eq!(backoff(2, 1.0), Duration::from_secs(5));
         assert!(backoff(3, 0.5) > backoff(3, 0.0));
+    }
+
+    #[test]
+    fn the_client_builds_on_ring_with_public_roots() {
+        // `tls_backend_preconfigured` only recognises the rustls version reqwest was built
+        // with; a mismatch would surface here rather than at a server's start.
+        assert!(client(None).is_ok());
+    }
+
+    #[test]
+    fn pinned_cas_must_be_pem_certificates() {
+        let err = pinned_roots(b"").unwrap_err();
+        assert!(err.contains("no PEM certificate"), "{err}");
+        let err = pinned_roots(b"just text").unwrap_err();
+        assert!(err.contains("no PEM certificate"), "{err}");
+        let key_only = b"-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n";
+        let err = pinned_roots(key_only).unwrap_err();
+        assert!(err.contains("no PEM certificate"), "{err}");
+        let garbage = b"-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n";
+        let err = pinned_roots(garbage).unwrap_err();
+        assert!(err.contains("cannot be a root"), "{err}");
+        let err = client(Some(garbage)).unwrap_err().to_string();
+        assert!(err.contains("webhook delivery"), "{err}");
     }
 
     #[test]

@@ -11,9 +11,10 @@ use crate::{Service, page_window, paginate};
 use ferry_core::error::{Error, ErrorCode, Result};
 use ferry_core::model::PageParams;
 use ferry_core::model::{
-    Action, Agent, AgentState, CreatedJoinToken, DEFAULT_JOIN_TOKEN_TTL_SECONDS, EnrollRequest,
-    Enrollment, JoinTokenInfo, NewJoinToken, Page, Role, Task, TaskOutcome, TaskProgress, TaskRef,
-    TaskState, check_capabilities, check_text,
+    Action, Agent, AgentState, CreatedJoinToken, DEFAULT_JOIN_TOKEN_TTL_SECONDS, DiscoveryState,
+    EnrollRequest, Enrollment, InventoryDocument, JoinTokenInfo, NewJoinToken, Page, Reported,
+    Role, Task, TaskError, TaskOutcome, TaskProgress, TaskRef, TaskState, check_capabilities,
+    check_text,
 };
 use ferry_store::{AgentEnrollment, Change, JoinTokenRecord, NewTask};
 
@@ -44,10 +45,16 @@ pub(crate) fn agent_actor(agent_id: Uuid) -> String {
 /// A name from an unauthenticated request as it may appear in the audit log: bounded, and
 /// without control characters, since it was not validated when the request is refused.
 fn audit_label(name: &str) -> String {
-    name.chars()
-        .filter(|c| !c.is_control())
-        .take(ferry_core::model::MAX_NAME_LEN)
-        .collect()
+    audit_text(name, ferry_core::model::MAX_NAME_LEN)
+}
+
+/// Longest agent message kept in an audit record's detail: enough for a path and its rule.
+const MAX_AUDIT_DETAIL: usize = 1024;
+
+/// Text an agent or a caller chose, as the audit log keeps it: at most `max` characters, without
+/// control characters.
+fn audit_text(text: &str, max: usize) -> String {
+    text.chars().filter(|c| !c.is_control()).take(max).collect()
 }
 
 pub(super) fn parse_id(what: &str, id: &str) -> Result<Uuid> {
@@ -581,33 +588,60 @@ impl Service {
     /// Applies a result (with the task's last progress, when it came along), fenced by (task id,
     /// attempt, generation). A result on a task that is not this agent's is refused with
     /// `PermissionDenied` and audited; stale and duplicate ones are answered, logged, and change
-    /// nothing.
+    /// nothing. An applied failure of kind `forbidden` (the agent refused a path) is audited as
+    /// `task.forbidden`, denied, the agent the actor and its message the detail.
+    ///
+    /// A discovery's inventory is imported before the result is applied, and the task keeps
+    /// only the [`DiscoveryReceipt`]: the import of a large cluster takes seconds, and a caller
+    /// that must not wait that long (a stream that also carries heartbeats) runs this apart.
     pub async fn report_result(
         &self,
         agent: &Agent,
         task: &TaskRef,
-        outcome: &TaskOutcome,
+        reported: Reported,
         progress: Option<&TaskProgress>,
         source: Option<String>,
     ) -> Result<ResultVerdict> {
         self.presence.seen(agent.id);
-        if let Some(mut applied) = self
+        let (outcome, progress) = match reported {
+            Reported::Outcome(outcome) => (outcome, progress),
+            // The agent's last progress came before the server's "importing", which stays.
+            Reported::Inventory(document) => (
+                self.import_discovered(agent, task, *document, source.clone())
+                    .await?,
+                None,
+            ),
+        };
+        let outcome = &outcome;
+        if let Some(applied) = self
             .store
             .complete_task(agent.id, task, outcome, progress, Utc::now())
             .await?
         {
+            // An agent refused to touch a path: someone asked a node for what it may not do.
+            // Only an applied result is audited, once per attempt; any other result costs one
+            // string comparison.
+            if let TaskOutcome::Failed(error) = outcome
+                && error.kind == TaskError::FORBIDDEN
+            {
+                let refused: Result<()> = Err(Error::permission_denied(audit_text(
+                    &error.message,
+                    MAX_AUDIT_DETAIL,
+                )));
+                self.audit(
+                    &agent_actor(agent.id),
+                    source.clone(),
+                    "task.forbidden",
+                    format!("task:{}", applied.id),
+                    &refused,
+                )
+                .await;
+            }
             if applied.created_by == crate::scheduler::SCHEDULER_ACTOR {
                 self.wake_scheduler().await;
             }
             if applied.action == Action::ReadInventory {
-                // A discovery's import takes seconds for a large cluster: the agent's stream
-                // is not held up for it, and the answer does not copy the inventory.
-                let inventory = applied.result.take();
-                let receipt = applied.clone();
-                applied.result = inventory;
-                let service = self.clone();
-                tokio::spawn(async move { service.discovery_task_finished(applied).await });
-                return Ok(ResultVerdict::Applied(Box::new(receipt)));
+                self.discovery_task_finished(applied.clone()).await;
             }
             return Ok(ResultVerdict::Applied(Box::new(applied)));
         }
@@ -633,6 +667,75 @@ impl Service {
             "stale result refused: {why}"
         );
         Ok(ResultVerdict::Stale(why))
+    }
+
+    /// The outcome to store for an inventory an agent reported: the receipt of its import when
+    /// the task is the current attempt of a running discovery; the failure of the discovery when
+    /// the inventory is refused (nothing of it is stored); the inventory itself otherwise (a
+    /// `read_inventory` task an operator created), which the fence then judges as any result.
+    /// The same checks run again when the result is applied: a result that turns stale in
+    /// between was still read from the cluster by its own agent, so its snapshot is true.
+    async fn import_discovered(
+        &self,
+        agent: &Agent,
+        task: &TaskRef,
+        document: InventoryDocument,
+        source: Option<String>,
+    ) -> Result<TaskOutcome> {
+        let current = match self.store.get_task(task.task_id).await {
+            Ok(current) => Some(current),
+            Err(e) if e.code == ErrorCode::NotFound => None,
+            Err(e) => return Err(e),
+        };
+        let discovery = match current {
+            Some(current)
+                if current.agent_id == Some(agent.id)
+                    && current.attempt == task.attempt
+                    && current.generation == task.generation
+                    && matches!(current.state, TaskState::Assigned | TaskState::Running) =>
+            {
+                self.store
+                    .discovery_of_task(current.id)
+                    .await?
+                    .filter(|d| d.state == DiscoveryState::Running)
+            }
+            _ => None,
+        };
+        let kept_whole = |document: &InventoryDocument| {
+            serde_json::to_value(document)
+                .map(TaskOutcome::Succeeded)
+                .map_err(|e| Error::internal(format!("an inventory could not be written: {e}")))
+        };
+        let Some(discovery) = discovery else {
+            return kept_whole(&document);
+        };
+        // Said on the task, and its lease renewed: the import of a large cluster takes seconds,
+        // during which the task would otherwise look stuck at the agent's last word.
+        let importing = TaskProgress {
+            done: 0,
+            total: Some(1),
+            message: "importing the inventory as the cluster's next snapshot".into(),
+            at: Utc::now(),
+        };
+        if !self
+            .record_progress(agent.id, task, &importing, source.clone())
+            .await?
+        {
+            return kept_whole(&document);
+        }
+        let imported = self
+            .import_discovered_inventory(&discovery, &agent_actor(agent.id), source, document)
+            .await?;
+        match imported {
+            Ok(receipt) => serde_json::to_value(receipt)
+                .map(TaskOutcome::Succeeded)
+                .map_err(|e| Error::internal(format!("a receipt could not be written: {e}"))),
+            Err(why) => Ok(TaskOutcome::Failed(TaskError {
+                kind: "invalid".into(),
+                message: why,
+                retryable: false,
+            })),
+        }
     }
 
     /// The task a refused report was about, if it is the agent's; otherwise the report is

@@ -22,8 +22,8 @@ use crate::imports::Precondition;
 use crate::{Replayable, Service, page_window, paginate};
 use ferry_core::error::{ErrorCode, Result};
 use ferry_core::model::{
-    Action, Cluster, Discovery, DiscoveryState, DiscoveryTrigger, InventoryDocument, Page,
-    PageParams, Role, Task, TaskState,
+    Action, Cluster, Discovery, DiscoveryReceipt, DiscoveryState, DiscoveryTrigger,
+    InventoryDocument, Page, PageParams, Role, Task, TaskState,
 };
 use ferry_store::NewTask;
 
@@ -144,7 +144,7 @@ impl Service {
     }
 
     /// Settles the discovery `task` runs, if it runs one: called with a task whose result was
-    /// just applied, which carries the inventory, so it is not read back.
+    /// just applied, so it is not read back.
     pub(crate) async fn discovery_task_finished(&self, task: Task) {
         if task.action != Action::ReadInventory {
             return;
@@ -198,35 +198,18 @@ impl Service {
                 return Ok(discovery);
             }
             TaskState::Succeeded => {
-                let actor = task
-                    .agent_id
-                    .map_or_else(|| DISCOVERY_ACTOR.to_owned(), agent_actor);
-                match serde_json::from_value::<InventoryDocument>(task.result.unwrap_or_default()) {
-                    Ok(document) => {
-                        let result = self
-                            .import_document(
-                                &actor,
-                                &discovery.cluster_id.to_string(),
-                                document,
-                                Precondition::None,
-                            )
-                            .await;
-                        self.audit(
-                            &actor,
-                            None,
-                            "inventory.discover",
-                            format!("cluster:{}", discovery.cluster),
-                            &result,
-                        )
-                        .await;
-                        match result {
-                            Ok(imported) => Ok(imported),
-                            // Unreachable database: the next look tries again.
-                            Err(e) if e.code == ErrorCode::Unavailable => return Err(e),
-                            Err(e) => Err(format!("the inventory could not be imported: {e}")),
-                        }
+                let result = task.result.unwrap_or_default();
+                // The result of the replica that imported the inventory as it arrived; an
+                // inventory kept whole is from a server before receipts, imported here.
+                match serde_json::from_value::<DiscoveryReceipt>(result.clone()) {
+                    Ok(receipt) => Ok(receipt),
+                    Err(_) => {
+                        let actor = task
+                            .agent_id
+                            .map_or_else(|| DISCOVERY_ACTOR.to_owned(), agent_actor);
+                        self.import_kept_inventory(&discovery, &actor, result)
+                            .await?
                     }
-                    Err(e) => Err(format!("the agent's inventory could not be read: {e}")),
                 }
             }
             TaskState::Failed | TaskState::Lost | TaskState::Cancelled => {
@@ -238,14 +221,64 @@ impl Service {
             }
         };
         match outcome {
-            Ok(imported) => {
-                discovery.snapshot = Some(imported.outcome.snapshot.number);
-                discovery.created = Some(imported.outcome.created);
-                discovery.previous_snapshot = imported.outcome.previous;
-                discovery.summary = imported.change;
+            Ok(receipt) => {
+                discovery.snapshot = Some(receipt.snapshot);
+                discovery.created = Some(receipt.created);
+                discovery.previous_snapshot = receipt.previous_snapshot;
+                discovery.summary = receipt.summary;
                 self.finish(discovery, Ok(())).await
             }
             Err(why) => self.finish(discovery, Err(why)).await,
+        }
+    }
+
+    /// Imports an inventory a task kept as its result, audited as `actor`.
+    async fn import_kept_inventory(
+        &self,
+        discovery: &Discovery,
+        actor: &str,
+        result: serde_json::Value,
+    ) -> Result<std::result::Result<DiscoveryReceipt, String>> {
+        match serde_json::from_value::<InventoryDocument>(result) {
+            Ok(document) => {
+                self.import_discovered_inventory(discovery, actor, None, document)
+                    .await
+            }
+            Err(e) => Ok(Err(format!("the agent's inventory could not be read: {e}"))),
+        }
+    }
+
+    /// Imports a discovery's inventory as the cluster's next snapshot, audited as `actor`
+    /// (`inventory.discover`). An unreachable database is an error (the agent offers its
+    /// result again, or the next look tries again); a refused inventory is why the discovery
+    /// failed.
+    pub(crate) async fn import_discovered_inventory(
+        &self,
+        discovery: &Discovery,
+        actor: &str,
+        source: Option<String>,
+        document: InventoryDocument,
+    ) -> Result<std::result::Result<DiscoveryReceipt, String>> {
+        let result = self
+            .import_document(
+                actor,
+                &discovery.cluster_id.to_string(),
+                document,
+                Precondition::None,
+            )
+            .await;
+        self.audit(
+            actor,
+            source,
+            "inventory.discover",
+            format!("cluster:{}", discovery.cluster),
+            &result,
+        )
+        .await;
+        match result {
+            Ok(imported) => Ok(Ok(imported.into())),
+            Err(e) if e.code == ErrorCode::Unavailable => Err(e),
+            Err(e) => Ok(Err(format!("the inventory could not be imported: {e}"))),
         }
     }
 
@@ -289,7 +322,11 @@ impl Service {
             if interval.is_zero() {
                 continue;
             }
-            let next = now + chrono::Duration::from_std(interval).unwrap_or(chrono::TimeDelta::MAX);
+            // Own intervals are at most a year; the server's could be anything it was given.
+            let next = chrono::Duration::from_std(interval)
+                .ok()
+                .and_then(|interval| now.checked_add_signed(interval))
+                .unwrap_or(chrono::DateTime::<Utc>::MAX_UTC);
             if !self.store.claim_discovery(cluster_id, now, next).await? {
                 continue;
             }

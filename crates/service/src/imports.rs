@@ -12,8 +12,8 @@ use crate::agents::agent_actor;
 use ferry_core::error::{Error, ErrorCode, Result};
 use ferry_core::model::diff::{ChangeSummary, diff_inventories};
 use ferry_core::model::{
-    Agent, Cluster, Finding, GroupState, INVENTORY_CHANGED, InventoryChange, InventoryDocument,
-    JOB_FINDING, NewJobEvent, Severity, compare_shares,
+    Agent, Cluster, DiscoveryReceipt, Finding, GroupState, INVENTORY_CHANGED, InventoryChange,
+    InventoryDocument, JOB_FINDING, NewJobEvent, Severity, compare_shares,
 };
 use ferry_store::{ChangeEvent, ImportOutcome, InventoryImport};
 
@@ -30,6 +30,17 @@ pub struct Imported {
     /// Against the snapshot that was the newest before: `None` when there was none, all zero
     /// when the content was unchanged.
     pub change: Option<ChangeSummary>,
+}
+
+impl From<Imported> for DiscoveryReceipt {
+    fn from(imported: Imported) -> Self {
+        DiscoveryReceipt {
+            snapshot: imported.outcome.snapshot.number,
+            created: imported.outcome.created,
+            previous_snapshot: imported.outcome.previous,
+            summary: imported.change,
+        }
+    }
 }
 
 /// What must hold of the cluster's newest snapshot for an import to happen (`If-Match`).
@@ -72,13 +83,24 @@ impl Service {
         let cluster = &cluster;
         document.canonicalize();
         let (json, hash) = document.canonical_json();
-        // What changed against the newest snapshot, so the announcement can commit with it.
+        // What changed against the newest snapshot, so the announcement can commit with it. Its
+        // hash is compared first: an unchanged inventory (most periodic discoveries) needs no
+        // diff, so the newest document is then neither read nor parsed.
         let newest = match cluster.latest_snapshot {
-            Some(number) => Some((number, self.snapshot_document(cluster.id, number).await?)),
+            Some(number)
+                if self.snapshot_hash(cluster.id, number).await?.as_deref()
+                    == Some(hash.as_str()) =>
+            {
+                Some((number, None))
+            }
+            Some(number) => Some((
+                number,
+                Some(self.snapshot_document(cluster.id, number).await?),
+            )),
             None => None,
         };
         let change = match &newest {
-            Some((number, (previous_hash, previous))) if *previous_hash != hash => {
+            Some((number, Some((previous_hash, previous)))) if *previous_hash != hash => {
                 let summary = diff_inventories(previous, &document).change_summary();
                 Some((*number, summary))
             }
@@ -129,6 +151,18 @@ impl Service {
             tracing::warn!(cluster = %cluster.name, error = %e, "could not check running jobs for drift");
         }
         Ok(Imported { outcome, change })
+    }
+
+    /// The content hash of a stored snapshot, without its document.
+    async fn snapshot_hash(&self, cluster_id: Uuid, number: i64) -> Result<Option<String>> {
+        let info = self
+            .store
+            .list_snapshots(cluster_id, 1, Some(number - 1))
+            .await?;
+        Ok(info
+            .into_iter()
+            .find(|s| s.number == number)
+            .map(|s| s.content_hash))
     }
 
     /// The content hash and document of a stored snapshot.

@@ -46,7 +46,8 @@ use ferry_core::model::{AgentTiming, AuditFilter, PageParams, ShareFilter};
 use ferry_core::model::{
     AuditOutcome, AuditRecord, Cluster, ClusterPatch, CreatedJoinToken, CreatedToken, FieldError,
     GroupDetail, GroupSummary, InventoryDocument, MAX_TEXT_LEN, NewAudit, NewCluster, NewToken,
-    Page, Role, Share, Snapshot, SnapshotInfo, Task, TokenInfo, check_name, check_text,
+    Page, Role, Share, Snapshot, SnapshotInfo, Task, TokenInfo, check_discovery_interval,
+    check_name, check_text,
 };
 use ferry_core::perf::PerfSettings;
 use ferry_store::{GroupKey, IdempotencyClaim, ImportOutcome, Store, TokenRecord};
@@ -374,6 +375,11 @@ impl Service {
                 let mut errors = Vec::new();
                 check_name(&mut errors, "name", &new.name);
                 check_text(&mut errors, "description", &new.description, MAX_TEXT_LEN);
+                check_discovery_interval(
+                    &mut errors,
+                    "discovery_interval_seconds",
+                    new.discovery_interval_seconds,
+                );
                 if !errors.is_empty() {
                     return Err(Error::validation(errors));
                 }
@@ -402,6 +408,9 @@ impl Service {
                 }
                 if let Some(description) = &patch.description {
                     check_text(&mut errors, "description", description, MAX_TEXT_LEN);
+                }
+                if let Some(seconds) = patch.discovery_interval_seconds {
+                    check_discovery_interval(&mut errors, "discovery_interval_seconds", seconds);
                 }
                 if !errors.is_empty() {
                     return Err(Error::validation(errors));

@@ -12,7 +12,6 @@
 //!     .cluster.lock        advisory lock and revision counter, see `store`
 //!     disks/
 //!       Cluster Disk 1/    a real folder tree per disk: share folders, subfolders, files, symlinks
-//!     logs/                skeleton copy logs given as relative paths, see `paths`
 //!   FS-NEW/
 //!     ...
 //! ```
@@ -36,7 +35,7 @@ pub use generate::{
     DiskTree, GeneratedCluster, SimCreateOptions, SimSummary, create_sim_cluster, generate,
     seed_from_name,
 };
-pub use paths::{LOG_DIR, SimPaths};
+pub use paths::SimPaths;
 pub use perf::{PerfModel, PerfVolume, Workload};
 pub use state::{
     FaultSpec, LatencyConfig, STATE_FORMAT, SimDisk, SimNetwork, SimNode, SimOp, SimState,

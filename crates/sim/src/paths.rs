@@ -8,9 +8,12 @@
 //! - `\\HOST\X$\rest` is `rest` on the disk lettered `X:` of the simulated cluster named `HOST`
 //!   or having a node of that name: this one, else a sibling under the same sim root, as a
 //!   migration finds its source. Only administrative drive shares are served;
-//! - a relative log path goes under `DIR/logs/`, so the logs of a simulated cluster stay next to
-//!   its state;
 //! - anything else is a path of this machine (a test's temporary folder) and stays as it is.
+//!
+//! Where a path may lead is the agent's decision, not the mapping's: by default an agent of a
+//! simulated cluster may touch the disk folders of its cluster and of the sibling clusters under
+//! the same sim root ([`SimPaths::disk_folders`]), the simulated counterpart of a node's cluster
+//! disks and the administrative shares a migration reads.
 
 use std::collections::HashMap;
 use std::io;
@@ -22,9 +25,6 @@ use ferry_core::model::{ResourceKind, ResourceState};
 use crate::disk_dir;
 use crate::state::{SimState, prop_str};
 use crate::store::{STATE_FILE, StateFile, load_state};
-
-/// Folder under a simulated cluster's directory holding the logs of relative log paths.
-pub const LOG_DIR: &str = "logs";
 
 /// Maps the Windows paths of one task onto the folders of the simulated cluster in a directory.
 /// The cluster's state is read at most once per resolver, on the first path that needs it, so a
@@ -84,22 +84,32 @@ impl SimPaths {
         }
     }
 
-    /// Where a skeleton copy writes its log: a relative path under `DIR/logs/` (created), a
-    /// drive or UNC path as [`Self::copy_path`] maps it, an absolute one as it is; empty for none.
-    pub fn log_path(&self, log_path: &str) -> Result<PathBuf, String> {
-        if log_path.is_empty() {
-            return Ok(PathBuf::new());
+    /// The folder of every disk of this cluster and of the sibling clusters under the same sim
+    /// root (a presented disk's folder is its backing folder): every folder a drive or UNC path
+    /// of [`Self::copy_path`] can lead into. A sibling whose state cannot be read is left out, so
+    /// it contributes nothing.
+    pub fn disk_folders(&self) -> Result<Vec<PathBuf>, String> {
+        let mut folders = self
+            .file
+            .read(|state| disk_folders_of(self.file.dir(), state))
+            .map_err(|e| format!("{e:#}"))?;
+        let own = self.file.dir();
+        let own = own.canonicalize().unwrap_or_else(|_| own.to_path_buf());
+        if let Some(parent) = own.parent()
+            && let Ok(entries) = std::fs::read_dir(parent)
+        {
+            for dir in entries.filter_map(|e| e.ok().map(|e| e.path())) {
+                if dir != own
+                    && dir.join(STATE_FILE).is_file()
+                    && let Ok(state) = load_state(&dir)
+                {
+                    folders.extend(disk_folders_of(&dir, &state));
+                }
+            }
         }
-        if log_path.starts_with("\\\\") || drive_path(log_path).is_some() {
-            return self.copy_path(log_path);
-        }
-        let path = Path::new(log_path);
-        if path.is_absolute() {
-            return Ok(path.to_path_buf());
-        }
-        let logs = self.file.dir().join(LOG_DIR);
-        std::fs::create_dir_all(&logs).map_err(|e| format!("{}: {e}", logs.display()))?;
-        Ok(logs.join(path))
+        folders.sort();
+        folders.dedup();
+        Ok(folders)
     }
 
     /// The folder of a share's path (`F:\Shares\Finance`), on the first disk of this cluster
@@ -117,6 +127,10 @@ impl SimPaths {
             .ok_or_else(|| format!("no disk has drive {letter}"))?;
         Ok(join_windows_path(disk.folder.clone(), rest))
     }
+}
+
+fn disk_folders_of(dir: &Path, state: &SimState) -> Vec<PathBuf> {
+    state.disks.iter().map(|d| disk_dir(dir, d)).collect()
 }
 
 /// What mapping paths needs of one cluster: its names and where its lettered disks are.

@@ -133,34 +133,36 @@ pub trait ClusterDriver: Send + Sync {
     fn local_paths(&self) -> Box<dyn LocalPaths> {
         Box::new(PathsAsGiven)
     }
+
+    /// What an agent of this driver may touch when its configuration names nothing
+    /// (`--allow-path`): the cluster's disks, as [`Self::local_paths`] reaches them on this
+    /// machine (see [`crate::confine`]). Asked by a task that names paths, not before, since a
+    /// driver may have to ask its cluster. None by default: an agent whose driver knows no disks
+    /// touches no folder it was not told about.
+    async fn default_roots(&self) -> Result<Vec<PathBuf>, DriverError> {
+        Ok(Vec::new())
+    }
 }
 
-/// Maps the Windows paths a task names (`F:\x`, `\\CLUSTER\F$\x`, a log file) onto this
-/// machine's folders. Errors are messages for the task's report: the executor adds which path of
-/// the task it was.
+/// Maps the Windows paths a task names (`F:\x`, `\\CLUSTER\F$\x`) onto this machine's folders.
+/// Errors are messages for the task's report: the executor adds which path of the task it was.
+/// Mapping says where a path is, not whether the agent may touch it: that is
+/// [`crate::confine`]'s, after the mapping.
 pub trait LocalPaths: Send + Sync {
     /// A skeleton copy's source or destination.
     fn copy_path(&self, path: &str) -> Result<PathBuf, String>;
-
-    /// Where a skeleton copy writes its log; an empty path (no log) stays empty.
-    fn log_path(&self, path: &str) -> Result<PathBuf, String>;
 
     /// The folder of a share, from the share's path (`F:\Shares\Finance`).
     fn share_folder(&self, path: &str) -> Result<PathBuf, String>;
 }
 
 /// Paths as given: what a driver on a Windows node needs, where `F:\` and `\\CLUSTER\F$\` are
-/// real and a relative log path is relative to the agent's working directory; also what an agent
-/// with no cluster driver uses, whose tasks name local folders.
+/// real; also what an agent with no cluster driver uses, whose tasks name local folders.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct PathsAsGiven;
 
 impl LocalPaths for PathsAsGiven {
     fn copy_path(&self, path: &str) -> Result<PathBuf, String> {
-        Ok(PathBuf::from(path))
-    }
-
-    fn log_path(&self, path: &str) -> Result<PathBuf, String> {
         Ok(PathBuf::from(path))
     }
 

@@ -454,13 +454,33 @@ impl ClusterDriver for SimDriver {
         .await
     }
 
-    /// Drive and UNC paths onto the cluster's disk folders, logs under its directory (see
-    /// [`ferry_sim::paths`]). An in-memory world has no directory of its own, so its paths are
-    /// taken as given: its callers hand a skeleton copy local folders.
+    /// Drive and UNC paths onto the cluster's disk folders (see [`ferry_sim::paths`]). An
+    /// in-memory world has no directory of its own, so its paths are taken as given: its callers
+    /// hand a skeleton copy local folders.
     fn local_paths(&self) -> Box<dyn LocalPaths> {
         match &self.inner.backend {
             Backend::Dir { file, .. } => Box::new(SimPaths::new(file.clone())),
             Backend::Memory { .. } => Box::new(PathsAsGiven),
+        }
+    }
+
+    /// The disk folders of this cluster and of its siblings under the sim root: what a node's
+    /// cluster disks and the administrative shares a migration reads (`\\HOST\X$`) are in the
+    /// simulation. For an in-memory world with folders, every cluster's disks folder.
+    async fn default_roots(&self) -> Result<Vec<PathBuf>, DriverError> {
+        match &self.inner.backend {
+            Backend::Dir { file, .. } => {
+                let paths = SimPaths::new(file.clone());
+                tokio::task::spawn_blocking(move || paths.disk_folders())
+                    .await
+                    .map_err(join_error)?
+                    .map_err(DriverError::Failed)
+            }
+            Backend::Memory { world } => Ok(world
+                .cluster_names()
+                .iter()
+                .filter_map(|name| world.disks_root(name))
+                .collect()),
         }
     }
 }
@@ -468,10 +488,6 @@ impl ClusterDriver for SimDriver {
 impl LocalPaths for SimPaths {
     fn copy_path(&self, path: &str) -> Result<PathBuf, String> {
         SimPaths::copy_path(self, path)
-    }
-
-    fn log_path(&self, path: &str) -> Result<PathBuf, String> {
-        SimPaths::log_path(self, path)
     }
 
     fn share_folder(&self, path: &str) -> Result<PathBuf, String> {
@@ -527,17 +543,23 @@ mod tests {
         // A plain local path (tests, benchmarks) stays as it is.
         assert_eq!(b.copy_path("/tmp/x").unwrap(), PathBuf::from("/tmp/x"));
 
-        // A relative log goes under the sim directory's logs/, an absolute one stays.
-        assert_eq!(
-            b.log_path("skeleton-FS01.log").unwrap(),
-            mid.join(ferry_sim::LOG_DIR).join("skeleton-FS01.log")
-        );
-        assert!(mid.join(ferry_sim::LOG_DIR).is_dir());
-        assert_eq!(
-            b.log_path("/var/log/s.log").unwrap(),
-            PathBuf::from("/var/log/s.log")
-        );
-        assert_eq!(b.log_path("").unwrap(), PathBuf::new());
+        // Where the agent may go by default: every disk folder of MID and of its sibling OLD,
+        // nothing else of either directory.
+        let roots = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap()
+            .block_on(SimDriver::open(&mid).unwrap().default_roots())
+            .unwrap();
+        let mid_state = ferry_sim::load_state(&mid).unwrap();
+        let mut expected: Vec<PathBuf> = old_state
+            .disks
+            .iter()
+            .map(|d| ferry_sim::disk_dir(&old, d))
+            .chain(mid_state.disks.iter().map(|d| ferry_sim::disk_dir(&mid, d)))
+            .collect();
+        expected.sort();
+        assert_eq!(roots, expected);
+        assert!(roots.contains(&old_disk));
 
         // A share's folder is on this cluster's disk with the share's letter.
         let old_paths = SimDriver::open(&old).unwrap().local_paths();

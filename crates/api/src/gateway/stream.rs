@@ -229,6 +229,7 @@ impl AgentService for AgentGateway {
 }
 
 /// One open session.
+#[derive(Clone)]
 struct Session {
     service: Service,
     gateway: Arc<Gateway>,
@@ -361,6 +362,21 @@ impl Session {
                 self.progress(agent_id, progress).await;
             }
             Some(AgentBody::Log(line)) => self.log(&line),
+            // A discovery's inventory is imported before it is acknowledged, which takes
+            // seconds for a large cluster: the heartbeats behind it on this stream must not
+            // wait, or the agent's lease would look silent.
+            Some(AgentBody::Result(result)) if carries_inventory(&result) => {
+                let session = self.clone();
+                tokio::spawn(async move {
+                    if let Err(status) = session.result(result).await {
+                        tracing::warn!(
+                            agent = %session.agent.id,
+                            "an inventory's acknowledgement was not sent: {}",
+                            status.message()
+                        );
+                    }
+                });
+            }
             Some(AgentBody::Result(result)) => self.result(result).await?,
             Some(AgentBody::Perf(batch)) => self.perf(batch).await,
             Some(AgentBody::Inventory(report)) => self.inventory(report),
@@ -484,12 +500,12 @@ impl Session {
         let echo = result.task.clone();
         let (verdict, message) = match convert::task_result(result) {
             Err(e) => (pb::ResultVerdict::Refused, e.message),
-            Ok((task, outcome, progress)) => match self
+            Ok((task, reported, progress)) => match self
                 .service
                 .report_result(
                     &self.agent,
                     &task,
-                    &outcome,
+                    reported,
                     progress.as_ref(),
                     self.source.clone(),
                 )
@@ -532,6 +548,16 @@ impl Session {
             Status::resource_exhausted("the agent fell too far behind reading its stream")
         })
     }
+}
+
+/// Whether a result is a success reporting an inventory.
+fn carries_inventory(result: &pb::TaskResult) -> bool {
+    matches!(
+        &result.outcome,
+        Some(pb::task_result::Outcome::Succeeded(pb::Succeeded {
+            report: Some(pb::succeeded::Report::Inventory(_))
+        }))
+    )
 }
 
 #[cfg(test)]

@@ -1,11 +1,12 @@
 //! Request extractors whose every rejection is a problem+json [`Error`] a person can act on.
 
-use super::problem::HttpError;
+use super::problem::{HttpError, Problem};
 use std::net::SocketAddr;
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Request};
+use axum::response::{IntoResponse, Response};
 use http::request::Parts;
 use http::{StatusCode, header};
 use serde::de::DeserializeOwned;
@@ -37,9 +38,9 @@ impl FromRequestParts<AppState> for Caller {
 pub struct ApiJson<T>(pub T);
 
 impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
-    type Rejection = HttpError;
+    type Rejection = Response;
 
-    async fn from_request(req: Request, state: &S) -> Result<Self, HttpError> {
+    async fn from_request(req: Request, state: &S) -> Result<Self, Response> {
         let json_type = req
             .headers()
             .get(header::CONTENT_TYPE)
@@ -53,27 +54,51 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
             return Err(HttpError(Error::new(
                 ErrorCode::UnsupportedMediaType,
                 "the request body must be JSON: send `Content-Type: application/json`",
-            )));
+            ))
+            .into_response());
         }
         let bytes = Bytes::from_request(req, state)
             .await
             .map_err(body_rejection)?;
-        Ok(parse_json(&bytes).map(ApiJson)?)
+        parse_json(&bytes)
+            .map(ApiJson)
+            .map_err(|e| HttpError(e).into_response())
     }
 }
 
-fn body_rejection(rejection: BytesRejection) -> Error {
+fn body_rejection(rejection: BytesRejection) -> Response {
     if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-        Error::new(
+        return HttpError(Error::new(
             ErrorCode::PayloadTooLarge,
             "the request body is larger than this route accepts (see max_body_bytes and max_inventory_bytes)",
-        )
-    } else {
-        Error::bad_request(format!(
-            "could not read the request body: {}",
-            rejection.body_text()
         ))
+        .into_response();
     }
+    // The router's body timeout (`RequestBodyTimeoutLayer`) ends a body that stops arriving;
+    // that is the client's silence, not a malformed request, and no error code names it.
+    if caused_by_body_timeout(&rejection) {
+        return Problem::for_status(
+            StatusCode::REQUEST_TIMEOUT,
+            "the request body stopped arriving before it was complete; send it again",
+        )
+        .into_response_with(StatusCode::REQUEST_TIMEOUT);
+    }
+    HttpError(Error::bad_request(format!(
+        "could not read the request body: {}",
+        rejection.body_text()
+    )))
+    .into_response()
+}
+
+fn caused_by_body_timeout(err: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cause = Some(err);
+    while let Some(err) = cause {
+        if err.is::<tower_http::timeout::TimeoutError>() {
+            return true;
+        }
+        cause = err.source();
+    }
+    false
 }
 
 /// Strict JSON parsing with the path of the first bad field.

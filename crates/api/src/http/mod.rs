@@ -1,5 +1,12 @@
 //! The REST API (axum). Handlers are thin: extract, call the service once, answer. The OpenAPI
 //! document is generated from the handlers (utoipa-axum) and committed as `openapi/ferry.v1.json`.
+//!
+//! Every 4xx and 5xx is problem+json: handlers and extractors fail with `HttpError`, and
+//! [`dress_bare_errors`], outside every other layer, rewrites whatever answer a layer or a route
+//! we do not write (Swagger UI's files, the timeouts) gave with another body. What hyper refuses
+//! before there is a request to route (a malformed request line, more than 100 headers, a URI
+//! over 64 KiB, headers over its buffer) it answers itself, with an empty body, before any of
+//! this runs.
 
 pub mod admin;
 pub mod agents;
@@ -13,15 +20,18 @@ pub mod validations;
 pub mod webhooks;
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use axum::Router;
+use axum::body::{Body, HttpBody};
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use http::{HeaderName, HeaderValue, Method, header};
+use http::{HeaderName, HeaderValue, Method, StatusCode, header};
+use http_body_util::BodyExt;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::timeout::RequestBodyTimeoutLayer;
 use tower_http::trace::TraceLayer;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{ContentBuilder, OpenApi as OpenApiDoc, RefOr, ResponseBuilder};
@@ -33,7 +43,7 @@ use utoipa_swagger_ui::SwaggerUi;
 use crate::metrics::{Metrics, RequestLabels};
 use ferry_core::error::{Error, ErrorCode};
 use ferry_service::Service;
-use problem::HttpError;
+use problem::{HttpError, PROBLEM_JSON, Problem};
 
 /// What every handler can reach.
 #[derive(Clone)]
@@ -260,30 +270,195 @@ pub fn openapi_json() -> String {
     text
 }
 
+/// How long the server waits for a request before giving up on it.
+#[derive(Debug, Clone, Copy)]
+pub struct Timeouts {
+    /// From the request's head to the head of its answer. The body of an answer is not counted,
+    /// so the endless `/v1/events` stream and a large download are never cut.
+    pub request: Duration,
+    /// Between two pieces of a request body: a client that stops sending mid-body would
+    /// otherwise hold its connection and its handler forever.
+    pub body_idle: Duration,
+}
+
+impl Default for Timeouts {
+    /// Five minutes per request, generous enough for a 256 MiB inventory import on a busy
+    /// Postgres; 30 s of silence in a body, as hyper allows for a request's head.
+    fn default() -> Self {
+        Self {
+            request: Duration::from_secs(300),
+            body_idle: Duration::from_secs(30),
+        }
+    }
+}
+
 /// The whole HTTP application: API, Swagger UI at `/docs`, and the middleware stack.
 pub fn router(state: AppState, options: &HttpOptions) -> Router {
+    router_with_timeouts(state, options, Timeouts::default())
+}
+
+/// [`router`] with other [`Timeouts`].
+pub fn router_with_timeouts(state: AppState, options: &HttpOptions, timeouts: Timeouts) -> Router {
     let (api, doc) = split(options);
     let request_id = HeaderName::from_static("x-request-id");
     api.merge(SwaggerUi::new("/docs").url("/openapi.json", doc))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        // Inside the metrics, so a request that runs out of time is counted with its 503.
+        .layer(middleware::from_fn_with_state(timeouts.request, deadline))
         .layer(middleware::from_fn_with_state(
             state.clone(),
             record_metrics,
         ))
         .with_state(state)
+        .layer(RequestBodyTimeoutLayer::new(timeouts.body_idle))
         .layer(cors(&options.cors_origins))
+        .layer(middleware::from_fn(dress_bare_errors))
+        .layer(middleware::from_fn(security_headers))
         .layer(PropagateRequestIdLayer::new(request_id.clone()))
         .layer(TraceLayer::new_for_http())
         .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))
 }
 
+/// The Content-Security-Policy of every HTML answer, which is Swagger UI at `/docs` (served
+/// from the binary, so it works offline). Checked in headless Chromium: rendering the spec,
+/// opening every operation and schema, the Authorize dialog and "Try it out" raise no violation.
+/// - `script-src 'self'`: the page loads its three scripts as files and has no inline script,
+///   and the bundles run without `eval`.
+/// - `style-src 'self'` plus one hash: React sets styles through the DOM, which no policy
+///   governs; the one `<style>` element is the top bar logo's, an inline SVG whose text is
+///   [`DOCS_LOGO_STYLE`]. Its hash allows exactly that text, which `'unsafe-inline'` would not.
+/// - `img-src 'self' data:`: the stylesheet draws its icons as `data:` SVGs.
+/// - `connect-src 'self'`: fetching `/openapi.json` and "Try it out" go to this origin and
+///   nowhere else.
+/// - the rest is denied: no fonts, frames, objects or `<base>`, forms post only here, and no
+///   other site may frame the page.
+pub const DOCS_CSP: &str = "default-src 'none'; script-src 'self'; \
+     style-src 'self' 'sha256-RL3ie0nH+Lzz2YNqQN83mnU0J1ot4QL7b99vMdIX99w='; \
+     img-src 'self' data:; connect-src 'self'; base-uri 'none'; form-action 'self'; \
+     frame-ancestors 'none'";
+
+/// The text of the logo's `<style>` in Swagger UI's standalone preset; [`DOCS_CSP`] carries its
+/// SHA-256. `tests/http.rs` checks that the served script still holds it, so an upgrade of
+/// Swagger UI that changes it fails there rather than leaving the logo unstyled.
+pub const DOCS_LOGO_STYLE: &str =
+    ".logo_small_svg__cls-2{fill:#fff}.logo_small_svg__cls-3{fill:#85ea2d}";
+
+/// `nosniff` on every answer, so a browser never runs a JSON body (which may echo a client's
+/// input) as a script or a page; [`DOCS_CSP`] on HTML.
+async fn security_headers(request: Request, next: Next) -> Response {
+    let mut response = next.run(request).await;
+    let headers = response.headers_mut();
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    let html = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.trim_start().to_ascii_lowercase().starts_with("text/html"));
+    if html {
+        headers.insert(
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static(DOCS_CSP),
+        );
+    }
+    response
+}
+
+/// Ends a request that has not answered within `limit`. Dropping the handler is what a client
+/// hanging up already does; each store method is one transaction, so what it wrote is either
+/// whole or absent.
+async fn deadline(State(limit): State<Duration>, request: Request, next: Next) -> Response {
+    match tokio::time::timeout(limit, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => HttpError(Error::new(
+            ErrorCode::Unavailable,
+            format!(
+                "the request did not finish within {} and was abandoned; check whether it took \
+                 effect before retrying",
+                humantime::format_duration(limit)
+            ),
+        ))
+        .into_response(),
+    }
+}
+
+/// A plain-text body up to this size is kept as the problem's detail: it is what axum or a
+/// layer had to say (`Invalid URL: Invalid UTF-8 in `rest``).
+const BARE_DETAIL_MAX: u64 = 1024;
+
+/// Turns an error answer that is not problem+json (Swagger UI's 404 and 400, a layer's bare
+/// status) into one, keeping its status and headers (`Allow`, `WWW-Authenticate`, the request
+/// id).
+async fn dress_bare_errors(request: Request, next: Next) -> Response {
+    let response = next.run(request).await;
+    let status = response.status();
+    let is_problem = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with(PROBLEM_JSON));
+    if !(status.is_client_error() || status.is_server_error()) || is_problem {
+        return response;
+    }
+    let (mut parts, body) = response.into_parts();
+    let plain_text = parts
+        .headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("text/plain"));
+    // Only a body known to be small and complete is read: an unknown length could be a stream.
+    let said = match body.size_hint().exact() {
+        Some(len) if plain_text && len > 0 && len <= BARE_DETAIL_MAX => body
+            .collect()
+            .await
+            .ok()
+            .and_then(|b| String::from_utf8(b.to_bytes().to_vec()).ok())
+            .map(|text| text.trim().to_string())
+            .filter(|text| !text.is_empty()),
+        _ => None,
+    };
+    let detail = said.unwrap_or_else(|| bare_detail(status).to_string());
+    let problem = Problem::for_status(status, detail).into_response_with(status);
+    for name in [
+        header::CONTENT_TYPE,
+        header::CONTENT_LENGTH,
+        header::CONTENT_ENCODING,
+        header::TRANSFER_ENCODING,
+    ] {
+        parts.headers.remove(name);
+    }
+    let (problem_parts, problem_body) = problem.into_parts();
+    parts.headers.extend(problem_parts.headers);
+    Response::from_parts(parts, Body::new(problem_body))
+}
+
+/// What a bare error answer means, said for a person.
+fn bare_detail(status: StatusCode) -> &'static str {
+    match status {
+        StatusCode::BAD_REQUEST => "the request is malformed",
+        StatusCode::NOT_FOUND => "no such route or file; GET /openapi.json lists every route",
+        StatusCode::METHOD_NOT_ALLOWED => {
+            "this route does not accept that method; the Allow header lists those it does"
+        }
+        StatusCode::REQUEST_TIMEOUT => "the request was not received in time",
+        StatusCode::PAYLOAD_TOO_LARGE => {
+            "the request body is larger than this route accepts (see max_body_bytes and \
+             max_inventory_bytes)"
+        }
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => "this route does not accept that content type",
+        s if s.is_server_error() => "the server failed to answer; the server log has the detail",
+        _ => "the request was refused",
+    }
+}
+
 /// Status of a create run through `Service::idempotent`: 201 the first time, 200 for a replay.
-pub(crate) fn created_status(replayed: bool) -> http::StatusCode {
+pub(crate) fn created_status(replayed: bool) -> StatusCode {
     if replayed {
-        http::StatusCode::OK
+        StatusCode::OK
     } else {
-        http::StatusCode::CREATED
+        StatusCode::CREATED
     }
 }
 
@@ -300,11 +475,13 @@ async fn not_found() -> HttpError {
     Error::not_found("no such route; GET /openapi.json lists every route").into()
 }
 
+/// axum adds the `Allow` header to this answer.
 async fn method_not_allowed() -> Response {
-    let err = Error::bad_request("this route does not accept that method; see /openapi.json");
-    let mut response = HttpError(err).into_response();
-    *response.status_mut() = http::StatusCode::METHOD_NOT_ALLOWED;
-    response
+    Problem::for_status(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "this route does not accept that method; the Allow header lists those it does",
+    )
+    .into_response_with(StatusCode::METHOD_NOT_ALLOWED)
 }
 
 fn cors(origins: &[String]) -> CorsLayer {

@@ -19,10 +19,11 @@ use ferry_service::auth::Caller;
 /// sha256=<hex HMAC-SHA256 of the exact body bytes, keyed with the secret>`. A 2xx answer
 /// acknowledges the batch; anything else, no answer within 10 s, or no connection is retried
 /// after 1 s, 2 s, 4 s ... (at most 10 minutes, with jitter) with the same events: none is
-/// skipped. Delivery is at least once, so receivers dedupe by `seq`. Only `http://` URLs are
-/// accepted: the server has no outbound TLS client, so `https://` is refused with 422 (use a
-/// local forwarder or a TLS-terminating proxy). The secret (generated when not given) is in the
-/// answer once and never again. Honours `Idempotency-Key` (a replay carries no secret).
+/// skipped. Delivery is at least once, so receivers dedupe by `seq`. `http://` and `https://`
+/// URLs are accepted; an HTTPS receiver's certificate must verify against the public web roots,
+/// or against the server's `webhook_ca` when set, and a redirect is a failed delivery (never
+/// followed). The secret (generated when not given) is in the answer once and never again.
+/// Honours `Idempotency-Key` (a replay carries no secret).
 #[utoipa::path(post, path = "/v1/webhooks", tag = "webhooks", request_body = NewWebhook,
     params(("Idempotency-Key" = Option<String>, Header, description = "Makes retries safe: the same key and body return the first answer, without the secret")),
     responses(

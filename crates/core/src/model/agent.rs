@@ -9,7 +9,7 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::{
-    FieldError, MAX_NAME_LEN, MAX_PATH_LEN, MAX_TEXT_LEN, check_name, check_text,
+    FieldError, MAX_NAME_LEN, MAX_PATH_LEN, MAX_TEXT_LEN, check_name, check_text, paths,
     valid_drive_letter,
 };
 
@@ -66,7 +66,9 @@ pub const MAX_CAPABILITIES: usize = 64;
 #[serde(tag = "action", rename_all = "snake_case", deny_unknown_fields)]
 pub enum Action {
     /// Replicate a directory tree, directories only, `depth` levels deep, without following
-    /// junctions, logging to `log_path`.
+    /// junctions. `source` and `destination` are absolute (`F:\`, `\\HOST\F$\`, `/srv/x`),
+    /// without `..`, naming no device, and must lie under the agent's allowed paths; `log_path`
+    /// is a plain file name in the agent's log directory (empty: named after the task).
     SkeletonCopy {
         source: String,
         destination: String,
@@ -197,15 +199,15 @@ impl Action {
                 depth,
                 log_path,
             } => {
-                for (field, path) in [
-                    ("source", source),
-                    ("destination", destination),
-                    ("log_path", log_path),
-                ] {
-                    if path.trim().is_empty() {
-                        e.push(FieldError::new(field, "must not be empty"));
+                for (field, path) in [("source", source), ("destination", destination)] {
+                    if path.chars().count() > MAX_PATH_LEN {
+                        check_text(e, field, path, MAX_PATH_LEN);
+                    } else if let Err(rule) = paths::check_dir_path(path) {
+                        e.push(FieldError::new(field, rule));
                     }
-                    check_text(e, field, path, MAX_PATH_LEN);
+                }
+                if let Err(rule) = paths::check_log_name(log_path) {
+                    e.push(FieldError::new("log_path", rule));
                 }
                 if !(1..=MAX_SKELETON_DEPTH).contains(depth) {
                     e.push(FieldError::new(
@@ -510,11 +512,18 @@ impl TaskState {
 /// Why an attempt failed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct TaskError {
-    /// Short class: `unsupported`, `invalid`, `io`, `driver`, `lost`...
+    /// Short class: `unsupported`, `invalid`, `io`, `driver`, `lost`, `forbidden`...
     pub kind: String,
     pub message: String,
     /// Whether running the step again may succeed.
     pub retryable: bool,
+}
+
+impl TaskError {
+    /// The kind of an agent's refusal to touch a path outside what it is allowed (its
+    /// `--allow-path` list, its own state directory) or a path that is not a plain folder; the
+    /// server audits each such result as `task.forbidden`.
+    pub const FORBIDDEN: &'static str = "forbidden";
 }
 
 /// The latest progress report of a task.
@@ -539,6 +548,16 @@ pub struct TaskRef {
 pub enum TaskOutcome {
     Succeeded(serde_json::Value),
     Failed(TaskError),
+}
+
+/// An attempt's outcome as it arrives from an agent. An inventory stays typed: a discovery imports
+/// it as it is, rather than through JSON and back, and keeps only a [`DiscoveryReceipt`].
+///
+/// [`DiscoveryReceipt`]: super::DiscoveryReceipt
+#[derive(Debug, Clone, PartialEq)]
+pub enum Reported {
+    Outcome(TaskOutcome),
+    Inventory(Box<super::InventoryDocument>),
 }
 
 /// A task: one action for one node, handed to an agent under a lease.
@@ -673,7 +692,25 @@ mod tests {
         }
         .validate();
         let fields: Vec<&str> = errors.iter().map(|e| e.field.as_str()).collect();
-        assert_eq!(fields, ["destination", "depth"]);
+        assert_eq!(fields, ["destination", "log_path", "depth"]);
+        // What the runbook sends passes; an escape is refused field by field.
+        let copy = |source: &str, destination: &str, log_path: &str| Action::SkeletonCopy {
+            source: source.into(),
+            destination: destination.into(),
+            depth: 2,
+            log_path: log_path.into(),
+        };
+        assert_eq!(
+            copy("\\\\OLD\\F$\\", "F:\\", "skeleton-FS01.log").validate(),
+            []
+        );
+        assert_eq!(copy("/srv/in", "/srv/out", "").validate(), []);
+        let errors = copy("/srv/in/../../etc", "/dev/sda", "/srv/precious.db").validate();
+        let fields: Vec<&str> = errors.iter().map(|e| e.field.as_str()).collect();
+        assert_eq!(fields, ["source", "destination", "log_path"]);
+        assert!(errors[0].message.contains("`..`"), "{errors:?}");
+        assert!(errors[1].message.contains("`/dev`"), "{errors:?}");
+        assert!(errors[2].message.contains("plain file name"), "{errors:?}");
         let errors = Action::ReplaceDiskResource {
             group: "FS1".into(),
             disk: String::new(),

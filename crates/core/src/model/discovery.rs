@@ -93,6 +93,19 @@ pub struct Discovery {
     pub completed_at: Option<DateTime<Utc>>,
 }
 
+/// The result a discovery's task keeps: where its inventory went, not the inventory itself (that
+/// is the snapshot), so a task row stays small however large the cluster.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DiscoveryReceipt {
+    /// The snapshot the inventory was imported as, or the newest one when nothing changed.
+    pub snapshot: i64,
+    /// True when the import stored a new snapshot.
+    pub created: bool,
+    pub previous_snapshot: Option<i64>,
+    pub summary: Option<ChangeSummary>,
+}
+
 /// The body of `POST /v1/clusters/{id}/discover`: nothing to choose yet, so an empty object.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]

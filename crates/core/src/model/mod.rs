@@ -10,6 +10,7 @@ pub mod discovery;
 pub mod facts;
 pub mod inventory;
 pub mod job;
+pub mod paths;
 pub mod shares;
 pub mod validation;
 pub mod webhook;
@@ -110,6 +111,22 @@ pub struct Cluster {
     pub updated_at: DateTime<Utc>,
 }
 
+/// The longest discovery interval a cluster may have: a year. Longer means "never", which is 0.
+pub const MAX_DISCOVERY_INTERVAL_SECONDS: u64 = 365 * 24 * 3600;
+
+/// Adds an error when a cluster's own discovery interval is past [`MAX_DISCOVERY_INTERVAL_SECONDS`].
+pub fn check_discovery_interval(errors: &mut Vec<FieldError>, field: &str, seconds: Option<u64>) {
+    if seconds.is_some_and(|s| s > MAX_DISCOVERY_INTERVAL_SECONDS) {
+        errors.push(FieldError::new(
+            field,
+            format!(
+                "must be at most {MAX_DISCOVERY_INTERVAL_SECONDS} (a year); 0 turns periodic \
+                 discovery off"
+            ),
+        ));
+    }
+}
+
 impl Cluster {
     pub fn etag(&self) -> String {
         format!("\"v{}\"", self.version)
@@ -126,6 +143,7 @@ pub struct NewCluster {
     pub description: String,
     /// Its own discovery interval in seconds (0: no periodic discovery); absent: the server's.
     #[serde(default)]
+    #[schema(maximum = 31536000)]
     pub discovery_interval_seconds: Option<u64>,
 }
 
@@ -139,7 +157,7 @@ pub struct ClusterPatch {
     /// Its own discovery interval in seconds (0: no periodic discovery); `null` goes back to
     /// the server's `discovery_interval`.
     #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = Option<u64>)]
+    #[schema(value_type = Option<u64>, maximum = 31536000)]
     pub discovery_interval_seconds: Option<Option<u64>>,
 }
 

@@ -1,9 +1,8 @@
 //! Webhooks: receivers of job events, posted in batches and signed with a shared secret.
 //!
-//! Only plain `http://` receivers are accepted. The server carries no TLS client for outbound
-//! calls (its REST API is plain HTTP behind the operator's proxy too), so an `https://` URL is
-//! refused when the webhook is created rather than failing on every delivery later; point the
-//! webhook at a local forwarder or a TLS-terminating proxy instead.
+//! Receivers are `http://` or `https://`; an HTTPS receiver's certificate is checked when each
+//! delivery is made (against the public web roots, or the CA the server's `webhook_ca` pins), so
+//! one that does not verify shows as a failed delivery with the reason in `last_error`.
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -23,8 +22,8 @@ pub const MAX_WEBHOOK_SECRET_LEN: usize = 256;
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewWebhook {
-    /// Where events are posted: `http://host[:port]/path`. `https://` is refused (see the
-    /// operation's description).
+    /// Where events are posted: `http://` or `https://host[:port]/path`. An HTTPS receiver's
+    /// certificate must verify against the public web roots, or the server's `webhook_ca`.
     pub url: String,
     /// Only this job's events; absent means every job's.
     #[serde(default)]
@@ -62,8 +61,8 @@ impl NewWebhook {
     }
 }
 
-/// Checks a receiver URL: `http://`, a host, a parseable URI, and nothing a plain HTTP client
-/// would silently drop or misread (credentials, fragments).
+/// Checks a receiver URL: `http://` or `https://`, a host, a parseable URI, and nothing an HTTP
+/// client would silently drop or misread (credentials, fragments).
 pub fn check_webhook_url(url: &str) -> Result<(), String> {
     if url.len() > MAX_WEBHOOK_URL_LEN {
         return Err(format!("must be at most {MAX_WEBHOOK_URL_LEN} bytes"));
@@ -72,15 +71,8 @@ pub fn check_webhook_url(url: &str) -> Result<(), String> {
         return Err("must not contain whitespace or control characters".into());
     }
     let lower = url.to_ascii_lowercase();
-    if lower.starts_with("https://") {
-        return Err(
-            "https:// is not supported: the server has no outbound TLS client; use an http:// \
-             receiver (e.g. a local forwarder or a TLS-terminating proxy)"
-                .into(),
-        );
-    }
-    if !lower.starts_with("http://") {
-        return Err("must start with http://".into());
+    if !(lower.starts_with("http://") || lower.starts_with("https://")) {
+        return Err("must start with http:// or https://".into());
     }
     let uri: http::Uri = url
         .parse()
@@ -171,6 +163,8 @@ mod tests {
             "http://hooks.example/ferry?team=storage",
             "HTTP://hooks.example",
             "http://[::1]:8080/",
+            "https://hooks.example/ferry",
+            "HTTPS://hooks.example:8443",
         ] {
             assert_eq!(check_webhook_url(ok), Ok(()), "{ok}");
         }
@@ -183,11 +177,11 @@ mod tests {
             "http://user:pw@hooks.example/",
             "http://hooks.example/a b",
             "http://hooks.example/#frag",
+            "https://",
+            "https://user@hooks.example/",
         ] {
             assert!(check_webhook_url(bad).is_err(), "{bad}");
         }
-        let https = check_webhook_url("https://hooks.example/").unwrap_err();
-        assert!(https.contains("https:// is not supported"), "{https}");
         let long = format!("http://h/{}", "a".repeat(MAX_WEBHOOK_URL_LEN));
         assert!(check_webhook_url(&long).is_err());
     }

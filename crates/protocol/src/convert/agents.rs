@@ -10,8 +10,8 @@ use super::{report, timestamp};
 use crate::pb;
 use ferry_core::error::{Error, Result};
 use ferry_core::model::{
-    Action, Agent, CreatedJoinToken, EnrollRequest, JoinTokenInfo, NewJoinToken, Task, TaskError,
-    TaskOutcome, TaskProgress, TaskRef,
+    Action, Agent, CreatedJoinToken, EnrollRequest, JoinTokenInfo, NewJoinToken, Reported, Task,
+    TaskError, TaskOutcome, TaskProgress, TaskRef,
 };
 
 impl From<Agent> for pb::Agent {
@@ -251,7 +251,7 @@ pub fn task_assignment(task: &Task) -> pb::TaskAssignment {
 /// read (an unknown or empty report, a required enum unset) becomes a `bad_result` failure, so
 /// the task ends instead of waiting for a lease to run out: a retry would bring the same report.
 /// The task, its outcome, and the last progress it sent along.
-pub fn task_result(result: pb::TaskResult) -> Result<(TaskRef, TaskOutcome, Option<TaskProgress>)> {
+pub fn task_result(result: pb::TaskResult) -> Result<(TaskRef, Reported, Option<TaskProgress>)> {
     let task = task_ref(result.task, "task")?;
     let progress = result.final_progress.map(|p| TaskProgress {
         done: p.done,
@@ -260,19 +260,21 @@ pub fn task_result(result: pb::TaskResult) -> Result<(TaskRef, TaskOutcome, Opti
         at: Utc::now(),
     });
     let outcome = match result.outcome {
-        Some(pb::task_result::Outcome::Succeeded(s)) => match report::report_json(s) {
-            Ok(value) => TaskOutcome::Succeeded(value),
-            Err(why) => TaskOutcome::Failed(TaskError {
+        Some(pb::task_result::Outcome::Succeeded(s)) => match report::read_report(s) {
+            Ok(reported) => reported,
+            Err(why) => Reported::Outcome(TaskOutcome::Failed(TaskError {
                 kind: "bad_result".into(),
                 message: format!("the agent reported a result this server cannot read: {why}"),
                 retryable: false,
-            }),
+            })),
         },
-        Some(pb::task_result::Outcome::Failed(f)) => TaskOutcome::Failed(TaskError {
-            kind: f.kind,
-            message: f.message,
-            retryable: f.retryable,
-        }),
+        Some(pb::task_result::Outcome::Failed(f)) => {
+            Reported::Outcome(TaskOutcome::Failed(TaskError {
+                kind: f.kind,
+                message: f.message,
+                retryable: f.retryable,
+            }))
+        }
         None => return Err(Error::invalid_field("outcome", "must be set")),
     };
     Ok((task, outcome, progress))

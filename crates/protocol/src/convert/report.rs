@@ -2,8 +2,9 @@
 //!
 //! The agent reads its executor's JSON as the report of the task's action
 //! ([`TaskReport::from_json`]) and sends the message (`Report::from`); the server reads the
-//! message back ([`report_json`]) into the same JSON. Both directions go through [`TaskReport`],
-//! whose variants are the executors' own structs, so the JSON shape has one definition: theirs.
+//! message back ([`read_report`]) into the same JSON, or keeps an inventory typed. Both
+//! directions go through [`TaskReport`], whose variants are the executors' own structs, so the
+//! JSON shape has one definition: theirs.
 
 use super::{Bad, each, parse_network_role, parse_os, parse_resource_kind, parse_resource_state};
 use crate::pb;
@@ -21,7 +22,7 @@ use crate::report::skeleton::{SkeletonReport, Verification};
 use ferry_core::model::facts::{
     ConfigFacts, CsvVolumeFacts, HbaFacts, NetworkFacts, NodeFacts, QuorumFacts, QuorumType,
 };
-use ferry_core::model::{Action, InventoryDocument, Processor, TaskError};
+use ferry_core::model::{Action, InventoryDocument, Processor, Reported, TaskError, TaskOutcome};
 
 enum_pair!(ErrorKind => DriverErrorKind, parse_driver_error_kind {
     NotFound => NotFound,
@@ -62,17 +63,34 @@ pub fn report_to_pb(action: &Action, value: serde_json::Value) -> Result<Report,
         })
 }
 
-/// The server's side: the JSON to store for a success, or why it cannot be read, naming the field
-/// at fault. An empty `report` is a kind this server does not know (or none at all).
+/// The JSON [`read_report`] stores for a success, inventories included, or why it cannot be
+/// read, naming the field at fault. An empty `report` is a kind this server does not know.
+#[cfg(test)]
 pub fn report_json(succeeded: pb::Succeeded) -> Result<serde_json::Value, String> {
-    let report = succeeded
+    decode(succeeded)?
+        .to_json()
+        .map_err(|e| format!("report: cannot be written as JSON: {e}"))
+}
+
+/// The server's side, keeping an inventory typed: a discovery imports it as it arrived instead
+/// of writing a large cluster to JSON and reading it back. Every other report is its JSON.
+pub fn read_report(succeeded: pb::Succeeded) -> Result<Reported, String> {
+    match decode(succeeded)? {
+        TaskReport::Inventory(document) => Ok(Reported::Inventory(Box::new(document))),
+        report => report
+            .to_json()
+            .map(|value| Reported::Outcome(TaskOutcome::Succeeded(value)))
+            .map_err(|e| format!("report: cannot be written as JSON: {e}")),
+    }
+}
+
+/// The typed report of a success, or why it cannot be read, naming the field at fault.
+fn decode(succeeded: pb::Succeeded) -> Result<TaskReport, String> {
+    succeeded
         .report
         .ok_or_else(|| Bad::new("must be a report this server knows").field("report"))
         .and_then(|report| task_report(report).map_err(|bad| bad.field("report")))
-        .map_err(|bad| format!("{}: {}", bad.path(), bad.message))?;
-    report
-        .to_json()
-        .map_err(|e| format!("report: cannot be written as JSON: {e}"))
+        .map_err(|bad| format!("{}: {}", bad.path(), bad.message))
 }
 
 // ---- domain to protobuf ---------------------------------------------------------------------------

@@ -2,7 +2,7 @@ use uuid::Uuid;
 
 use super::*;
 use ferry_core::error::ErrorCode;
-use ferry_core::model::{Action, TaskOutcome};
+use ferry_core::model::{Action, Reported, TaskOutcome};
 
 fn share_with(caching: i32, ace: i32) -> pb::Share {
     pb::Share {
@@ -257,7 +257,9 @@ fn agent_reports_are_checked() {
     assert_eq!(progress, None);
     assert_eq!(
         outcome,
-        TaskOutcome::Succeeded(serde_json::json!({"text": "a", "slept_ms": 1}))
+        Reported::Outcome(TaskOutcome::Succeeded(
+            serde_json::json!({"text": "a", "slept_ms": 1})
+        ))
     );
     // A report kind from a newer agent decodes as an empty oneof.
     let (_, outcome, _) = task_result(result(Some(pb::task_result::Outcome::Succeeded(
@@ -265,7 +267,7 @@ fn agent_reports_are_checked() {
     ))))
     .unwrap();
     assert!(
-        matches!(&outcome, TaskOutcome::Failed(e) if e.kind == "bad_result"
+        matches!(&outcome, Reported::Outcome(TaskOutcome::Failed(e)) if e.kind == "bad_result"
             && !e.retryable && e.message.contains("report: must be a report")),
         "{outcome:?}"
     );

@@ -25,6 +25,15 @@
 //!   bare object for a single item, and Windows PowerShell 5.1 sometimes wraps arrays as
 //!   `{"value": [...], "Count": n}`).
 //!
+//! Paths: tasks name Windows paths, which this driver takes as given ([`super::PathsAsGiven`]).
+//! By default its agent may touch the cluster's disks ([`default_roots`]): each lettered cluster
+//! disk's drive (`F:\`), the same drives through the administrative shares of the cluster's nodes
+//! (`\\NODE\F$\`, by node name and by address), and `C:\ClusterStorage\` when the cluster has
+//! CSV volumes (Windows mounts them there on every node; the inventory does not carry their
+//! folder names). Another cluster's shares, such as the source a skeleton copy reads
+//! (`\\OLD\F$\`), are not this cluster's to know: list them with `--allow-path`. The agent
+//! compares these as text, case-insensitively, before it opens anything (see [`crate::confine`]).
+//!
 //! Limits: needs Windows PowerShell 3.0 or later (for `ConvertTo-Json`) and the FailoverClusters
 //! module, so Windows Server 2008 and 2008 R2 nodes need WMF 3.0+, and a Windows Server 2003
 //! cluster (no module at all) gets `Unsupported` everywhere. Shares come from `Get-SmbShare` on
@@ -36,6 +45,7 @@ mod parse;
 mod scripts;
 mod shell;
 
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -54,6 +64,43 @@ pub use parse::{
 };
 pub use scripts::{Scripts, ps_quote, wrap};
 pub use shell::{ProcessShell, Shell, ShellOutput, map_failure, parse_output};
+
+/// The folders an agent of the cluster described by `inventory` may touch by default: each
+/// lettered disk's drive root, the same drives through every node's administrative share (by
+/// name, and by address when it has one), and `C:\ClusterStorage\` when there are CSV volumes.
+pub fn default_roots(inventory: &InventoryDocument) -> Vec<PathBuf> {
+    let mut letters: Vec<char> = inventory
+        .disks
+        .iter()
+        .filter_map(|d| d.drive_letter.as_deref())
+        .filter_map(|l| normalize_drive_letter(l).ok())
+        .filter_map(|l| l.chars().next())
+        .collect();
+    letters.sort_unstable();
+    letters.dedup();
+    let mut hosts: Vec<&str> = inventory
+        .nodes
+        .iter()
+        .flat_map(|n| [n.name.as_str(), n.address.as_str()])
+        .filter(|h| !h.trim().is_empty())
+        .collect();
+    hosts.dedup();
+    let mut roots: Vec<PathBuf> = letters
+        .iter()
+        .map(|l| PathBuf::from(format!("{l}:\\")))
+        .collect();
+    for host in hosts {
+        roots.extend(
+            letters
+                .iter()
+                .map(|l| PathBuf::from(format!("\\\\{host}\\{l}$\\"))),
+        );
+    }
+    if inventory.disks.iter().any(|d| d.csv) {
+        roots.push(PathBuf::from("C:\\ClusterStorage\\"));
+    }
+    roots
+}
 
 /// Drives a real cluster through PowerShell on one of its nodes.
 #[derive(Clone)]
@@ -253,5 +300,69 @@ impl ClusterDriver for PowerShellDriver {
     /// `Get-Counter` belong here.
     async fn perf_counters(&self, _at: DateTime<Utc>) -> Result<Option<PerfSnapshot>, DriverError> {
         Ok(None)
+    }
+
+    /// The cluster's disks as [`default_roots`] lists them, from a fresh inventory: a disk
+    /// lettered since the last task counts, one moved away no longer does.
+    async fn default_roots(&self) -> Result<Vec<PathBuf>, DriverError> {
+        Ok(default_roots(&self.inventory().await?))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ferry_core::model::{Disk, Node};
+
+    #[test]
+    fn default_roots_are_the_lettered_disks_by_drive_and_admin_share() {
+        let disk = |letter: Option<&str>, csv: bool| Disk {
+            resource: "Cluster Disk".into(),
+            drive_letter: letter.map(Into::into),
+            size_bytes: 1,
+            free_bytes: 1,
+            csv,
+        };
+        let node = |name: &str, address: &str| Node {
+            name: name.into(),
+            address: address.into(),
+            processor: Default::default(),
+            facts: Default::default(),
+        };
+        let inventory = InventoryDocument {
+            nodes: vec![node("N1", "10.0.0.1"), node("N2", "")],
+            disks: vec![
+                disk(Some("g:"), false),
+                disk(Some("F:"), false),
+                disk(None, false),
+            ],
+            ..Default::default()
+        };
+        let roots: Vec<String> = default_roots(&inventory)
+            .iter()
+            .map(|r| r.display().to_string())
+            .collect();
+        assert_eq!(
+            roots,
+            [
+                "F:\\",
+                "G:\\",
+                "\\\\N1\\F$\\",
+                "\\\\N1\\G$\\",
+                "\\\\10.0.0.1\\F$\\",
+                "\\\\10.0.0.1\\G$\\",
+                "\\\\N2\\F$\\",
+                "\\\\N2\\G$\\",
+            ]
+        );
+        let with_csv = InventoryDocument {
+            disks: vec![disk(None, true)],
+            ..Default::default()
+        };
+        assert_eq!(
+            default_roots(&with_csv),
+            [PathBuf::from("C:\\ClusterStorage\\")]
+        );
+        assert!(default_roots(&InventoryDocument::default()).is_empty());
     }
 }

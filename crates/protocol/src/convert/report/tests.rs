@@ -209,9 +209,28 @@ fn inventories_round_trip() {
     let expected = serde_json::to_value(&document).unwrap();
     round_trip(
         action(json!({"action": "read_inventory"})),
-        TaskReport::Inventory(document),
+        TaskReport::Inventory(document.clone()),
         expected,
     );
+    // The server keeps an inventory typed; any other report arrives as its JSON.
+    let message = pb::Succeeded {
+        report: Some(Report::from(TaskReport::Inventory(document.clone()))),
+    };
+    assert_eq!(
+        read_report(message).unwrap(),
+        Reported::Inventory(Box::new(document))
+    );
+    let echo = pb::Succeeded {
+        report: Some(Report::Echo(pb::EchoReport {
+            text: "a".into(),
+            slept_ms: 2,
+        })),
+    };
+    assert_eq!(
+        read_report(echo).unwrap(),
+        Reported::Outcome(TaskOutcome::Succeeded(json!({"text": "a", "slept_ms": 2})))
+    );
+    assert!(read_report(pb::Succeeded { report: None }).is_err());
     round_trip(
         action(json!({"action": "read_inventory"})),
         TaskReport::Inventory(InventoryDocument::default()),
