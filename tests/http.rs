@@ -770,6 +770,37 @@ on_every_store!(bad_input_is_refused_and_changes_nothing, |api| {
     );
 });
 
+/// A struct could be read from an array of its fields in order; a body is an object or nothing.
+#[tokio::test]
+async fn a_body_that_is_not_an_object_is_refused() {
+    let (store, dir) = common::sqlite_store().await;
+    let api = Api::new(store, Some(dir)).await;
+    api.create_cluster("FS-OLD", "ws2003").await;
+    let before = api.state().await;
+    for body in ["[null, null]", "  [\"x\", \"ws2003\"]", "\"text\"", "7"] {
+        let r = api
+            .raw(Method::POST, "/v1/clusters", "application/json", body)
+            .await;
+        assert_eq!(
+            r.status,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "{body}: {}",
+            r.body
+        );
+        assert_eq!(r.body["errors"][0]["field"], "body", "{body}");
+    }
+    let r = api
+        .raw(
+            Method::POST,
+            "/v1/clusters/FS-OLD/validations",
+            "application/json",
+            "[null, null]",
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.body);
+    assert_eq!(api.state().await, before);
+}
+
 #[tokio::test]
 async fn body_over_the_limit_is_413_and_changes_nothing() {
     let (store, dir) = common::sqlite_store().await;
@@ -1510,6 +1541,104 @@ fn committed_openapi_matches_the_code() {
         committed == generated,
         "openapi/ferry.v1.json is stale: run `cargo run -- openapi --output openapi/ferry.v1.json` \
          (or FERRY_UPDATE_OPENAPI=1 cargo test --test http committed_openapi) and commit it"
+    );
+}
+
+/// Every `$ref` of the spec names something that exists: a generated client fails on one that
+/// does not, and the drift test above only compares the spec with itself.
+#[test]
+fn every_reference_of_the_spec_resolves() {
+    fn walk<'a>(value: &'a Value, at: String, refs: &mut Vec<(String, &'a str)>) {
+        match value {
+            Value::Object(map) => {
+                for (key, inner) in map {
+                    match (key.as_str(), inner) {
+                        ("$ref", Value::String(target)) => refs.push((at.clone(), target)),
+                        _ => walk(inner, format!("{at}/{key}"), refs),
+                    }
+                }
+            }
+            Value::Array(items) => {
+                for (i, inner) in items.iter().enumerate() {
+                    walk(inner, format!("{at}/{i}"), refs);
+                }
+            }
+            _ => {}
+        }
+    }
+    let spec: Value = serde_json::from_str(&ferry::http::openapi_json()).unwrap();
+    let mut refs = Vec::new();
+    walk(&spec, String::new(), &mut refs);
+    assert!(refs.len() > 100, "{}", refs.len());
+    let dangling: Vec<_> = refs
+        .iter()
+        .filter(|(_, target)| {
+            let pointer = target
+                .strip_prefix('#')
+                .unwrap_or_else(|| panic!("{target}"));
+            spec.pointer(pointer).is_none()
+        })
+        .collect();
+    assert!(dangling.is_empty(), "dangling references: {dangling:#?}");
+}
+
+/// The bounds the spec states are the ones the server enforces: each is written as a literal
+/// beside its field (utoipa takes no constants), so it is compared with its constant here.
+#[test]
+fn the_spec_states_the_bounds_the_server_enforces() {
+    let spec: Value = serde_json::from_str(&ferry::http::openapi_json()).unwrap();
+    let mut limits = 0;
+    for (path, item) in spec["paths"].as_object().unwrap() {
+        for (method, op) in item.as_object().unwrap() {
+            for param in op["parameters"].as_array().into_iter().flatten() {
+                if param["name"] == "Idempotency-Key" {
+                    let schema = &param["schema"];
+                    assert_eq!(schema["minLength"], 1, "{method} {path}");
+                    assert_eq!(
+                        schema["maxLength"],
+                        ferry::service::MAX_IDEMPOTENCY_KEY_LEN,
+                        "{method} {path}"
+                    );
+                    assert!(schema["pattern"].is_string(), "{method} {path}");
+                }
+                if param["name"] == "limit" {
+                    limits += 1;
+                    let schema = &param["schema"];
+                    assert_eq!(schema["minimum"], 1, "{method} {path}");
+                    assert_eq!(
+                        schema["maximum"],
+                        ferry::service::MAX_PAGE_LIMIT,
+                        "{method} {path}"
+                    );
+                }
+            }
+        }
+    }
+    assert!(limits >= 10, "{limits}");
+    let schemas = &spec["components"]["schemas"];
+    let join = &schemas["NewJoinToken"]["properties"];
+    assert_eq!(join["uses"]["maximum"], ferry::model::MAX_JOIN_TOKEN_USES);
+    let copy = schemas["Action"]["oneOf"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["properties"]["action"]["enum"][0] == "skeleton_copy")
+        .expect("the skeleton_copy action");
+    assert_eq!(
+        copy["properties"]["depth"]["maximum"],
+        ferry::model::MAX_SKELETON_DEPTH
+    );
+    assert_eq!(
+        schemas["ClusterPatch"]["properties"]["discovery_interval_seconds"]["maximum"],
+        ferry::model::MAX_DISCOVERY_INTERVAL_SECONDS
+    );
+    assert_eq!(
+        spec["paths"]["/metrics"]["get"]["responses"]["200"]["content"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .collect::<Vec<_>>(),
+        ["application/openmetrics-text"]
     );
 }
 

@@ -195,13 +195,16 @@ pub fn read_request(path: &Path) -> anyhow::Result<JobRequest> {
     let is_json = path
         .extension()
         .is_some_and(|e| e.eq_ignore_ascii_case("json"));
+    parse_request(&text, is_json).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
+}
+
+/// A job request from the text of a TOML (or JSON) file.
+pub fn parse_request(text: &str, is_json: bool) -> anyhow::Result<JobRequest> {
     if is_json {
-        serde_json::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
+        Ok(serde_json::from_str(text)?)
     } else {
         use figment::providers::{Format, Toml};
-        figment::Figment::from(Toml::string(&text))
-            .extract()
-            .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
+        Ok(figment::Figment::from(Toml::string(text)).extract()?)
     }
 }
 

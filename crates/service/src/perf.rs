@@ -232,12 +232,14 @@ pub struct PlacementQuery {
     #[serde(default)]
     pub to_ms: Option<i64>,
     /// Transfers per second a target node can carry, unless `capacities` names it.
+    #[schema(exclusive_minimum = 0)]
     pub capacity: f64,
     /// Per-node capacity, by node name.
     #[serde(default)]
     pub capacities: BTreeMap<String, f64>,
     /// Percent of capacity every node must keep free (default 20).
     #[serde(default = "default_headroom")]
+    #[schema(minimum = 0, maximum = 100)]
     pub headroom_pct: f64,
     /// The groups to place (default: every group of the source's latest inventory).
     #[serde(default)]

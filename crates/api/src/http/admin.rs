@@ -135,9 +135,9 @@ pub async fn readyz(State(state): State<AppState>) -> Result<Json<Health>, HttpE
     }))
 }
 
-/// Prometheus metrics in the text exposition format.
+/// Prometheus metrics in the OpenMetrics text format.
 #[utoipa::path(get, path = "/metrics", tag = "operations", security(()),
-    responses((status = 200, description = "Metrics", body = String, content_type = "text/plain")))]
+    responses((status = 200, description = "Metrics", body = String, content_type = "application/openmetrics-text")))]
 pub async fn metrics(State(state): State<AppState>) -> Response {
     (
         [(

@@ -24,7 +24,8 @@ pub struct AgentQuery {
     pub limit: Option<u32>,
     /// The `next` value of the previous page.
     pub cursor: Option<String>,
-    /// Only agents of this cluster (id or name).
+    /// Only agents of this cluster (id or name); 404 when there is none.
+    #[param(min_length = 1)]
     pub cluster: Option<String>,
 }
 
@@ -61,7 +62,8 @@ pub async fn create_join_token(
 
 /// List agents in enrollment order, with the state their server last recorded.
 #[utoipa::path(get, path = "/v1/agents", tag = "agents", params(AgentQuery),
-    responses((status = 200, description = "A page of agents", body = Page<Agent>)))]
+    responses((status = 200, description = "A page of agents", body = Page<Agent>),
+        (status = 404, description = "No such cluster", body = super::problem::Problem, content_type = "application/problem+json")))]
 pub async fn list_agents(
     State(state): State<AppState>,
     caller: Caller,

@@ -101,8 +101,17 @@ fn caused_by_body_timeout(err: &(dyn std::error::Error + 'static)) -> bool {
     false
 }
 
-/// Strict JSON parsing with the path of the first bad field.
+/// Strict JSON parsing with the path of the first bad field. Every request body of the API is
+/// an object; serde would also read a struct from an array of its fields in order
+/// (`[null, null]`), which no client means, so anything but an object is refused.
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Error> {
+    let first = bytes.iter().find(|b| !b.is_ascii_whitespace());
+    if first.is_some_and(|b| *b != b'{') {
+        return Err(Error::invalid_field(
+            "body",
+            "must be a JSON object ({...})",
+        ));
+    }
     let mut de = serde_json::Deserializer::from_slice(bytes);
     let value: T = serde_path_to_error::deserialize(&mut de).map_err(|e| {
         let path = e.path().to_string();

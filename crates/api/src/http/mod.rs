@@ -147,6 +147,11 @@ impl Modify for ApiConventions {
                 ("delete", &mut item.delete),
             ] {
                 let Some(op) = op else { continue };
+                for parameter in op.parameters.iter_mut().flatten() {
+                    if let RefOr::T(parameter) = parameter {
+                        shared_parameter_rules(parameter);
+                    }
+                }
                 let mut codes = vec![];
                 if authenticated {
                     codes.extend([
@@ -184,6 +189,33 @@ impl Modify for ApiConventions {
                 }
             }
         }
+    }
+}
+
+/// The rules of the parameters many operations share, stated from the constants the service
+/// checks them with, so that the spec and the check cannot drift apart: a page's `limit`
+/// (1 to [`MAX_PAGE_LIMIT`]) and the `Idempotency-Key` header (printable ASCII, at most
+/// [`MAX_IDEMPOTENCY_KEY_LEN`] bytes, no space at either end, which HTTP would strip).
+///
+/// [`MAX_PAGE_LIMIT`]: ferry_service::MAX_PAGE_LIMIT
+/// [`MAX_IDEMPOTENCY_KEY_LEN`]: ferry_service::MAX_IDEMPOTENCY_KEY_LEN
+fn shared_parameter_rules(parameter: &mut utoipa::openapi::path::Parameter) {
+    use utoipa::openapi::path::ParameterIn;
+    use utoipa::openapi::schema::Schema;
+    let Some(RefOr::T(Schema::Object(schema))) = parameter.schema.as_mut() else {
+        return;
+    };
+    match (&parameter.parameter_in, parameter.name.as_str()) {
+        (ParameterIn::Query, "limit") => {
+            schema.minimum = Some(1.into());
+            schema.maximum = Some(ferry_service::MAX_PAGE_LIMIT.into());
+        }
+        (ParameterIn::Header, "Idempotency-Key") => {
+            schema.min_length = Some(1);
+            schema.max_length = Some(ferry_service::MAX_IDEMPOTENCY_KEY_LEN);
+            schema.pattern = Some("^[!-~]([ -~]*[!-~])?$".into());
+        }
+        _ => {}
     }
 }
 

@@ -198,6 +198,9 @@ pub async fn volume(
 #[into_params(parameter_in = Query)]
 pub struct TopParams {
     /// Rank volumes (summed over nodes, the default) or nodes (summed over volumes).
+    // Inline: utoipa does not collect a schema named only by a parameter, and the reference
+    // would dangle.
+    #[param(inline)]
     pub by: Option<TopBy>,
     /// Default `transfers_per_sec`.
     pub counter: Option<Counter>,

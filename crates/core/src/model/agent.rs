@@ -70,9 +70,13 @@ pub enum Action {
     /// without `..`, naming no device, and must lie under the agent's allowed paths; `log_path`
     /// is a plain file name in the agent's log directory (empty: named after the task).
     SkeletonCopy {
+        #[schema(min_length = 1, max_length = 32767)]
         source: String,
+        #[schema(min_length = 1, max_length = 32767)]
         destination: String,
+        #[schema(minimum = 1, maximum = 64)]
         depth: u32,
+        #[schema(max_length = 255)]
         log_path: String,
     },
     /// Read a group's shares with their permissions.
@@ -144,8 +148,10 @@ pub enum Action {
     /// Harmless diagnostics: answers `text` after `sleep_ms`, holding the lease meanwhile.
     Echo {
         #[serde(default)]
+        #[schema(max_length = 4096)]
         text: String,
         #[serde(default)]
+        #[schema(maximum = 3600000)]
         sleep_ms: u64,
     },
 }
@@ -357,11 +363,13 @@ pub struct Agent {
 pub struct NewJoinToken {
     /// Cluster id or name the enrolled agents will belong to.
     pub cluster: String,
-    /// Lifetime in seconds (default 1800).
+    /// Lifetime in seconds, up to 30 days (default 1800).
     #[serde(default)]
+    #[schema(minimum = 1, maximum = 2592000)]
     pub ttl_seconds: Option<i64>,
-    /// How many agents may enroll with it (default 1).
+    /// How many agents may enroll with it, up to 10,000 (default 1).
     #[serde(default)]
+    #[schema(minimum = 1, maximum = 10000)]
     pub uses: Option<u32>,
 }
 

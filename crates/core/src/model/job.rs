@@ -44,6 +44,7 @@ pub struct JobRequest {
     pub interim: Option<String>,
     /// Group names of the source's newest inventory snapshot; empty means all of them.
     #[serde(default)]
+    #[schema(max_items = 10000)]
     pub groups: Vec<String>,
     /// Plan a direct hop that loses resources when no lossless route exists; the plan lists
     /// what would be lost.
@@ -53,6 +54,7 @@ pub struct JobRequest {
     /// for every share's folder, at least 2; a smaller value fails the preflight, since shares
     /// whose folders are missing cannot come online on the interim.
     #[serde(default)]
+    #[schema(minimum = 1, maximum = 64)]
     pub skeleton_depth: Option<u32>,
     /// Source disk resource name -> the target's disk holding the same data (the LUN presented
     /// to the target). A disk not listed keeps its name.
@@ -67,16 +69,20 @@ pub struct JobRequest {
     pub require_approval: bool,
     /// How long an approval stays valid; none means until used.
     #[serde(default)]
+    #[schema(minimum = 1, maximum = 7776000)]
     pub approval_ttl_seconds: Option<u64>,
     /// Groups of this job in progress at once (default 4).
     #[serde(default)]
+    #[schema(minimum = 1)]
     pub max_active_groups: Option<u32>,
     /// Cutovers running at once on any one cluster, counting every job (default 2).
     #[serde(default)]
+    #[schema(minimum = 1)]
     pub max_cluster_cutovers: Option<u32>,
     /// Pause before every retry, replacing each step kind's own backoff (e.g. 15 s, doubling,
     /// before the second online of a network name).
     #[serde(default)]
+    #[schema(maximum = 3600)]
     pub retry_backoff_seconds: Option<u64>,
     /// Runs the job although the interim's or target's latest validation report fails; the
     /// reason is audited (`job.validation_override`).
@@ -89,6 +95,7 @@ pub struct JobRequest {
 #[serde(deny_unknown_fields)]
 pub struct ValidationOverride {
     /// Why the failing checks do not matter for this move (1 to 1000 characters).
+    #[schema(min_length = 1, max_length = 1000)]
     pub reason: String,
 }
 
@@ -445,6 +452,7 @@ pub struct JobStep {
     pub attempt: u32,
     pub max_attempts: u32,
     #[serde(default)]
+    #[schema(minimum = 1, maximum = 64)]
     pub skeleton_depth: Option<u32>,
     pub estimate_seconds: u64,
     /// The task of the current attempt.

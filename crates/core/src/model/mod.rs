@@ -137,6 +137,7 @@ impl Cluster {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewCluster {
+    #[schema(min_length = 1, max_length = 255)]
     pub name: String,
     pub os: OsGeneration,
     #[serde(default)]
@@ -291,10 +292,12 @@ pub struct TokenInfo {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewToken {
+    #[schema(min_length = 1, max_length = 255)]
     pub name: String,
     pub role: Role,
-    /// Lifetime in seconds; absent means the token does not expire.
+    /// Lifetime in seconds, up to ten years; absent means the token does not expire.
     #[serde(default)]
+    #[schema(minimum = 1, maximum = 315360000)]
     pub ttl_seconds: Option<i64>,
 }
 

@@ -24,6 +24,12 @@ pub const MAX_WEBHOOK_SECRET_LEN: usize = 256;
 pub struct NewWebhook {
     /// Where events are posted: `http://` or `https://host[:port]/path`. An HTTPS receiver's
     /// certificate must verify against the public web roots, or the server's `webhook_ca`.
+    // Printable ASCII without `#` and `@` (no fragment, no user info), the host not empty.
+    #[schema(
+        min_length = 8,
+        max_length = 2048,
+        pattern = r#"^[Hh][Tt][Tt][Pp][Ss]?://[!-"$-.0-?A-~][!-"$-?A-~]*$"#
+    )]
     pub url: String,
     /// Only this job's events; absent means every job's.
     #[serde(default)]
@@ -31,6 +37,7 @@ pub struct NewWebhook {
     /// The HMAC-SHA256 key that signs each delivery (16 to 256 characters). Absent: the server
     /// generates one and returns it once.
     #[serde(default)]
+    #[schema(min_length = 16, max_length = 256)]
     pub secret: Option<String>,
 }
 

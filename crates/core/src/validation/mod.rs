@@ -82,8 +82,11 @@ pub struct Finding {
 #[serde(default, deny_unknown_fields)]
 pub struct Thresholds {
     /// A CSV volume with less free space than this share of its size warns.
+    #[schema(minimum = 0, maximum = 100)]
     pub csv_free_warn_percent: f64,
-    /// A CSV volume with less free space than this share of its size fails.
+    /// A CSV volume with less free space than this share of its size fails; at most the
+    /// warning's.
+    #[schema(minimum = 0, maximum = 100)]
     pub csv_free_fail_percent: f64,
 }
 
