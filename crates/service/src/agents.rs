@@ -672,9 +672,9 @@ impl Service {
     /// The outcome to store for an inventory an agent reported: the receipt of its import when
     /// the task is the current attempt of a running discovery; the failure of the discovery when
     /// the inventory is refused (nothing of it is stored); the inventory itself otherwise (a
-    /// `read_inventory` task an operator created), which the fence then judges as any result.
-    /// The same checks run again when the result is applied: a result that turns stale in
-    /// between was still read from the cluster by its own agent, so its snapshot is true.
+    /// `read_inventory` task an operator created, or a report that is not current), which the
+    /// fence then judges as any result. A result that turns stale between the import and the
+    /// fence was still read from the cluster by its own agent, so its snapshot is true.
     async fn import_discovered(
         &self,
         agent: &Agent,
@@ -682,43 +682,33 @@ impl Service {
         document: InventoryDocument,
         source: Option<String>,
     ) -> Result<TaskOutcome> {
-        let current = match self.store.get_task(task.task_id).await {
-            Ok(current) => Some(current),
-            Err(e) if e.code == ErrorCode::NotFound => None,
-            Err(e) => return Err(e),
-        };
-        let discovery = match current {
-            Some(current)
-                if current.agent_id == Some(agent.id)
-                    && current.attempt == task.attempt
-                    && current.generation == task.generation
-                    && matches!(current.state, TaskState::Assigned | TaskState::Running) =>
-            {
-                self.store
-                    .discovery_of_task(current.id)
-                    .await?
-                    .filter(|d| d.state == DiscoveryState::Running)
-            }
-            _ => None,
-        };
         let kept_whole = |document: &InventoryDocument| {
             serde_json::to_value(document)
                 .map(TaskOutcome::Succeeded)
                 .map_err(|e| Error::internal(format!("an inventory could not be written: {e}")))
         };
+        let discovery = self
+            .store
+            .discovery_of_task(task.task_id)
+            .await?
+            .filter(|d| d.state == DiscoveryState::Running);
         let Some(discovery) = discovery else {
             return kept_whole(&document);
         };
         // Said on the task, and its lease renewed: the import of a large cluster takes seconds,
-        // during which the task would otherwise look stuck at the agent's last word.
+        // during which the task would otherwise look stuck at the agent's last word. The store
+        // records it only on the current attempt held by this agent, the fence every result
+        // passes; a report it refuses is left to `complete_task` to refuse and audit.
         let importing = TaskProgress {
             done: 0,
             total: Some(1),
             message: "importing the inventory as the cluster's next snapshot".into(),
             at: Utc::now(),
         };
+        let lease_deadline = importing.at + self.lease();
         if !self
-            .record_progress(agent.id, task, &importing, source.clone())
+            .store
+            .record_progress(agent.id, task, &importing, lease_deadline)
             .await?
         {
             return kept_whole(&document);

@@ -12,6 +12,7 @@
 use std::time::Duration;
 
 use chrono::Utc;
+use serde::Deserialize;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use uuid::Uuid;
@@ -201,7 +202,7 @@ impl Service {
                 let result = task.result.unwrap_or_default();
                 // The result of the replica that imported the inventory as it arrived; an
                 // inventory kept whole is from a server before receipts, imported here.
-                match serde_json::from_value::<DiscoveryReceipt>(result.clone()) {
+                match DiscoveryReceipt::deserialize(&result) {
                     Ok(receipt) => Ok(receipt),
                     Err(_) => {
                         let actor = task
