@@ -1582,6 +1582,55 @@ fn every_reference_of_the_spec_resolves() {
     assert!(dangling.is_empty(), "dangling references: {dangling:#?}");
 }
 
+/// Every link of the spec leads to an operation that exists, fills parameters that operation
+/// has, and every operation on one item is reachable from a list by a link.
+#[test]
+fn every_link_of_the_spec_leads_somewhere() {
+    let spec: Value = serde_json::from_str(&ferry::http::openapi_json()).unwrap();
+    let mut operations = std::collections::BTreeMap::new();
+    for item in spec["paths"].as_object().unwrap().values() {
+        for op in item.as_object().unwrap().values() {
+            let params: Vec<&str> = op["parameters"]
+                .as_array()
+                .map(|ps| ps.iter().filter_map(|p| p["name"].as_str()).collect())
+                .unwrap_or_default();
+            operations.insert(op["operationId"].as_str().unwrap(), (op, params));
+        }
+    }
+    let mut targets = std::collections::BTreeSet::new();
+    for (source, (op, _)) in &operations {
+        for (status, response) in op["responses"].as_object().unwrap() {
+            for (name, link) in response["links"].as_object().into_iter().flatten() {
+                let target = link["operationId"].as_str().unwrap();
+                let Some((_, params)) = operations.get(target) else {
+                    panic!("{source} {status} link {name}: no operation {target}");
+                };
+                for parameter in link["parameters"].as_object().unwrap().keys() {
+                    assert!(
+                        params.contains(&parameter.as_str()),
+                        "{source} {status} link {name}: {target} has no parameter {parameter}"
+                    );
+                }
+                targets.insert(target);
+            }
+        }
+    }
+    for needed in [
+        "get_agent",
+        "revoke_agent",
+        "run_task",
+        "get_job",
+        "approve_job",
+        "cancel_job",
+        "retry_group",
+        "get_group",
+        "list_shares",
+        "delete_webhook",
+    ] {
+        assert!(targets.contains(needed), "no link leads to {needed}");
+    }
+}
+
 /// The bounds the spec states are the ones the server enforces: each is written as a literal
 /// beside its field (utoipa takes no constants), so it is compared with its constant here.
 #[test]

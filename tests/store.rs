@@ -2190,7 +2190,7 @@ async fn save_groups_writes_each_group_over_its_version() {
             data: None,
         };
         let events = [vec![event("FS1")], vec![event("FS2")], vec![event("FS3")]];
-        let action = Action::ReadInventory;
+        let action = Action::ReadInventory {};
         let task_ids = [Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7()];
         let mut next = groups.clone();
         for g in &mut next {

@@ -373,7 +373,7 @@ impl Builtin {
         let driver = self.open_driver()?;
         let d = driver.as_ref();
         match action {
-            Action::ListGroups => to_json(d.list_groups().await.map_err(driver_error)?),
+            Action::ListGroups {} => to_json(d.list_groups().await.map_err(driver_error)?),
             Action::OfflineGroup { group } => {
                 outcome_json(d.offline_group(&group).await.map_err(driver_error)?)
             }
@@ -430,8 +430,8 @@ impl Builtin {
                     .await
                     .map_err(driver_error)?,
             ),
-            Action::GatherFacts => to_json(d.config_facts().await.map_err(driver_error)?),
-            Action::ReadInventory => to_json(d.inventory().await.map_err(driver_error)?),
+            Action::GatherFacts {} => to_json(d.config_facts().await.map_err(driver_error)?),
+            Action::ReadInventory {} => to_json(d.inventory().await.map_err(driver_error)?),
             Action::ReadStorage {
                 disks,
                 drive_letters,
@@ -696,7 +696,7 @@ mod tests {
         assert_eq!(report, serde_json::json!({"text": "hi", "slept_ms": 5}));
         // The sim driver needs its directory.
         let refused = builtin
-            .execute(task(), Action::ListGroups, Arc::new(NoProgress))
+            .execute(task(), Action::ListGroups {}, Arc::new(NoProgress))
             .await
             .unwrap_err();
         assert_eq!(refused.kind, "unsupported");

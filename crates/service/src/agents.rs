@@ -640,7 +640,7 @@ impl Service {
             if applied.created_by == crate::scheduler::SCHEDULER_ACTOR {
                 self.wake_scheduler().await;
             }
-            if applied.action == Action::ReadInventory {
+            if matches!(applied.action, Action::ReadInventory {}) {
                 self.discovery_task_finished(applied.clone()).await;
             }
             return Ok(ResultVerdict::Applied(Box::new(applied)));
@@ -805,7 +805,7 @@ impl Service {
             if task.created_by == crate::scheduler::SCHEDULER_ACTOR {
                 self.scheduler_wake.notify_one();
             }
-            if task.action == Action::ReadInventory {
+            if matches!(task.action, Action::ReadInventory {}) {
                 let service = self.clone();
                 tokio::spawn(async move { service.discovery_task_finished(task).await });
             }

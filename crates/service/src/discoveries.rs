@@ -100,7 +100,7 @@ impl Service {
                     cluster_id: cluster.id,
                     node: "",
                     agent_id: placed.map(|(agent, _)| agent),
-                    action: &Action::ReadInventory,
+                    action: &Action::ReadInventory {},
                     created_by,
                     id: Some(task_id),
                     lease_deadline: placed.map(|(_, lease)| lease),
@@ -147,7 +147,7 @@ impl Service {
     /// Settles the discovery `task` runs, if it runs one: called with a task whose result was
     /// just applied, so it is not read back.
     pub(crate) async fn discovery_task_finished(&self, task: Task) {
-        if task.action != Action::ReadInventory {
+        if !matches!(task.action, Action::ReadInventory {}) {
             return;
         }
         let discovery = match self.store.discovery_of_task(task.id).await {

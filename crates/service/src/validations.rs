@@ -79,6 +79,12 @@ impl Service {
                 async {
                     let thresholds = new.thresholds.unwrap_or_default();
                     check_thresholds(&thresholds)?;
+                    if let Some(facts) = &new.facts {
+                        let errors = facts.validate();
+                        if !errors.is_empty() {
+                            return Err(Error::validation(errors));
+                        }
+                    }
                     let target = self.store.get_cluster(cluster).await?;
                     let now = Utc::now();
                     let mut validation = Validation {
@@ -106,7 +112,7 @@ impl Service {
                                     cluster_id: target.id,
                                     node: "",
                                     agent_id: None,
-                                    action: &Action::GatherFacts,
+                                    action: &Action::GatherFacts {},
                                     created_by: &caller.name,
                                     id: None,
                                     lease_deadline: None,

@@ -145,7 +145,7 @@ pub async fn run_task(
 /// that read one node's disks (`skeleton_copy`, `share_scan`) are refused here: post them to
 /// that node's agent. With no agent connected the task waits for the first one. Honours
 /// `Idempotency-Key`.
-#[utoipa::path(post, path = "/v1/clusters/{id}/tasks", tag = "agents", request_body = Action,
+#[utoipa::path(post, path = "/v1/clusters/{id}/tasks", tag = "agents", request_body = ferry_core::model::ClusterAction,
     params(("id" = String, Path, description = "Cluster id or unique name"),
         ("Idempotency-Key" = Option<String>, Header, description = "Makes retries safe: the same key and body return the first answer")),
     responses(

@@ -113,7 +113,64 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Error> {
         ));
     }
     let mut de = serde_json::Deserializer::from_slice(bytes);
-    let value: T = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+    let value: T = match serde_path_to_error::deserialize(&mut de) {
+        Ok(value) => value,
+        // JSON has one number type: `5.0` is the integer 5 to JSON Schema and to most clients'
+        // encoders, but serde refuses it for an integer field. Read such a body again with its
+        // integral numbers as integers; the common case pays nothing for it.
+        Err(e)
+            if e.inner()
+                .to_string()
+                .starts_with("invalid type: floating point") =>
+        {
+            let mut tree: serde_json::Value = serde_json::from_slice(bytes)
+                .map_err(|e| Error::bad_request(format!("malformed JSON: {e}")))?;
+            integral_floats_as_integers(&mut tree);
+            return serde_path_to_error::deserialize(tree).map_err(|e| {
+                let path = e.path().to_string();
+                let field = if path == "." {
+                    "body".to_string()
+                } else {
+                    path
+                };
+                Error::invalid_field(field, without_position(&e.into_inner().to_string()))
+            });
+        }
+        Err(e) => return Err(json_error(e)),
+    };
+    de.end().map_err(|e| {
+        Error::bad_request(format!(
+            "malformed JSON: unexpected content after the value at line {}, column {}",
+            e.line(),
+            e.column()
+        ))
+    })?;
+    Ok(value)
+}
+
+/// Rewrites every number with no fractional part (`5.0`, `1e3`) that fits an integer as that
+/// integer.
+fn integral_floats_as_integers(value: &mut serde_json::Value) {
+    match value {
+        serde_json::Value::Number(n) if n.is_f64() => {
+            let f = n.as_f64().unwrap_or(f64::NAN);
+            if f.fract() == 0.0 && f >= i64::MIN as f64 && f < i64::MAX as f64 {
+                *n = serde_json::Number::from(f as i64);
+            } else if f.fract() == 0.0 && f >= 0.0 && f < u64::MAX as f64 {
+                *n = serde_json::Number::from(f as u64);
+            }
+        }
+        serde_json::Value::Array(items) => items.iter_mut().for_each(integral_floats_as_integers),
+        serde_json::Value::Object(fields) => {
+            fields.values_mut().for_each(integral_floats_as_integers)
+        }
+        _ => {}
+    }
+}
+
+/// The problem of a body serde could not read: a field error where a field is to blame.
+fn json_error(e: serde_path_to_error::Error<serde_json::Error>) -> Error {
+    {
         let path = e.path().to_string();
         let inner = e.into_inner();
         let (line, column) = (inner.line(), inner.column());
@@ -131,15 +188,7 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Error> {
                 "malformed JSON at line {line}, column {column}: {message}"
             )),
         }
-    })?;
-    de.end().map_err(|e| {
-        Error::bad_request(format!(
-            "malformed JSON: unexpected content after the value at line {}, column {}",
-            e.line(),
-            e.column()
-        ))
-    })?;
-    Ok(value)
+    }
 }
 
 /// serde_json appends "at line L column C"; the position is given separately or is meaningless
@@ -198,4 +247,34 @@ pub fn header_str<'a>(headers: &'a http::HeaderMap, name: &str) -> Result<Option
                 .map_err(|_| Error::bad_request(format!("header {name} must be visible ASCII")))
         })
         .transpose()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ferry_core::model::NewCluster;
+
+    #[test]
+    fn integral_numbers_written_as_floats_are_integers() {
+        let cluster: NewCluster =
+            parse_json(br#"{"name": "FS1", "os": "ws2008", "discovery_interval_seconds": 3600.0}"#)
+                .unwrap();
+        assert_eq!(cluster.discovery_interval_seconds, Some(3600));
+        let cluster: NewCluster =
+            parse_json(br#"{"name": "FS1", "os": "ws2008", "discovery_interval_seconds": 36e2}"#)
+                .unwrap();
+        assert_eq!(cluster.discovery_interval_seconds, Some(3600));
+    }
+
+    #[test]
+    fn fractions_and_negatives_are_still_refused_by_field() {
+        for value in ["3600.5", "-1.0", "1e30"] {
+            let body = format!(
+                r#"{{"name": "FS1", "os": "ws2008", "discovery_interval_seconds": {value}}}"#
+            );
+            let refused = parse_json::<NewCluster>(body.as_bytes()).unwrap_err();
+            assert_eq!(refused.fields.len(), 1, "{value}: {refused:?}");
+            assert_eq!(refused.fields[0].field, "discovery_interval_seconds");
+        }
+    }
 }

@@ -49,8 +49,10 @@ pub struct ShareQuery {
     /// The `next` value of the previous page.
     pub cursor: Option<String>,
     /// Only shares whose name starts with this (case-insensitive).
+    #[param(max_length = 255)]
     pub name_prefix: Option<String>,
     /// Only shares with a permission entry for this principal, e.g. `CORP\Finance`.
+    #[param(value_type = Option<ferry_core::model::Name>, inline)]
     pub principal: Option<String>,
 }
 

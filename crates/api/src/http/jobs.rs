@@ -49,6 +49,7 @@ pub struct LogQuery {
     /// Only this group's lines.
     pub group: Option<String>,
     /// Only this step's lines (its `seq`).
+    #[param(value_type = Option<u64>, maximum = 4_294_967_295_u64)]
     pub step: Option<u32>,
 }
 

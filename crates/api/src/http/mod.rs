@@ -132,6 +132,20 @@ impl Modify for ApiConventions {
             field_error,
             <ferry_core::model::FieldError as utoipa::PartialSchema>::schema(),
         );
+        // Tagged enums read with `deny_unknown_fields`; utoipa leaves their variants open.
+        for name in ["Action", "ClusterAction", "CutoverWindow"] {
+            if let Some(RefOr::T(utoipa::openapi::schema::Schema::OneOf(one_of))) =
+                components.schemas.get_mut(name)
+            {
+                for variant in &mut one_of.items {
+                    if let RefOr::T(utoipa::openapi::schema::Schema::Object(object)) = variant {
+                        object.additional_properties = Some(Box::new(
+                            utoipa::openapi::schema::AdditionalProperties::FreeForm(false),
+                        ));
+                    }
+                }
+            }
+        }
         openapi.security = Some(vec![utoipa::openapi::security::SecurityRequirement::new(
             "bearer",
             Vec::<String>::new(),
@@ -188,6 +202,134 @@ impl Modify for ApiConventions {
                     });
                 }
             }
+        }
+    }
+}
+
+/// The links of one answer, written into the spec as OpenAPI links: the operations a client may
+/// call next with what `from` answered with `status`, their parameters as runtime expressions.
+struct Links {
+    from: &'static str,
+    status: &'static str,
+    to: &'static [&'static str],
+    parameters: &'static [(&'static str, &'static str)],
+}
+
+/// Lists lead to their first item, an item to what can be done with it.
+const LINKS: &[Links] = &[
+    Links {
+        from: "list_clusters",
+        status: "200",
+        to: &[
+            "get_cluster",
+            "list_groups",
+            "list_snapshots",
+            "list_validations",
+            "list_discoveries",
+        ],
+        parameters: FIRST_ITEM,
+    },
+    Links {
+        from: "list_snapshots",
+        status: "200",
+        to: &["get_snapshot"],
+        parameters: &[
+            ("id", "$response.body#/items/0/cluster_id"),
+            ("n", "$response.body#/items/0/number"),
+        ],
+    },
+    Links {
+        from: "list_groups",
+        status: "200",
+        to: &["get_group", "list_shares"],
+        parameters: FIRST_ITEM,
+    },
+    Links {
+        from: "list_discoveries",
+        status: "200",
+        to: &["get_discovery"],
+        parameters: FIRST_ITEM,
+    },
+    Links {
+        from: "list_validations",
+        status: "200",
+        to: &["get_validation"],
+        parameters: FIRST_ITEM,
+    },
+    Links {
+        from: "list_agents",
+        status: "200",
+        to: &["get_agent", "run_task", "revoke_agent"],
+        parameters: FIRST_ITEM,
+    },
+    Links {
+        from: "list_jobs",
+        status: "200",
+        to: &[
+            "get_job",
+            "job_logs",
+            "approve_job",
+            "pause_job",
+            "resume_job",
+            "cancel_job",
+        ],
+        parameters: FIRST_ITEM,
+    },
+    Links {
+        from: "get_job",
+        status: "200",
+        to: &["retry_group"],
+        parameters: &[
+            ("id", "$response.body#/id"),
+            ("group", "$response.body#/groups/0/name"),
+        ],
+    },
+    Links {
+        from: "list_webhooks",
+        status: "200",
+        to: &["delete_webhook"],
+        parameters: FIRST_ITEM,
+    },
+];
+
+/// The `id` of a page's first item.
+const FIRST_ITEM: &[(&str, &str)] = &[("id", "$response.body#/items/0/id")];
+
+/// Writes [`LINKS`] into the responses they start from, each named after its target.
+fn add_links(openapi: &mut OpenApiDoc) {
+    for Links {
+        from,
+        status,
+        to,
+        parameters,
+    } in LINKS
+    {
+        let operation = openapi.paths.paths.values_mut().find_map(|item| {
+            [
+                &mut item.get,
+                &mut item.post,
+                &mut item.put,
+                &mut item.patch,
+                &mut item.delete,
+            ]
+            .into_iter()
+            .flatten()
+            .find(|op| op.operation_id.as_deref() == Some(*from))
+        });
+        // A misspelt name fails every test that builds the spec, not just quietly loses a link.
+        let Some(RefOr::T(response)) =
+            operation.and_then(|op| op.responses.responses.get_mut(*status))
+        else {
+            panic!("a link starts from {from} {status}, which the spec does not have");
+        };
+        for target in *to {
+            let link = parameters.iter().fold(
+                utoipa::openapi::link::LinkBuilder::new().operation_id(*target),
+                |link, (parameter, expression)| link.parameter(*parameter, *expression),
+            );
+            response
+                .links
+                .insert((*target).to_string(), RefOr::T(link.build()));
         }
     }
 }
@@ -285,6 +427,7 @@ fn api_router(options: &HttpOptions) -> OpenApiRouter<AppState> {
 fn split(options: &HttpOptions) -> (Router<AppState>, OpenApiDoc) {
     let (router, mut doc) = api_router(options).split_for_parts();
     ApiConventions.modify(&mut doc);
+    add_links(&mut doc);
     (router, doc)
 }
 

@@ -27,8 +27,34 @@ use ferry_service::perf::{
 #[serde(deny_unknown_fields)]
 pub struct SampleBatch {
     /// Cluster id or name.
+    #[schema(value_type = ferry_core::model::Name)]
     pub cluster: String,
+    #[schema(min_items = 1)]
     pub samples: Vec<FlatSample>,
+}
+
+/// The OpenAPI schema `Step`: a duration as `step` takes it, of at least a second: a number
+/// and a unit (`s`, `m`, `h`, `d`), several summed (`1h 30m`).
+pub struct Step;
+
+impl utoipa::PartialSchema for Step {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{ObjectBuilder, Type};
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .pattern(Some("^0*[1-9][0-9]*(s|m|h|d)( ?[0-9]+(s|m|h|d))*$"))
+            .description(Some(
+                "A duration of at least a second such as `10s`, `1m`, `1h` or `1h 30m`. The range \
+                 over the step must give at most 20,000 steps.",
+            ))
+            .into()
+    }
+}
+
+impl ToSchema for Step {
+    fn name() -> std::borrow::Cow<'static, str> {
+        "Step".into()
+    }
 }
 
 fn range(
@@ -129,6 +155,7 @@ pub struct SeriesParams {
     pub source: Option<Source>,
     pub from: Option<DateTime<Utc>>,
     pub to: Option<DateTime<Utc>>,
+    #[param(value_type = Option<Step>, inline)]
     pub step: Option<String>,
 }
 
@@ -168,6 +195,7 @@ pub struct VolumeParams {
     pub counter: Option<Counter>,
     pub from: Option<DateTime<Utc>>,
     pub to: Option<DateTime<Utc>>,
+    #[param(value_type = Option<Step>, inline)]
     pub step: Option<String>,
 }
 
@@ -208,6 +236,7 @@ pub struct TopParams {
     pub limit: Option<u32>,
     pub from: Option<DateTime<Utc>>,
     pub to: Option<DateTime<Utc>>,
+    #[param(value_type = Option<Step>, inline)]
     pub step: Option<String>,
 }
 
@@ -249,6 +278,7 @@ pub struct RedirectedParams {
     pub volume: Option<String>,
     pub from: Option<DateTime<Utc>>,
     pub to: Option<DateTime<Utc>>,
+    #[param(value_type = Option<Step>, inline)]
     pub step: Option<String>,
 }
 

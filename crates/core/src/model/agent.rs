@@ -9,8 +9,8 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::{
-    FieldError, MAX_NAME_LEN, MAX_PATH_LEN, MAX_TEXT_LEN, check_name, check_text, paths,
-    valid_drive_letter,
+    DriveLetter, FieldError, MAX_NAME_LEN, MAX_PATH_LEN, MAX_TEXT_LEN, Name, check_name,
+    check_text, paths, valid_drive_letter,
 };
 
 /// Deepest skeleton copy accepted; real trees are a handful of levels.
@@ -70,9 +70,9 @@ pub enum Action {
     /// without `..`, naming no device, and must lie under the agent's allowed paths; `log_path`
     /// is a plain file name in the agent's log directory (empty: named after the task).
     SkeletonCopy {
-        #[schema(min_length = 1, max_length = 32767)]
+        #[schema(min_length = 1, max_length = 32767, pattern = r"^([A-Za-z]:\\|\\\\|/)")]
         source: String,
-        #[schema(min_length = 1, max_length = 32767)]
+        #[schema(min_length = 1, max_length = 32767, pattern = r"^([A-Za-z]:\\|\\\\|/)")]
         destination: String,
         #[schema(minimum = 1, maximum = 64)]
         depth: u32,
@@ -81,44 +81,59 @@ pub enum Action {
     },
     /// Read a group's shares with their permissions.
     ShareScan {
+        #[schema(value_type = Name)]
         group: String,
     },
     /// List the cluster's groups.
-    ListGroups,
+    ListGroups {},
     OfflineGroup {
+        #[schema(value_type = Name)]
         group: String,
     },
     OnlineGroup {
+        #[schema(value_type = Name)]
         group: String,
     },
     /// Migrate a group's configuration from `source_cluster` onto this agent's cluster.
     MigrateGroup {
+        #[schema(value_type = Name)]
         source_cluster: String,
+        #[schema(value_type = Name)]
         group: String,
     },
     AddDiskResource {
+        #[schema(value_type = Name)]
         group: String,
+        #[schema(value_type = Name)]
         disk: String,
+        #[schema(value_type = DriveLetter)]
         drive_letter: String,
     },
     RemoveResource {
+        #[schema(value_type = Name)]
         group: String,
+        #[schema(value_type = Name)]
         resource: String,
     },
     /// Replace a resource's dependencies.
     SetDependency {
+        #[schema(value_type = Name)]
         group: String,
+        #[schema(value_type = Name)]
         resource: String,
+        #[schema(value_type = Vec<Name>)]
         depends_on: Vec<String>,
     },
     AssignDriveLetter {
+        #[schema(value_type = Name)]
         disk: String,
+        #[schema(value_type = DriveLetter)]
         drive_letter: String,
     },
     /// Report the node's facts (OS, processor, NICs).
-    GatherFacts,
+    GatherFacts {},
     /// Report the cluster's whole inventory: nodes, networks, disks, groups with their shares.
-    ReadInventory,
+    ReadInventory {},
     /// Report the cluster's storage: nodes, disks, and each group with its disk resources only
     /// (an inventory without shares): what a preflight on an interim or target checks, at a
     /// size that does not grow with the shares there. Naming disks (by resource) or drive
@@ -126,23 +141,30 @@ pub enum Action {
     /// grow with the groups there either; naming neither reports all.
     ReadStorage {
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        #[schema(value_type = Vec<Name>)]
         disks: Vec<String>,
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        #[schema(value_type = Vec<DriveLetter>)]
         drive_letters: Vec<String>,
     },
     /// Give a disk that belongs to no group `drive_letter`, for a migrated group to land on.
     PrepareDisk {
+        #[schema(value_type = DriveLetter)]
         drive_letter: String,
     },
     /// Make `disk` the group's only physical disk resource: add it, re-point the dependents of
     /// the group's other disk resources to it, remove those.
     ReplaceDiskResource {
+        #[schema(value_type = Name)]
         group: String,
+        #[schema(value_type = Name)]
         disk: String,
+        #[schema(value_type = DriveLetter)]
         drive_letter: String,
     },
     /// Delete an offline group and its resources; an absent group is success.
     RemoveGroup {
+        #[schema(value_type = Name)]
         group: String,
     },
     /// Harmless diagnostics: answers `text` after `sleep_ms`, holding the lease meanwhile.
@@ -162,7 +184,7 @@ impl Action {
         match self {
             Action::SkeletonCopy { .. } => "skeleton_copy",
             Action::ShareScan { .. } => "share_scan",
-            Action::ListGroups => "list_groups",
+            Action::ListGroups {} => "list_groups",
             Action::OfflineGroup { .. } => "offline_group",
             Action::OnlineGroup { .. } => "online_group",
             Action::MigrateGroup { .. } => "migrate_group",
@@ -170,8 +192,8 @@ impl Action {
             Action::RemoveResource { .. } => "remove_resource",
             Action::SetDependency { .. } => "set_dependency",
             Action::AssignDriveLetter { .. } => "assign_drive_letter",
-            Action::GatherFacts => "gather_facts",
-            Action::ReadInventory => "read_inventory",
+            Action::GatherFacts {} => "gather_facts",
+            Action::ReadInventory {} => "read_inventory",
             Action::ReadStorage { .. } => "read_storage",
             Action::PrepareDisk { .. } => "prepare_disk",
             Action::ReplaceDiskResource { .. } => "replace_disk_resource",
@@ -180,10 +202,13 @@ impl Action {
         }
     }
 
+    /// The kinds that read one node's disks, so that only that node's agent can run them.
+    pub const NODE_BOUND_KINDS: [&'static str; 2] = ["skeleton_copy", "share_scan"];
+
     /// Whether any agent of the cluster can run it. Cluster operations go through the cluster's
     /// API, which every node reaches; skeleton copies and share scans read one node's disks.
     pub fn runs_on_any_node(&self) -> bool {
-        !matches!(self, Action::SkeletonCopy { .. } | Action::ShareScan { .. })
+        !Self::NODE_BOUND_KINDS.contains(&self.kind())
     }
 
     /// Every problem at once; field names as in the JSON body.
@@ -287,7 +312,7 @@ impl Action {
                     }
                 }
             }
-            Action::ListGroups | Action::GatherFacts | Action::ReadInventory => {}
+            Action::ListGroups {} | Action::GatherFacts {} | Action::ReadInventory {} => {}
             Action::Echo { text, sleep_ms } => {
                 check_text(e, "text", text, MAX_TEXT_LEN);
                 if *sleep_ms > MAX_ECHO_SLEEP_MS {
@@ -357,11 +382,53 @@ pub struct Agent {
     pub created_at: DateTime<Utc>,
 }
 
+/// The OpenAPI schema `ClusterAction`: the [`Action`]s any agent of a cluster can run, the body
+/// of `POST /v1/clusters/{id}/tasks` (every action but [`Action::NODE_BOUND_KINDS`]).
+pub struct ClusterAction;
+
+impl utoipa::PartialSchema for ClusterAction {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::RefOr;
+        use utoipa::openapi::schema::Schema;
+        let mut schema = <Action as utoipa::PartialSchema>::schema();
+        if let RefOr::T(Schema::OneOf(one_of)) = &mut schema {
+            one_of.items.retain(|variant| {
+                let kind = serde_json::to_value(variant)
+                    .ok()
+                    .and_then(|v| v.pointer("/properties/action/enum/0").cloned());
+                !kind.is_some_and(|kind| Action::NODE_BOUND_KINDS.iter().any(|k| kind == *k))
+            });
+            one_of.description = Some(
+                "What a task does on any agent of a cluster: an action but those that read one \
+                 node's disks (`skeleton_copy`, `share_scan`), which go to that node's agent."
+                    .into(),
+            );
+        }
+        schema
+    }
+}
+
+impl ToSchema for ClusterAction {
+    fn name() -> std::borrow::Cow<'static, str> {
+        "ClusterAction".into()
+    }
+
+    fn schemas(
+        schemas: &mut Vec<(
+            String,
+            utoipa::openapi::RefOr<utoipa::openapi::schema::Schema>,
+        )>,
+    ) {
+        <Action as ToSchema>::schemas(schemas);
+    }
+}
+
 /// Body of `POST /v1/join-tokens`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewJoinToken {
     /// Cluster id or name the enrolled agents will belong to.
+    #[schema(value_type = Name)]
     pub cluster: String,
     /// Lifetime in seconds, up to 30 days (default 1800).
     #[serde(default)]
@@ -619,7 +686,16 @@ mod tests {
             }
         );
         let list: Action = serde_json::from_str(r#"{"action": "list_groups"}"#).unwrap();
-        assert_eq!(list, Action::ListGroups);
+        assert_eq!(list, Action::ListGroups {});
+        // Actions without fields refuse unknown ones too, as the spec says.
+        for kind in ["list_groups", "gather_facts", "read_inventory"] {
+            let body = format!(r#"{{"action": "{kind}", "group": "G"}}"#);
+            let refused = serde_json::from_str::<Action>(&body).unwrap_err();
+            assert!(
+                refused.to_string().contains("unknown field `group`"),
+                "{refused}"
+            );
+        }
         assert_eq!(
             serde_json::to_value(&list).unwrap(),
             serde_json::json!({"action": "list_groups"})
@@ -642,9 +718,9 @@ mod tests {
                 depth: 1,
                 log_path: "l".into(),
             },
-            Action::ListGroups,
-            Action::GatherFacts,
-            Action::ReadInventory,
+            Action::ListGroups {},
+            Action::GatherFacts {},
+            Action::ReadInventory {},
             Action::ReadStorage {
                 disks: Vec::new(),
                 drive_letters: Vec::new(),
@@ -678,7 +754,7 @@ mod tests {
             assert_eq!(serde_json::from_value::<Action>(json).unwrap(), action);
         }
         // Cluster-wide steps of the scheduler go to any agent of the cluster.
-        assert!(Action::ReadInventory.runs_on_any_node());
+        assert!(Action::ReadInventory {}.runs_on_any_node());
         assert!(Action::RemoveGroup { group: "g".into() }.runs_on_any_node());
     }
 

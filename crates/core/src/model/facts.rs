@@ -5,7 +5,7 @@
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::{NetworkRole, OsGeneration, Processor};
+use super::{FieldError, MAX_NAME_LEN, NetworkRole, OsGeneration, Processor, check_text};
 
 /// Configuration facts the validation rules judge (third field note). `None` means the driver could
 /// not tell, which the rules report as "unknown" rather than pass or fail.
@@ -25,6 +25,29 @@ pub struct ConfigFacts {
 }
 
 impl ConfigFacts {
+    /// What posted facts must respect beyond their types: a node's processor vendor and model
+    /// are at most [`MAX_NAME_LEN`] characters, as in an inventory. Field names are under
+    /// `facts.`, as in the request body.
+    pub fn validate(&self) -> Vec<FieldError> {
+        let mut errors = Vec::new();
+        for (i, node) in self.nodes.iter().enumerate() {
+            let at = format!("facts.nodes[{i}].processor");
+            check_text(
+                &mut errors,
+                &format!("{at}.vendor"),
+                &node.processor.vendor,
+                MAX_NAME_LEN,
+            );
+            check_text(
+                &mut errors,
+                &format!("{at}.model"),
+                &node.processor.model,
+                MAX_NAME_LEN,
+            );
+        }
+        errors
+    }
+
     /// The network carrying CSV traffic: the one with the CSV role, else the cluster-only network
     /// with the lowest metric (CSV uses the highest-priority network).
     pub fn csv_network(&self) -> Option<&NetworkFacts> {
@@ -98,12 +121,44 @@ pub enum QuorumType {
     DiskOnly,
     /// Dynamic quorum (2012 R2 and later): `Majority` with a witness chosen by the cluster.
     Majority,
-    #[serde(other)]
+    /// A quorum type the agent's driver did not recognise.
     Unknown,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct QuorumFacts {
     pub quorum_type: QuorumType,
+    #[schema(value_type = u64, maximum = 4_294_967_295_u64)]
     pub node_count: u32,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn posted_facts_keep_the_inventory_processor_rule() {
+        let mut facts = ConfigFacts::default();
+        facts.nodes.push(NodeFacts {
+            name: "n1".into(),
+            processor: Processor {
+                vendor: "x".repeat(MAX_NAME_LEN + 1),
+                model: "Xeon".into(),
+            },
+            virtual_switches: Vec::new(),
+            ntlm_enabled: None,
+            hbas: Vec::new(),
+            processor_compatibility: None,
+        });
+        let errors = facts.validate();
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert_eq!(errors[0].field, "facts.nodes[0].processor.vendor");
+    }
+
+    #[test]
+    fn posted_facts_name_a_known_quorum_type() {
+        let known: QuorumType = serde_json::from_str(r#""node_majority""#).unwrap();
+        assert_eq!(known, QuorumType::NodeMajority);
+        assert!(serde_json::from_str::<QuorumType>(r#""AAA""#).is_err());
+    }
 }

@@ -65,9 +65,11 @@ pub type Properties = BTreeMap<String, serde_json::Value>;
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Node {
+    #[schema(value_type = Name)]
     pub name: String,
     /// Host name or IP address the node answers on.
     #[serde(default)]
+    #[schema(max_length = 255)]
     pub address: String,
     #[serde(default)]
     pub processor: Processor,
@@ -81,8 +83,10 @@ pub struct Node {
 #[serde(deny_unknown_fields)]
 pub struct Processor {
     #[serde(default)]
+    #[schema(max_length = 255)]
     pub vendor: String,
     #[serde(default)]
+    #[schema(max_length = 255)]
     pub model: String,
 }
 
@@ -102,12 +106,15 @@ pub enum NetworkRole {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Network {
+    #[schema(value_type = Name)]
     pub name: String,
     pub role: NetworkRole,
     /// Lower metric means higher priority.
+    #[schema(minimum = 0)]
     pub metric: i64,
     /// CIDR, e.g. `10.0.1.0/24`.
     #[serde(default)]
+    #[schema(max_length = 255)]
     pub subnet: String,
 }
 
@@ -115,11 +122,15 @@ pub struct Network {
 #[serde(deny_unknown_fields)]
 pub struct Disk {
     /// Name of the physical disk resource, e.g. `Cluster Disk 1`.
+    #[schema(value_type = Name)]
     pub resource: String,
     /// `F:`; absent for a CSV volume or an unassigned disk.
     #[serde(default)]
+    #[schema(value_type = Option<DriveLetter>)]
     pub drive_letter: Option<String>,
+    #[schema(minimum = 0)]
     pub size_bytes: i64,
+    #[schema(minimum = 0)]
     pub free_bytes: i64,
     #[serde(default)]
     pub csv: bool,
@@ -167,6 +178,7 @@ impl ResourceState {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Group {
+    #[schema(value_type = Name)]
     pub name: String,
     #[serde(default)]
     pub owner_node: Option<String>,
@@ -219,6 +231,7 @@ impl ResourceKind {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Resource {
+    #[schema(value_type = Name)]
     pub name: String,
     pub kind: ResourceKind,
     pub state: ResourceState,
@@ -273,6 +286,7 @@ impl Access {
 #[serde(deny_unknown_fields)]
 pub struct Permission {
     /// `DOMAIN\\group`, `Everyone`, `BUILTIN\\Administrators`...
+    #[schema(value_type = Name)]
     pub principal: String,
     #[serde(rename = "type")]
     pub ace_type: AceType,
@@ -303,10 +317,17 @@ pub struct ShareFilter {
 #[serde(deny_unknown_fields)]
 pub struct Share {
     /// Share name; `Data$` is hidden. Unique within its group.
+    #[schema(value_type = Name)]
     pub name: String,
     /// Folder shared, e.g. `F:\\Shares\\Finance`. Shares may nest.
+    #[schema(
+        min_length = 1,
+        max_length = 32767,
+        pattern = "[^\\u0009-\\u000D\\u0020\\u0085\\u00A0\\u1680\\u2000-\\u200A\\u2028\\u2029\\u202F\\u205F\\u3000]"
+    )]
     pub path: String,
     #[serde(default)]
+    #[schema(max_length = 4096)]
     pub description: String,
     #[serde(default)]
     pub permissions: Vec<Permission>,
@@ -320,6 +341,7 @@ pub struct Share {
     pub encrypt_data: bool,
     /// Maximum concurrent users; absent means unlimited.
     #[serde(default)]
+    #[schema(minimum = 1)]
     pub user_limit: Option<i64>,
 }
 
@@ -337,6 +359,59 @@ impl FieldError {
             field: field.into(),
             message: message.into(),
         }
+    }
+}
+
+/// The rule of [`check_name`] as a regular expression (ECMA-262 and Python agree on it): no
+/// control character (Unicode `Cc`, what `char::is_control` means) anywhere, and at least one
+/// character that is neither a control character nor white space (Unicode `White_Space`, what
+/// `str::trim` strips).
+pub const NAME_PATTERN: &str = r"^[^\u0000-\u001F\u007F-\u009F]*[^\u0000-\u001F\u007F-\u009F\u0020\u00A0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000][^\u0000-\u001F\u007F-\u009F]*$";
+
+/// The OpenAPI schema `Name`: what [`check_name`] accepts, from the same constants. Fields
+/// checked by `check_name` say `#[schema(value_type = Name)]`, so a client generated from the
+/// spec refuses what the server would.
+pub struct Name;
+
+impl utoipa::PartialSchema for Name {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{ObjectBuilder, Type};
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .min_length(Some(1))
+            .max_length(Some(MAX_NAME_LEN))
+            .pattern(Some(NAME_PATTERN))
+            .description(Some(format!(
+                "A name (cluster, node, group, resource, share, disk, principal): not blank, no \
+                 control characters, at most {MAX_NAME_LEN} characters."
+            )))
+            .into()
+    }
+}
+
+impl ToSchema for Name {
+    fn name() -> std::borrow::Cow<'static, str> {
+        "Name".into()
+    }
+}
+
+/// The OpenAPI schema `DriveLetter`: what [`valid_drive_letter`] accepts.
+pub struct DriveLetter;
+
+impl utoipa::PartialSchema for DriveLetter {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{ObjectBuilder, Type};
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .pattern(Some("^[A-Za-z]:$"))
+            .description(Some("A drive letter with its colon, e.g. `F:`."))
+            .into()
+    }
+}
+
+impl ToSchema for DriveLetter {
+    fn name() -> std::borrow::Cow<'static, str> {
+        "DriveLetter".into()
     }
 }
 
@@ -623,4 +698,39 @@ fn validate_shares(errors: &mut Vec<FieldError>, at: &str, shares: &[Share]) {
         "share",
         shares.iter().map(|s| s.name.as_str()),
     );
+}
+
+#[cfg(test)]
+mod name_rule_tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// Characters near the rule's edges (controls, every kind of white space, invisible but not
+    /// white space) mixed with any character at all.
+    fn name_char() -> impl Strategy<Value = char> {
+        prop_oneof![
+            prop::sample::select(vec![
+                '\u{0}', '\t', '\n', '\r', '\u{1f}', '\u{7f}', '\u{85}', '\u{9f}', ' ', '\u{a0}',
+                '\u{1680}', '\u{2000}', '\u{200a}', '\u{2028}', '\u{2029}', '\u{202f}', '\u{205f}',
+                '\u{3000}', '\u{200b}', '\u{feff}', '\u{a1}',
+            ]),
+            any::<char>(),
+            prop::char::range('a', 'z'),
+        ]
+    }
+
+    proptest! {
+        #[test]
+        fn the_name_schema_accepts_exactly_what_check_name_accepts(
+            chars in prop::collection::vec(name_char(), 0..300)
+        ) {
+            let name: String = chars.into_iter().collect();
+            let pattern = regex::Regex::new(NAME_PATTERN).expect("the pattern compiles");
+            let by_schema =
+                (1..=MAX_NAME_LEN).contains(&name.chars().count()) && pattern.is_match(&name);
+            let mut errors = Vec::new();
+            check_name(&mut errors, "name", &name);
+            prop_assert_eq!(by_schema, errors.is_empty(), "{:?}: {:?}", name, errors);
+        }
+    }
 }

@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use super::{FieldError, MAX_NAME_LEN, MAX_SKELETON_DEPTH, ResourceKind, Share, check_name};
+use super::{FieldError, MAX_NAME_LEN, MAX_SKELETON_DEPTH, Name, ResourceKind, Share, check_name};
 use crate::plan::{CutoverWindow, Phase, Route, StepKind, Undo};
 
 /// Default directory levels of the skeleton copy (the field notes' `/lev:2`).
@@ -34,17 +34,22 @@ pub const MAX_JOB_GROUPS: usize = 10_000;
 pub struct JobRequest {
     /// Shown in lists; defaults to `source -> target`.
     #[serde(default)]
+    #[schema(value_type = Option<Name>)]
     pub name: Option<String>,
     /// Source cluster name.
+    #[schema(value_type = Name)]
     pub source: String,
     /// Target cluster name.
+    #[schema(value_type = Name)]
     pub target: String,
     /// Forces the route through this registered cluster.
     #[serde(default)]
+    #[schema(value_type = Option<Name>)]
     pub interim: Option<String>,
-    /// Group names of the source's newest inventory snapshot; empty means all of them.
+    /// Group names of the source's newest inventory snapshot, each once (names compare
+    /// case-insensitively); empty means all of them.
     #[serde(default)]
-    #[schema(max_items = 10000)]
+    #[schema(max_items = 10000, value_type = Vec<Name>)]
     pub groups: Vec<String>,
     /// Plan a direct hop that loses resources when no lossless route exists; the plan lists
     /// what would be lost.
@@ -59,10 +64,10 @@ pub struct JobRequest {
     /// Source disk resource name -> the target's disk holding the same data (the LUN presented
     /// to the target). A disk not listed keeps its name.
     #[serde(default)]
+    #[schema(value_type = BTreeMap<String, Name>)]
     pub disk_mapping: BTreeMap<String, String>,
     /// When cutovers may run; none means any time.
     #[serde(default)]
-    #[schema(value_type = Vec<Object>)]
     pub windows: Vec<CutoverWindow>,
     /// Each group waits in `awaiting_approval` before its cutover until an operator approves it.
     #[serde(default)]
@@ -73,11 +78,11 @@ pub struct JobRequest {
     pub approval_ttl_seconds: Option<u64>,
     /// Groups of this job in progress at once (default 4).
     #[serde(default)]
-    #[schema(minimum = 1)]
+    #[schema(value_type = Option<u64>, minimum = 1, maximum = 4_294_967_295_u64)]
     pub max_active_groups: Option<u32>,
     /// Cutovers running at once on any one cluster, counting every job (default 2).
     #[serde(default)]
-    #[schema(minimum = 1)]
+    #[schema(value_type = Option<u64>, minimum = 1, maximum = 4_294_967_295_u64)]
     pub max_cluster_cutovers: Option<u32>,
     /// Pause before every retry, replacing each step kind's own backoff (e.g. 15 s, doubling,
     /// before the second online of a network name).
@@ -95,7 +100,11 @@ pub struct JobRequest {
 #[serde(deny_unknown_fields)]
 pub struct ValidationOverride {
     /// Why the failing checks do not matter for this move (1 to 1000 characters).
-    #[schema(min_length = 1, max_length = 1000)]
+    #[schema(
+        min_length = 1,
+        max_length = 1000,
+        pattern = "[^\\u0009-\\u000D\\u0020\\u0085\\u00A0\\u1680\\u2000-\\u200A\\u2028\\u2029\\u202F\\u205F\\u3000]"
+    )]
     pub reason: String,
 }
 
@@ -467,7 +476,7 @@ pub struct JobStep {
     /// The agent's report of the successful attempt; a report over 4 KiB stays with its task
     /// (`GET /v1/tasks/{id}`) and this says where: `{"report_bytes", "task_id", "see"}`.
     #[serde(default)]
-    #[schema(value_type = Object)]
+    #[schema(value_type = Option<Object>)]
     pub output: Option<serde_json::Value>,
     /// Why the last attempt failed.
     #[serde(default)]
@@ -691,6 +700,7 @@ pub struct NewJobEvent {
 pub struct ApproveRequest {
     /// Approve only this group; absent approves every group of the job.
     #[serde(default)]
+    #[schema(value_type = Option<Name>)]
     pub group: Option<String>,
 }
 

@@ -137,10 +137,11 @@ impl Cluster {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewCluster {
-    #[schema(min_length = 1, max_length = 255)]
+    #[schema(value_type = Name)]
     pub name: String,
     pub os: OsGeneration,
     #[serde(default)]
+    #[schema(max_length = 4096)]
     pub description: String,
     /// Its own discovery interval in seconds (0: no periodic discovery); absent: the server's.
     #[serde(default)]
@@ -152,8 +153,10 @@ pub struct NewCluster {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ClusterPatch {
+    #[schema(value_type = Option<Name>)]
     pub name: Option<String>,
     pub os: Option<OsGeneration>,
+    #[schema(max_length = 4096)]
     pub description: Option<String>,
     /// Its own discovery interval in seconds (0: no periodic discovery); `null` goes back to
     /// the server's `discovery_interval`.
@@ -292,7 +295,7 @@ pub struct TokenInfo {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewToken {
-    #[schema(min_length = 1, max_length = 255)]
+    #[schema(value_type = Name)]
     pub name: String,
     pub role: Role,
     /// Lifetime in seconds, up to ten years; absent means the token does not expire.

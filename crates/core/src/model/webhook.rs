@@ -37,7 +37,11 @@ pub struct NewWebhook {
     /// The HMAC-SHA256 key that signs each delivery (16 to 256 characters). Absent: the server
     /// generates one and returns it once.
     #[serde(default)]
-    #[schema(min_length = 16, max_length = 256)]
+    #[schema(
+        min_length = 16,
+        max_length = 256,
+        pattern = "^[^\\u0000-\\u0020\\u007F-\\u00A0\\u1680\\u2000-\\u200A\\u2028\\u2029\\u202F\\u205F\\u3000]*$"
+    )]
     pub secret: Option<String>,
 }
 

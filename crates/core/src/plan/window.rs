@@ -28,24 +28,51 @@ pub const MAX_WINDOW: Duration = Duration::from_secs(7 * 24 * 3600);
 ///   first pass;
 /// - the window lasts `duration` whatever the clock does: an operator who agreed to four hours of
 ///   downtime gets four hours, not three or five.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 pub enum CutoverWindow {
+    /// One stretch of time; `end` must be after `start`.
     Interval {
         start: DateTime<Utc>,
         end: DateTime<Utc>,
     },
+    /// A window that recurs.
     Recurring {
+        /// Five cron fields (minute, hour, day of month, month, day of week) on the wall clock
+        /// of `time_zone`, e.g. `0 22 * * 6`; it must fire at least once.
+        #[schema(min_length = 1)]
         cron: String,
-        /// Seconds, or text such as `4h`, `90m`, `1h 30m`.
+        /// Seconds, up to 7 days (text such as `4h`, `90m`, `1h 30m` is read too).
         #[serde(
             serialize_with = "serialize_duration",
             deserialize_with = "deserialize_duration"
         )]
+        #[schema(value_type = u64, minimum = 1, maximum = 604800)]
         duration: Duration,
         /// IANA name, e.g. `Europe/Berlin`.
+        #[schema(value_type = IanaTimeZone)]
         time_zone: String,
     },
+}
+
+/// The OpenAPI schema `TimeZone`: every IANA time zone name the server knows.
+pub struct IanaTimeZone;
+
+impl utoipa::PartialSchema for IanaTimeZone {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{ObjectBuilder, Type};
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .enum_values(Some(chrono_tz::TZ_VARIANTS.iter().map(|zone| zone.name())))
+            .description(Some("An IANA time zone name, e.g. `Europe/Berlin`."))
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for IanaTimeZone {
+    fn name() -> std::borrow::Cow<'static, str> {
+        "TimeZone".into()
+    }
 }
 
 /// Whether a cutover of the needed length can start.

@@ -92,7 +92,7 @@ impl From<Action> for pb::Action {
                 log_path,
             }),
             Action::ShareScan { group } => Kind::ShareScan(pb::ShareScan { group }),
-            Action::ListGroups => Kind::ListGroups(pb::ListGroups {}),
+            Action::ListGroups {} => Kind::ListGroups(pb::ListGroups {}),
             Action::OfflineGroup { group } => Kind::OfflineGroup(pb::OfflineGroup { group }),
             Action::OnlineGroup { group } => Kind::OnlineGroup(pb::OnlineGroup { group }),
             Action::MigrateGroup {
@@ -126,9 +126,9 @@ impl From<Action> for pb::Action {
             Action::AssignDriveLetter { disk, drive_letter } => {
                 Kind::AssignDriveLetter(pb::AssignDriveLetter { disk, drive_letter })
             }
-            Action::GatherFacts => Kind::GatherFacts(pb::GatherFacts {}),
+            Action::GatherFacts {} => Kind::GatherFacts(pb::GatherFacts {}),
             Action::Echo { text, sleep_ms } => Kind::Echo(pb::Echo { text, sleep_ms }),
-            Action::ReadInventory => Kind::ReadInventory(pb::ReadInventory {}),
+            Action::ReadInventory {} => Kind::ReadInventory(pb::ReadInventory {}),
             Action::ReadStorage {
                 disks,
                 drive_letters,
@@ -169,7 +169,7 @@ pub fn action(action: Option<pb::Action>, field: &'static str) -> Result<Action>
             log_path: a.log_path,
         },
         Kind::ShareScan(a) => Action::ShareScan { group: a.group },
-        Kind::ListGroups(_) => Action::ListGroups,
+        Kind::ListGroups(_) => Action::ListGroups {},
         Kind::OfflineGroup(a) => Action::OfflineGroup { group: a.group },
         Kind::OnlineGroup(a) => Action::OnlineGroup { group: a.group },
         Kind::MigrateGroup(a) => Action::MigrateGroup {
@@ -194,12 +194,12 @@ pub fn action(action: Option<pb::Action>, field: &'static str) -> Result<Action>
             disk: a.disk,
             drive_letter: a.drive_letter,
         },
-        Kind::GatherFacts(_) => Action::GatherFacts,
+        Kind::GatherFacts(_) => Action::GatherFacts {},
         Kind::Echo(a) => Action::Echo {
             text: a.text,
             sleep_ms: a.sleep_ms,
         },
-        Kind::ReadInventory(_) => Action::ReadInventory,
+        Kind::ReadInventory(_) => Action::ReadInventory {},
         Kind::ReadStorage(a) => Action::ReadStorage {
             disks: a.disks,
             drive_letters: a.drive_letters,

@@ -178,7 +178,7 @@ fn actions_round_trip() {
             log_path: name("C:\\skeleton.log"),
         },
         Action::ShareScan { group: name("FS1") },
-        Action::ListGroups,
+        Action::ListGroups {},
         Action::OfflineGroup { group: name("FS1") },
         Action::OnlineGroup { group: name("FS1") },
         Action::MigrateGroup {
@@ -203,12 +203,12 @@ fn actions_round_trip() {
             disk: name("Cluster Disk 2"),
             drive_letter: name("F:"),
         },
-        Action::GatherFacts,
+        Action::GatherFacts {},
         Action::Echo {
             text: name("hi"),
             sleep_ms: 5,
         },
-        Action::ReadInventory,
+        Action::ReadInventory {},
         Action::ReadStorage {
             disks: vec![name("Cluster Disk 2")],
             drive_letters: vec![name("F:")],

@@ -49,7 +49,7 @@ impl TaskReport {
         Ok(match action {
             Action::SkeletonCopy { .. } => TaskReport::Skeleton(read(value)?),
             Action::ShareScan { .. } => TaskReport::ShareScan(read(value)?),
-            Action::ListGroups => TaskReport::Groups(read(value)?),
+            Action::ListGroups {} => TaskReport::Groups(read(value)?),
             Action::OfflineGroup { .. } | Action::OnlineGroup { .. } => {
                 TaskReport::GroupOutcome(read(value)?)
             }
@@ -61,9 +61,9 @@ impl TaskReport {
             Action::AssignDriveLetter { .. } | Action::PrepareDisk { .. } => {
                 TaskReport::Disk(read(value)?)
             }
-            Action::GatherFacts => TaskReport::Facts(read(value)?),
+            Action::GatherFacts {} => TaskReport::Facts(read(value)?),
             Action::Echo { .. } => TaskReport::Echo(read(value)?),
-            Action::ReadInventory | Action::ReadStorage { .. } => {
+            Action::ReadInventory {} | Action::ReadStorage { .. } => {
                 TaskReport::Inventory(read(value)?)
             }
             Action::ReplaceDiskResource { .. } => TaskReport::DiskReplacement(read(value)?),
