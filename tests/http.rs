@@ -834,6 +834,49 @@ async fn body_over_the_limit_is_413_and_changes_nothing() {
     assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
 }
 
+/// A page on an allowed origin may follow the event stream and resume it: the preflight allows
+/// the token and `Last-Event-ID`; another origin gets no CORS grant.
+#[tokio::test]
+async fn an_allowed_origin_may_resume_the_event_stream() {
+    let (store, dir) = common::sqlite_store().await;
+    let options = HttpOptions {
+        cors_origins: vec!["https://console.example".into()],
+        ..HttpOptions::default()
+    };
+    let api = Api::with_options(store, Some(dir), options).await;
+    let preflight = |origin: &'static str| {
+        Request::builder()
+            .method(Method::OPTIONS)
+            .uri("/v1/events")
+            .header(header::ORIGIN, origin)
+            .header(header::ACCESS_CONTROL_REQUEST_METHOD, "GET")
+            .header(
+                header::ACCESS_CONTROL_REQUEST_HEADERS,
+                "authorization,last-event-id",
+            )
+            .body(Body::empty())
+            .unwrap()
+    };
+    let allowed = api.send(preflight("https://console.example")).await;
+    assert_eq!(
+        allowed.headers[header::ACCESS_CONTROL_ALLOW_ORIGIN],
+        "https://console.example"
+    );
+    let headers = allowed.headers[header::ACCESS_CONTROL_ALLOW_HEADERS]
+        .to_str()
+        .unwrap()
+        .to_ascii_lowercase();
+    for needed in ["authorization", "last-event-id"] {
+        assert!(headers.contains(needed), "{needed} not in {headers}");
+    }
+    let other = api.send(preflight("https://elsewhere.example")).await;
+    assert!(
+        !other
+            .headers
+            .contains_key(header::ACCESS_CONTROL_ALLOW_ORIGIN)
+    );
+}
+
 on_every_store!(idempotency_keys_replay_the_first_answer, |api| {
     let body = json!({"name": "FS-NEW", "os": "ws2016"});
     let key = [("idempotency-key", "create-fs-new-1")];

@@ -248,7 +248,13 @@ pub async fn retry_group(
 
 /// Server-Sent Events: every state change of jobs, groups and steps as it is stored, each with
 /// its sequence number as the event id. Reconnecting with `Last-Event-ID` resumes after it.
-#[utoipa::path(get, path = "/v1/events", tag = "jobs", params(EventQuery),
+#[utoipa::path(get, path = "/v1/events", tag = "jobs",
+    params(
+        EventQuery,
+        ("Last-Event-ID" = Option<i64>, Header,
+            description = "Resume after this event's sequence number, as a reconnecting \
+                           EventSource sends it; wins over `after`"),
+    ),
     responses((status = 200, description = "An endless `text/event-stream`; each `data` is a JobEvent", content_type = "text/event-stream", body = JobEvent)))]
 pub async fn events(
     State(state): State<AppState>,

@@ -673,6 +673,7 @@ fn cors(origins: &[String]) -> CorsLayer {
             header::CONTENT_TYPE,
             header::IF_MATCH,
             HeaderName::from_static("idempotency-key"),
+            HeaderName::from_static("last-event-id"),
         ])
         .expose_headers([header::ETAG, header::LOCATION]);
     if origins.iter().any(|o| o == "*") {
