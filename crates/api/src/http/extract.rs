@@ -148,16 +148,17 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Error> {
     Ok(value)
 }
 
-/// Rewrites every number with no fractional part (`5.0`, `1e3`) that fits an integer as that
-/// integer.
+/// Rewrites every number with no fractional part (`5.0`, `1e3`) as that integer, within the
+/// range where a float holds every integer exactly (I-JSON's ±(2^53 - 1)): beyond it, `2^63`
+/// and `2^63 + 1` read as the same float, and guessing which was meant would accept numbers an
+/// integer field cannot hold.
 fn integral_floats_as_integers(value: &mut serde_json::Value) {
+    const MAX_SAFE_INTEGER: f64 = 9_007_199_254_740_991.0;
     match value {
         serde_json::Value::Number(n) if n.is_f64() => {
             let f = n.as_f64().unwrap_or(f64::NAN);
-            if f.fract() == 0.0 && f >= i64::MIN as f64 && f < i64::MAX as f64 {
+            if f.fract() == 0.0 && f.abs() <= MAX_SAFE_INTEGER {
                 *n = serde_json::Number::from(f as i64);
-            } else if f.fract() == 0.0 && f >= 0.0 && f < u64::MAX as f64 {
-                *n = serde_json::Number::from(f as u64);
             }
         }
         serde_json::Value::Array(items) => items.iter_mut().for_each(integral_floats_as_integers),
@@ -267,8 +268,15 @@ mod tests {
     }
 
     #[test]
-    fn fractions_and_negatives_are_still_refused_by_field() {
-        for value in ["3600.5", "-1.0", "1e30"] {
+    fn fractions_negatives_and_unsafe_integers_are_refused_by_field() {
+        // Past 2^53 a float cannot tell neighbouring integers apart: `-2^63 - 1` is not i64::MIN.
+        for value in [
+            "3600.5",
+            "-1.0",
+            "1e30",
+            "18446744073709551616",
+            "9007199254740993.0",
+        ] {
             let body = format!(
                 r#"{{"name": "FS1", "os": "ws2008", "discovery_interval_seconds": {value}}}"#
             );
