@@ -650,8 +650,7 @@ pub struct Task {
     /// Bumped every time the task is handed to an agent: the fencing token of results.
     pub generation: i64,
     pub lease_deadline: Option<DateTime<Utc>>,
-    /// The executor's report, once succeeded.
-    #[schema(value_type = Option<Object>)]
+    /// The executor's report, once succeeded: an object, or a list for `list_groups`.
     pub result: Option<serde_json::Value>,
     pub error: Option<TaskError>,
     pub progress: Option<TaskProgress>,

@@ -85,6 +85,7 @@ pub struct NetworkFacts {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct NodeFacts {
     pub name: String,
+    #[serde(deserialize_with = "super::object")]
     pub processor: Processor,
     pub virtual_switches: Vec<String>,
     pub ntlm_enabled: Option<bool>,
@@ -153,6 +154,19 @@ mod tests {
         let errors = facts.validate();
         assert_eq!(errors.len(), 1, "{errors:?}");
         assert_eq!(errors[0].field, "facts.nodes[0].processor.vendor");
+    }
+
+    #[test]
+    fn nested_objects_are_objects_not_arrays_of_their_fields() {
+        use crate::model::NewValidation;
+        let read = |body: &str| serde_json::from_str::<NewValidation>(body);
+        assert!(read(r#"{"facts": [null, null]}"#).is_err());
+        assert!(read(r#"{"thresholds": []}"#).is_err());
+        let node = r#"{"name": "n1", "processor": [], "virtual_switches": [], "hbas": []}"#;
+        assert!(read(&format!(r#"{{"facts": {{"nodes": [{node}]}}}}"#)).is_err());
+        let fine = read(r#"{"facts": {"nodes": []}, "thresholds": null}"#).unwrap();
+        assert!(fine.facts.is_some() && fine.thresholds.is_none());
+        assert!(read(r#"{"facts": null}"#).unwrap().facts.is_none());
     }
 
     #[test]

@@ -71,7 +71,7 @@ pub struct Node {
     #[serde(default)]
     #[schema(max_length = 255)]
     pub address: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "super::object")]
     pub processor: Processor,
     /// Free-form configuration facts (driver versions, NTLM, switch names...).
     #[serde(default)]

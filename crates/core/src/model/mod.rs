@@ -91,6 +91,55 @@ pub const MAX_TEXT_LEN: usize = 4096;
 /// Longest file-system path. Windows long paths reach 32k UTF-16 units.
 pub const MAX_PATH_LEN: usize = 32_767;
 
+/// Reads a struct only from a JSON object. serde's derive also reads a struct from an array of
+/// its fields in order, so `"thresholds": []` would mean "every default"; no client means that,
+/// and the spec says object. For fields whose every member has a default, where an array would
+/// otherwise pass.
+pub(crate) fn object<'de, D, T>(deserializer: D) -> Result<T, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: serde::de::DeserializeOwned,
+{
+    let value = serde_json::Value::deserialize(deserializer)?;
+    if !value.is_object() {
+        return Err(serde::de::Error::invalid_type(
+            serde::de::Unexpected::Other(json_kind(&value)),
+            &"a JSON object",
+        ));
+    }
+    T::deserialize(value).map_err(serde::de::Error::custom)
+}
+
+/// [`object`] for an optional field: `null` is `None`.
+pub(crate) fn object_or_null<'de, D, T>(deserializer: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: serde::de::DeserializeOwned,
+{
+    let value = serde_json::Value::deserialize(deserializer)?;
+    match value {
+        serde_json::Value::Null => Ok(None),
+        serde_json::Value::Object(_) => T::deserialize(value)
+            .map(Some)
+            .map_err(serde::de::Error::custom),
+        other => Err(serde::de::Error::invalid_type(
+            serde::de::Unexpected::Other(json_kind(&other)),
+            &"a JSON object or null",
+        )),
+    }
+}
+
+fn json_kind(value: &serde_json::Value) -> &'static str {
+    match value {
+        serde_json::Value::Null => "null",
+        serde_json::Value::Bool(_) => "a boolean",
+        serde_json::Value::Number(_) => "a number",
+        serde_json::Value::String(_) => "a string",
+        serde_json::Value::Array(_) => "an array",
+        serde_json::Value::Object(_) => "an object",
+    }
+}
+
 /// A registered failover cluster.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct Cluster {

@@ -15,10 +15,10 @@ use crate::validation::{Finding, Thresholds, Verdict};
 pub struct NewValidation {
     /// The facts to judge, for a cluster without an agent (a pipeline that gathered them
     /// itself). Absent: an agent of the cluster gathers them.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "super::object_or_null")]
     pub facts: Option<ConfigFacts>,
     /// Limits of the rules that compare against a number; absent ones take their defaults.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "super::object_or_null")]
     pub thresholds: Option<Thresholds>,
 }
 
