@@ -126,15 +126,7 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Error> {
             let mut tree: serde_json::Value = serde_json::from_slice(bytes)
                 .map_err(|e| Error::bad_request(format!("malformed JSON: {e}")))?;
             integral_floats_as_integers(&mut tree);
-            return serde_path_to_error::deserialize(tree).map_err(|e| {
-                let path = e.path().to_string();
-                let field = if path == "." {
-                    "body".to_string()
-                } else {
-                    path
-                };
-                Error::invalid_field(field, without_position(&e.into_inner().to_string()))
-            });
+            return serde_path_to_error::deserialize(tree).map_err(json_error);
         }
         Err(e) => return Err(json_error(e)),
     };
@@ -171,24 +163,22 @@ fn integral_floats_as_integers(value: &mut serde_json::Value) {
 
 /// The problem of a body serde could not read: a field error where a field is to blame.
 fn json_error(e: serde_path_to_error::Error<serde_json::Error>) -> Error {
-    {
-        let path = e.path().to_string();
-        let inner = e.into_inner();
-        let (line, column) = (inner.line(), inner.column());
-        let message = without_position(&inner.to_string());
-        match inner.classify() {
-            serde_json::error::Category::Data => {
-                let field = if path == "." {
-                    "body".to_string()
-                } else {
-                    path
-                };
-                Error::invalid_field(field, message)
-            }
-            _ => Error::bad_request(format!(
-                "malformed JSON at line {line}, column {column}: {message}"
-            )),
+    let path = e.path().to_string();
+    let inner = e.into_inner();
+    let (line, column) = (inner.line(), inner.column());
+    let message = without_position(&inner.to_string());
+    match inner.classify() {
+        serde_json::error::Category::Data => {
+            let field = if path == "." {
+                "body".to_string()
+            } else {
+                path
+            };
+            Error::invalid_field(field, message)
         }
+        _ => Error::bad_request(format!(
+            "malformed JSON at line {line}, column {column}: {message}"
+        )),
     }
 }
 

@@ -39,15 +39,11 @@ pub struct Step;
 
 impl utoipa::PartialSchema for Step {
     fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
-        use utoipa::openapi::schema::{ObjectBuilder, Type};
-        ObjectBuilder::new()
-            .schema_type(Type::String)
-            .pattern(Some("^0*[1-9][0-9]*(s|m|h|d)( ?[0-9]+(s|m|h|d))*$"))
-            .description(Some(
-                "A duration of at least a second such as `10s`, `1m`, `1h` or `1h 30m`. The range \
-                 over the step must give at most 20,000 steps.",
-            ))
-            .into()
+        ferry_core::model::pattern_schema(
+            "^0*[1-9][0-9]*(s|m|h|d)( ?[0-9]+(s|m|h|d))*$",
+            "A duration of at least a second such as `10s`, `1m`, `1h` or `1h 30m`. The range \
+             over the step must give at most 20,000 steps.",
+        )
     }
 }
 

@@ -400,13 +400,21 @@ pub struct DriveLetter;
 
 impl utoipa::PartialSchema for DriveLetter {
     fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
-        use utoipa::openapi::schema::{ObjectBuilder, Type};
-        ObjectBuilder::new()
-            .schema_type(Type::String)
-            .pattern(Some("^[A-Za-z]:$"))
-            .description(Some("A drive letter with its colon, e.g. `F:`."))
-            .into()
+        pattern_schema("^[A-Za-z]:$", "A drive letter with its colon, e.g. `F:`.")
     }
+}
+
+/// A string schema of one pattern: the spec's side of a rule the server checks in code.
+pub fn pattern_schema(
+    pattern: &str,
+    description: &str,
+) -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+    use utoipa::openapi::schema::{ObjectBuilder, Type};
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .pattern(Some(pattern))
+        .description(Some(description))
+        .into()
 }
 
 impl ToSchema for DriveLetter {
