@@ -64,6 +64,9 @@ pub struct Config {
     /// periodic discovery off.
     #[serde(with = "duration_text")]
     pub discovery_interval: std::time::Duration,
+    /// Serve the web console from this folder (a `console/dist` built by `npm run build`)
+    /// instead of the copy built into the binary: for developing the console.
+    pub console_dir: Option<PathBuf>,
 }
 
 impl Default for Config {
@@ -94,6 +97,7 @@ impl Default for Config {
             perf_hour_retention_days: 365,
             perf_compact_ms: 2_000,
             discovery_interval: std::time::Duration::from_secs(3600),
+            console_dir: None,
         }
     }
 }
@@ -114,7 +118,7 @@ pub struct Overrides {
 }
 
 /// Every setting; each is also read from the environment as `FERRY_<KEY>` in upper case.
-pub const KEYS: [&str; 21] = [
+pub const KEYS: [&str; 22] = [
     "database_url",
     "http_addr",
     "grpc_addr",
@@ -136,6 +140,7 @@ pub const KEYS: [&str; 21] = [
     "perf_hour_retention_days",
     "perf_compact_ms",
     "discovery_interval",
+    "console_dir",
 ];
 
 /// Shortest bootstrap token accepted: it is an admin credential.

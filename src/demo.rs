@@ -116,7 +116,9 @@ pub async fn run(options: DemoOptions) -> anyhow::Result<bool> {
     let server = crate::server::start_with_store(&config, store).await?;
     let rest = format!("http://{}", server.http_addr);
     let grpc = format!("http://{}", server.grpc_addr);
-    println!("server: REST {rest} (API docs at {rest}/docs), gRPC {grpc}");
+    println!(
+        "server: REST {rest} (API docs at {rest}/docs, web console at {rest}/console/), gRPC {grpc}"
+    );
 
     // Everything from here goes through the REST API, as an operator's script would.
     let client = ApiClient::new(&rest, Some(token.clone()))?;
@@ -243,7 +245,8 @@ pub async fn run(options: DemoOptions) -> anyhow::Result<bool> {
 
     if !options.exit {
         println!(
-            "\nthe server keeps running: REST {rest} (token {token}), gRPC {grpc}; Ctrl-C stops it"
+            "\nthe server keeps running: REST {rest} (token {token}), gRPC {grpc}; Ctrl-C stops it\n\
+             web console: {rest}/console/ (sign in with the token above)"
         );
         crate::server::shutdown_signal().await;
     }

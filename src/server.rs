@@ -112,6 +112,7 @@ pub async fn start_with_store(
         max_body_bytes: config.max_body_bytes,
         max_inventory_bytes: config.max_inventory_bytes,
         cors_origins: config.cors_origins.clone(),
+        console_dir: config.console_dir.clone(),
     };
     let app = crate::http::router(
         AppState {
@@ -180,7 +181,7 @@ pub async fn start_with_store(
 pub async fn run(config: &Config) -> anyhow::Result<()> {
     let server = start(config).await?;
     println!(
-        "ferry server: REST on http://{} (docs at /docs), gRPC on {}://{}",
+        "ferry server: REST on http://{} (docs at /docs, web console at /console/), gRPC on {}://{}",
         server.http_addr,
         if server.grpc_tls { "https" } else { "http" },
         server.grpc_addr

@@ -405,6 +405,10 @@ fn the_demo_migrates_every_group_and_verifies_every_share() {
         stdout.contains("online_interim x2"),
         "the Kerberos retry shows: {stdout}"
     );
+    assert!(
+        stdout.contains("web console at http://127.0.0.1:") && stdout.contains("/console/"),
+        "the demo says where its console is: {stdout}"
+    );
 }
 
 /// A `ferry server` process and the addresses it printed; killed when dropped, so a failing
@@ -446,7 +450,7 @@ fn spawn_server(db: &str, bootstrap_token: Option<&str>) -> Server {
     BufReader::new(server.stdout.take().unwrap())
         .read_line(&mut line)
         .unwrap();
-    // "ferry server: REST on http://A (docs at /docs), gRPC on http://B"
+    // "ferry server: REST on http://A (docs at /docs, web console at /console/), gRPC on http://B"
     let mut addresses = line
         .split("://")
         .skip(1)

@@ -242,7 +242,7 @@ async fn a_discovery_imports_the_cluster_its_agent_reads_and_announces_what_chan
         let stream = tokio::spawn(common::sse_until(
             h.server.http_addr,
             "/v1/events",
-            newest,
+            Some(newest),
             |events| events.iter().any(|e| e["kind"] == "inventory.changed"),
         ));
         ferry::sim::update_state(&h.sim("FS-OLD"), |s| {

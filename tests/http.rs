@@ -808,6 +808,7 @@ async fn body_over_the_limit_is_413_and_changes_nothing() {
         max_body_bytes: 2048,
         max_inventory_bytes: 64 * 1024,
         cors_origins: vec![],
+        ..HttpOptions::default()
     };
     let api = Api::with_options(store, Some(dir), options).await;
     api.create_cluster("FS-OLD", "ws2003").await;
@@ -1280,6 +1281,138 @@ async fn operational_endpoints_and_docs() {
     );
     let r = api.call(Method::GET, "/openapi.json", None, None).await;
     assert_eq!(r.body["info"]["title"], "Ferry API");
+}
+
+/// The console comes from the binary under its own policy, stricter than Swagger UI's (no hash
+/// for an inline style), and a browser revalidates it, so a new build is never hidden.
+#[tokio::test]
+async fn the_console_is_served_from_the_binary_under_a_strict_policy() {
+    let (store, dir) = common::sqlite_store().await;
+    let api = Api::new(store, Some(dir)).await;
+    let r = api.call(Method::GET, "/console", None, None).await;
+    assert_eq!(r.status, StatusCode::PERMANENT_REDIRECT);
+    assert_eq!(r.headers[header::LOCATION], "/console/");
+
+    let page = api.call(Method::GET, "/console/", None, None).await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert_eq!(
+        page.headers[header::CONTENT_TYPE],
+        "text/html; charset=utf-8"
+    );
+    assert!(
+        page.body.as_str().unwrap().contains("assets/console.js"),
+        "{}",
+        page.body
+    );
+    let csp = page.headers[header::CONTENT_SECURITY_POLICY]
+        .to_str()
+        .unwrap();
+    assert_eq!(csp, ferry::http::console::CONSOLE_CSP);
+    for directive in [
+        "default-src 'none'",
+        "script-src 'self'",
+        "style-src 'self'",
+        "connect-src 'self'",
+        "frame-ancestors 'none'",
+    ] {
+        assert!(
+            csp.split(';').any(|d| d.trim() == directive),
+            "{directive} in {csp}"
+        );
+    }
+    assert!(!csp.contains("unsafe") && !csp.contains("http"), "{csp}");
+    assert_eq!(page.headers[header::X_FRAME_OPTIONS], "DENY");
+    assert_eq!(page.headers["x-content-type-options"], "nosniff");
+    assert_eq!(page.headers[header::CACHE_CONTROL], "no-cache");
+
+    for (path, content_type) in [
+        (
+            "/console/assets/console.js",
+            "text/javascript; charset=utf-8",
+        ),
+        ("/console/assets/console.css", "text/css; charset=utf-8"),
+    ] {
+        let r = api.call(Method::GET, path, None, None).await;
+        assert_eq!(r.status, StatusCode::OK, "{path}");
+        assert_eq!(r.headers[header::CONTENT_TYPE], content_type, "{path}");
+        assert_eq!(r.headers["x-content-type-options"], "nosniff", "{path}");
+        let etag = r.headers[header::ETAG].to_str().unwrap().to_string();
+        let again = api
+            .request(Method::GET, path, None, None, &[("if-none-match", &etag)])
+            .await;
+        assert_eq!(again.status, StatusCode::NOT_MODIFIED, "{path}");
+        assert_eq!(again.body, Value::Null);
+        let stale = api
+            .request(Method::GET, path, None, None, &[("if-none-match", "\"0\"")])
+            .await;
+        assert_eq!(stale.status, StatusCode::OK, "{path}");
+    }
+    for missing in [
+        "/console/assets/other.js",
+        "/console/../openapi.json",
+        "/console/ferry.db",
+    ] {
+        let r = api.call(Method::GET, missing, None, None).await;
+        assert_eq!(r.status, StatusCode::NOT_FOUND, "{missing}");
+    }
+}
+
+/// `console_dir` serves a console being developed from its folder, read on each request, and
+/// still only the files the console is made of.
+#[tokio::test]
+async fn the_console_may_be_served_from_a_folder_while_it_is_developed() {
+    let (store, dir) = common::sqlite_store().await;
+    let console = tempfile::tempdir().unwrap();
+    std::fs::create_dir(console.path().join("assets")).unwrap();
+    std::fs::write(console.path().join("index.html"), "<p>in development</p>").unwrap();
+    std::fs::write(console.path().join("assets/console.js"), "1").unwrap();
+    std::fs::write(console.path().join("secret.txt"), "not part of the console").unwrap();
+    let options = HttpOptions {
+        console_dir: Some(console.path().to_path_buf()),
+        ..HttpOptions::default()
+    };
+    let api = Api::with_options(store, Some(dir), options).await;
+    let page = api.call(Method::GET, "/console/", None, None).await;
+    assert_eq!(page.body, "<p>in development</p>");
+    std::fs::write(console.path().join("assets/console.js"), "2").unwrap();
+    let script = api
+        .call(Method::GET, "/console/assets/console.js", None, None)
+        .await;
+    assert_eq!(script.body, 2, "read again on each request");
+    for missing in ["/console/secret.txt", "/console/assets/console.css"] {
+        let r = api.call(Method::GET, missing, None, None).await;
+        assert_eq!(r.status, StatusCode::NOT_FOUND, "{missing}");
+    }
+}
+
+/// `GET /v1/me` tells a client whose token it holds and its role, for every role, and nothing
+/// without a valid token.
+#[tokio::test]
+async fn me_names_the_callers_token_and_role() {
+    let (store, dir) = common::sqlite_store().await;
+    let api = Api::new(store, Some(dir)).await;
+    for (token, role) in [
+        (&api.viewer, "viewer"),
+        (&api.operator, "operator"),
+        (&api.admin, "admin"),
+    ] {
+        let r = api.call(Method::GET, "/v1/me", Some(token), None).await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+        assert_eq!(r.body["role"], role);
+        assert_eq!(r.body["name"], role);
+        assert!(
+            r.body["token_id"]
+                .as_str()
+                .unwrap()
+                .parse::<uuid::Uuid>()
+                .is_ok()
+        );
+        assert!(r.body.get("token").is_none() && r.body.get("hash").is_none());
+    }
+    for token in [None, Some(api.revoked.as_str()), Some(api.expired.as_str())] {
+        let r = api.call(Method::GET, "/v1/me", token, None).await;
+        assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    }
 }
 
 #[tokio::test]

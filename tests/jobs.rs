@@ -505,6 +505,19 @@ async fn a_three_group_two_hop_migration_is_verified_share_by_share() {
         )
         .await;
         assert_eq!(resumed, seqs[5..]);
+        // A client that opens the stream near the present (the console's overview) starts
+        // with the newest events, not the first ever.
+        let newest = *seqs.last().unwrap();
+        let tail = common::sse_until(
+            h.http(),
+            &format!("/v1/events?job={id}&tail=3"),
+            None,
+            move |events| events.last().and_then(|e| e["seq"].as_i64()) == Some(newest),
+        )
+        .await;
+        let tail: Vec<i64> = tail.iter().filter_map(|e| e["seq"].as_i64()).collect();
+        assert!(!tail.is_empty() && tail.len() <= 3, "{tail:?}");
+        assert_eq!(tail[..], seqs[seqs.len() - tail.len()..]);
         h.stop().await;
     })
     .await;
@@ -512,7 +525,7 @@ async fn a_three_group_two_hop_migration_is_verified_share_by_share() {
 
 /// The ids of the events `/v1/events` streams after `last_event_id`, until `until` arrives.
 async fn sse_ids(addr: SocketAddr, path: &str, last_event_id: i64, until: i64) -> Vec<i64> {
-    let events = common::sse_until(addr, path, last_event_id, move |events| {
+    let events = common::sse_until(addr, path, Some(last_event_id), move |events| {
         events.last().and_then(|e| e["seq"].as_i64()) == Some(until)
     })
     .await;

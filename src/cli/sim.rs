@@ -79,6 +79,10 @@ pub struct SimCreateArgs {
     /// Generator seed (default: derived from the cluster name).
     #[arg(long, value_name = "S")]
     seed: Option<u64>,
+    /// Base latency of every simulated operation in milliseconds (migrations and onlines take
+    /// a multiple of it); 0 makes the cluster answer at once, for benchmarks. Default 5.
+    #[arg(long, value_name = "MS")]
+    latency_ms: Option<u64>,
     /// Replace a simulated cluster already in DIR.
     #[arg(long)]
     force: bool,
@@ -110,6 +114,9 @@ fn sim_create(args: SimCreateArgs, output: OutputFormat) -> Result<(), Failure> 
     opts.groups = args.groups;
     opts.shares = args.shares;
     opts.spare_disks = args.spare_disks;
+    if let Some(latency_ms) = args.latency_ms {
+        opts.latency_ms = latency_ms;
+    }
     opts.force = args.force;
     if let Some(seed) = args.seed {
         opts.seed = seed;

@@ -932,18 +932,20 @@ impl TlsProxy {
 
 // ---- event streams ---------------------------------------------------------------------------
 
-/// Follows the SSE stream at `path` (`GET /v1/events...`) from after `last_event_id`, and answers
+/// Follows the SSE stream at `path` (`GET /v1/events...`) from after `last_event_id` (sent as
+/// `Last-Event-ID` when given), and answers
 /// the events received (their JSON `data`) once `done` accepts them; fails after [`PATIENCE`].
 pub async fn sse_until(
     addr: SocketAddr,
     path: &str,
-    last_event_id: i64,
+    last_event_id: Option<i64>,
     done: impl Fn(&[Value]) -> bool + Send + 'static,
 ) -> Vec<Value> {
     use std::io::Read;
+    let resume = last_event_id.map_or(String::new(), |id| format!("Last-Event-ID: {id}\r\n"));
     let request = format!(
         "GET {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {BOOTSTRAP}\r\n\
-         Accept: text/event-stream\r\nLast-Event-ID: {last_event_id}\r\n\r\n"
+         Accept: text/event-stream\r\n{resume}\r\n"
     );
     tokio::task::spawn_blocking(move || {
         let mut stream = std::net::TcpStream::connect(addr).unwrap();

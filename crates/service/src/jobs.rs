@@ -561,6 +561,12 @@ impl Service {
             .await
     }
 
+    /// Sequence number of the newest event, of one job when given; 0 when there is none.
+    pub async fn newest_event_seq(&self, caller: &Caller, job_id: Option<Uuid>) -> Result<i64> {
+        Self::require(caller, Role::Viewer)?;
+        self.store.newest_event_seq(job_id).await
+    }
+
     /// Approves the cutover of one group, or of every group of the job.
     pub async fn approve_job(
         &self,

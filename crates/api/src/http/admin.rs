@@ -115,6 +115,27 @@ pub struct Health {
     pub status: String,
 }
 
+/// Who a token speaks for: what a client shows as the signed-in user and uses to offer only the
+/// controls its role may use.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Me {
+    pub token_id: uuid::Uuid,
+    pub name: String,
+    pub role: ferry_core::model::Role,
+}
+
+/// The caller: the token's id, name and role (any role).
+#[utoipa::path(get, path = "/v1/me", tag = "tokens",
+    responses((status = 200, description = "The caller", body = Me)))]
+pub async fn me(caller: Caller) -> Json<Me> {
+    Json(Me {
+        token_id: caller.token_id,
+        name: caller.name,
+        role: caller.role,
+    })
+}
+
 /// Liveness: the process answers.
 #[utoipa::path(get, path = "/healthz", tag = "operations", security(()),
     responses((status = 200, description = "Alive", body = Health)))]

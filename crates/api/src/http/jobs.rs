@@ -61,7 +61,15 @@ pub struct EventQuery {
     pub job: Option<Uuid>,
     /// Resume after this sequence number (the `Last-Event-ID` header wins when both are given).
     pub after: Option<i64>,
+    /// Start near the present rather than at the first event: with the events whose sequence
+    /// numbers are among the newest `tail` (so at most `tail` of them). Ignored when `after` or
+    /// `Last-Event-ID` is given.
+    #[param(maximum = 10000)]
+    pub tail: Option<u32>,
 }
+
+/// The most a client may ask to see again of the past with `tail`.
+const EVENT_TAIL_MAX: u32 = 10_000;
 
 /// Plan a migration without running anything: the route (and why the direct hop was refused),
 /// each group's steps with their cluster and node, estimated durations and downtime, and the
@@ -274,7 +282,19 @@ pub async fn events(
         ),
         None => None,
     };
-    let after = resume.or(query.after).unwrap_or(0);
+    let after = match (resume.or(query.after), query.tail) {
+        (Some(after), _) => after,
+        (None, Some(tail)) if tail > EVENT_TAIL_MAX => {
+            return Err(
+                Error::bad_request(format!("tail must be at most {EVENT_TAIL_MAX}")).into(),
+            );
+        }
+        (None, Some(tail)) => {
+            let newest = state.service.newest_event_seq(&caller, query.job).await?;
+            (newest - i64::from(tail)).max(0)
+        }
+        (None, None) => 0,
+    };
     // Authorised once, up front: a stream that fails later can only end.
     state
         .service

@@ -10,6 +10,7 @@
 
 pub mod admin;
 pub mod agents;
+pub mod console;
 pub mod discoveries;
 pub mod extract;
 pub mod inventory;
@@ -73,6 +74,8 @@ pub struct HttpOptions {
     pub max_body_bytes: usize,
     pub max_inventory_bytes: usize,
     pub cors_origins: Vec<String>,
+    /// Serve the console from this folder rather than from the binary (developing it).
+    pub console_dir: Option<std::path::PathBuf>,
 }
 
 impl Default for HttpOptions {
@@ -82,6 +85,7 @@ impl Default for HttpOptions {
             max_body_bytes: 1024 * 1024,
             max_inventory_bytes: 256 * 1024 * 1024,
             cors_origins: Vec::new(),
+            console_dir: None,
         }
     }
 }
@@ -385,6 +389,7 @@ fn api_router(options: &HttpOptions) -> OpenApiRouter<AppState> {
         .routes(routes!(admin::create_token, admin::list_tokens))
         .routes(routes!(admin::revoke_token))
         .routes(routes!(admin::list_audit))
+        .routes(routes!(admin::me))
         .routes(routes!(agents::create_join_token))
         .routes(routes!(agents::list_agents))
         .routes(routes!(agents::get_agent, agents::revoke_agent))
@@ -477,6 +482,7 @@ pub fn router_with_timeouts(state: AppState, options: &HttpOptions, timeouts: Ti
     let (api, doc) = split(options);
     let request_id = HeaderName::from_static("x-request-id");
     api.merge(SwaggerUi::new("/docs").url("/openapi.json", doc))
+        .merge(console::routes(options.console_dir.clone()))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         // Inside the metrics, so a request that runs out of time is counted with its 503.
@@ -520,7 +526,8 @@ pub const DOCS_LOGO_STYLE: &str =
     ".logo_small_svg__cls-2{fill:#fff}.logo_small_svg__cls-3{fill:#85ea2d}";
 
 /// `nosniff` on every answer, so a browser never runs a JSON body (which may echo a client's
-/// input) as a script or a page; [`DOCS_CSP`] on HTML.
+/// input) as a script or a page; on HTML, frame denial and [`DOCS_CSP`] unless the page set its
+/// own policy (the console's is stricter).
 async fn security_headers(request: Request, next: Next) -> Response {
     let mut response = next.run(request).await;
     let headers = response.headers_mut();
@@ -533,10 +540,10 @@ async fn security_headers(request: Request, next: Next) -> Response {
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.trim_start().to_ascii_lowercase().starts_with("text/html"));
     if html {
-        headers.insert(
-            header::CONTENT_SECURITY_POLICY,
-            HeaderValue::from_static(DOCS_CSP),
-        );
+        headers
+            .entry(header::CONTENT_SECURITY_POLICY)
+            .or_insert(HeaderValue::from_static(DOCS_CSP));
+        headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
     }
     response
 }
