@@ -361,9 +361,29 @@ fn sim_create_writes_a_cluster_the_sim_driver_opens() {
     assert_eq!(state.nodes[0].name, "FS-OLD-n1");
     ferry::agent::driver::sim::SimDriver::open(&dir).unwrap();
 
+    assert_eq!(state.latency.default_ms, 5);
+    assert!(!state.letters_repeat);
+
     // Refused without --force, replaced with it.
     assert_eq!(finish(&mut args(&[])).status.code(), Some(1));
     assert_eq!(finish(&mut args(&["--force"])).status.code(), Some(0));
+
+    // A benchmark's cluster: instant operations, drive letters free to repeat.
+    let out = finish(&mut args(&[
+        "--force",
+        "--latency-ms",
+        "0",
+        "--letters-repeat",
+    ]));
+    assert_eq!(out.status.code(), Some(0));
+    let state = ferry::sim::load_state(&dir).unwrap();
+    assert_eq!(state.latency.default_ms, 0);
+    assert!(
+        state.latency.per_op.is_empty(),
+        "{:?}",
+        state.latency.per_op
+    );
+    assert!(state.letters_repeat);
 
     let out = finish(ferry().args(["sim", "create", "--dir"]).arg(&dir).args([
         "--cluster",

@@ -319,6 +319,11 @@ async fn jobs_are_created_once_held_and_steered() {
         .into_inner();
     assert_eq!(job_of(&got).id, job.id);
     assert_eq!(got.groups.len(), 1);
+    assert!(
+        got.event_seq > 0,
+        "the job's first events are counted: {}",
+        got.event_seq
+    );
     let steps = &got.groups[0].steps;
     assert!(!steps.is_empty());
     assert!(
@@ -332,6 +337,33 @@ async fn jobs_are_created_once_held_and_steered() {
                 BOOTSTRAP,
                 pb::GetJobRequest {
                     job: uuid::Uuid::now_v7().to_string(),
+                },
+            ))
+            .await,
+        Code::NotFound,
+    );
+    // One group alone is the group as GetJob shows it; a group the job lacks is NOT_FOUND.
+    let group = h
+        .jobs()
+        .get_job_group(authed(
+            BOOTSTRAP,
+            pb::GetJobGroupRequest {
+                job: job.id.clone(),
+                group: got.groups[0].name.clone(),
+            },
+        ))
+        .await
+        .expect("get job group")
+        .into_inner();
+    assert_eq!(group.name, got.groups[0].name);
+    assert_eq!(group.steps.len(), got.groups[0].steps.len());
+    assert_code(
+        h.jobs()
+            .get_job_group(authed(
+                BOOTSTRAP,
+                pb::GetJobGroupRequest {
+                    job: job.id.clone(),
+                    group: "FS-9999".into(),
                 },
             ))
             .await,

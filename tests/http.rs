@@ -1720,6 +1720,74 @@ fn committed_openapi_matches_the_code() {
     );
 }
 
+/// No two types give the spec a schema of the same name: utoipa keeps one of them silently, and
+/// every field of the other type is then described by the wrong schema (a plan's preflight
+/// findings were once described as a validation's findings).
+#[test]
+fn every_schema_name_belongs_to_one_type() {
+    fn sources(dir: &std::path::Path, out: &mut Vec<std::path::PathBuf>) {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                sources(&path, out);
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                out.push(path);
+            }
+        }
+    }
+    let mut files = Vec::new();
+    sources(
+        std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/crates")),
+        &mut files,
+    );
+    let mut owners: std::collections::BTreeMap<String, Vec<String>> = Default::default();
+    for file in files {
+        let text = std::fs::read_to_string(&file).unwrap();
+        let mut derives_schema = false;
+        let mut renamed: Option<String> = None;
+        // A derive may span lines: `#[derive(`, the traits, `)]`.
+        let mut in_derive = false;
+        for line in text.lines().map(str::trim) {
+            if line.starts_with("#[derive(") || in_derive {
+                derives_schema |= line.contains("ToSchema");
+                in_derive = !line.ends_with(")]");
+            } else if let Some(rest) = line.strip_prefix("#[schema(as = ") {
+                renamed = Some(rest.trim_end_matches(")]").trim().to_string());
+            } else if let Some(name) = ["pub struct ", "pub enum ", "struct ", "enum "]
+                .iter()
+                .find_map(|p| line.strip_prefix(p))
+            {
+                if derives_schema {
+                    let name: String = name
+                        .chars()
+                        .take_while(|c| c.is_alphanumeric() || *c == '_')
+                        .collect();
+                    owners
+                        .entry(renamed.take().unwrap_or(name.clone()))
+                        .or_default()
+                        .push(format!("{}: {name}", file.display()));
+                }
+                derives_schema = false;
+                renamed = None;
+            } else if !line.starts_with("#[") && !line.starts_with("///") && !line.is_empty() {
+                derives_schema = false;
+                renamed = None;
+            }
+        }
+    }
+    assert!(owners.len() > 100, "{}", owners.len());
+    let shared: Vec<_> = owners.iter().filter(|(_, types)| types.len() > 1).collect();
+    assert!(
+        shared.is_empty(),
+        "schema names given by several types: {shared:#?}"
+    );
+    let spec: Value = serde_json::from_str(&ferry::http::openapi_json()).unwrap();
+    assert_eq!(
+        spec["components"]["schemas"]["Plan"]["properties"]["findings"]["items"]["$ref"],
+        "#/components/schemas/PreflightFinding"
+    );
+}
+
 /// Every `$ref` of the spec names something that exists: a generated client fails on one that
 /// does not, and the drift test above only compares the spec with itself.
 #[test]

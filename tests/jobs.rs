@@ -421,6 +421,8 @@ async fn a_three_group_two_hop_migration_is_verified_share_by_share() {
         let id = h.submit(h.request(json!({}))).await;
         let job = h.finished(&id).await;
         assert_eq!(job["state"], "succeeded", "[{backend}] {job:#}");
+        let (status, _) = h.get(&format!("/v1/jobs/{id}/groups/NoSuchGroup")).await;
+        assert_eq!(status, 404);
         for (i, group) in groups.iter().enumerate() {
             let g = job["groups"]
                 .as_array()
@@ -466,6 +468,10 @@ async fn a_three_group_two_hop_migration_is_verified_share_by_share() {
                 .find(|s| s["action"]["kind"] == "migrate_to_target")
                 .unwrap();
             assert_eq!(migrated["output"]["group"], group.as_str(), "{migrated:#}");
+            // One group alone reads as it does within the whole job, reports included.
+            let (status, alone) = h.get(&format!("/v1/jobs/{id}/groups/{group}")).await;
+            assert_eq!(status, 200, "{alone:#}");
+            assert_eq!(&alone, g);
             // Share by share, on the target's own state.
             assert_eq!(shares_of(&h.sim("NEW"), group), before[i], "group {group}");
         }
@@ -497,6 +503,9 @@ async fn a_three_group_two_hop_migration_is_verified_share_by_share() {
             .map(|e| e["seq"].as_i64().unwrap())
             .collect();
         assert!(seqs.len() > 10, "{all:#}");
+        // The job as read says which of its events it already shows: all of them, now.
+        let (_, detail) = h.get(&format!("/v1/jobs/{id}")).await;
+        assert_eq!(detail["event_seq"].as_i64(), seqs.last().copied());
         let resumed = sse_ids(
             h.http(),
             &format!("/v1/events?job={id}"),

@@ -585,6 +585,26 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/jobs/{id}/groups/{group}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * One group of a job, as `GET /v1/jobs/{id}` shows it: what a client following the job's
+         *     events re-reads when a group moved, rather than every group of a large job.
+         */
+        get: operations["get_job_group"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/jobs/{id}/groups/{group}/retry": {
         parameters: {
             query?: never;
@@ -1468,7 +1488,7 @@ export interface components {
             estimated_downtime_seconds: number;
             /** Format: int64 */
             estimated_seconds: number;
-            findings: components["schemas"]["Finding"][];
+            findings: components["schemas"]["PreflightFinding"][];
             group: string;
             /** @description Cluster names from source to target. */
             route: string[];
@@ -1566,7 +1586,7 @@ export interface components {
              * @description What the job learned while running that a person should know (the source drifted
              *     after a group's baseline was taken, say).
              */
-            findings?: components["schemas"]["Finding"][];
+            findings?: components["schemas"]["PreflightFinding"][];
             /** Format: uuid */
             id: string;
             name: string;
@@ -1586,6 +1606,13 @@ export interface components {
         };
         /** @description `GET /v1/jobs/{id}`: the job and every group with its steps. */
         JobDetail: components["schemas"]["Job"] & {
+            /**
+             * Format: int64
+             * @description The sequence number of the job's newest event when this was read: a client that follows
+             *     `GET /v1/events?job=` from the start finds everything up to it already in this answer,
+             *     and needs to re-read only what later events name.
+             */
+            event_seq: number;
             groups: components["schemas"]["JobGroup"][];
         };
         /** @description A state change of a job, group or step, numbered in the order it happened. */
@@ -2133,7 +2160,7 @@ export interface components {
                  * @description What the job learned while running that a person should know (the source drifted
                  *     after a group's baseline was taken, say).
                  */
-                findings?: components["schemas"]["Finding"][];
+                findings?: components["schemas"]["PreflightFinding"][];
                 /** Format: uuid */
                 id: string;
                 name: string;
@@ -2384,7 +2411,7 @@ export interface components {
         /** @description Answer of `POST /v1/plans`. */
         Plan: {
             /** @description Findings about the job as a whole (clusters, agents, holds). */
-            findings: components["schemas"]["Finding"][];
+            findings: components["schemas"]["PreflightFinding"][];
             groups: components["schemas"]["GroupPlan"][];
             /** @description Resource kinds an allowed lossy hop loses. */
             losses: string[];
@@ -2410,6 +2437,18 @@ export interface components {
             phase: components["schemas"]["Phase"];
             /** Format: int32 */
             seq: number;
+        };
+        /**
+         * @description What a plan's preflight found. Named `PreflightFinding` in the spec: a validation report's
+         *     `Finding` is another type, and two schemas of one name would leave one of them wrong.
+         */
+        PreflightFinding: {
+            /** @description Short machine-readable name, e.g. `agent_connected`. */
+            check: string;
+            /** @description The group it is about, when it is about one group of a job. */
+            group?: string | null;
+            message: string;
+            severity: components["schemas"]["Severity"];
         };
         /** @description An `application/problem+json` body. */
         Problem: {
@@ -6269,6 +6308,94 @@ export interface operations {
             };
             /** @description Unsupported media type */
             415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Validation failed */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Internal error */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Service unavailable */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    get_job_group: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Job id */
+                id: string;
+                /** @description Group name, as the job spells it */
+                group: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The group */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["JobGroup"];
+                };
+            };
+            /** @description Bad request */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Authentication required */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Permission denied */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Not found */
+            404: {
                 headers: {
                     [name: string]: unknown;
                 };

@@ -71,6 +71,34 @@ async function serverSeqs(jobId) {
   return seqs;
 }
 
+/**
+ * Counts what the page asks of one job while it follows it: whole reads of the job, reads of
+ * single groups, and connections of the live feed (the first, then one per reconnection).
+ */
+function countReads(page) {
+  const requests = [];
+  const seen = (request) => requests.push({ method: request.method(), url: new URL(request.url()) });
+  page.on("request", seen);
+  return {
+    stop: () => page.off("request", seen),
+    of(jobId) {
+      const gets = requests.filter((r) => r.method === "GET");
+      return {
+        whole: gets.filter((r) => r.url.pathname === `/v1/jobs/${jobId}`).length,
+        groups: gets.filter((r) => r.url.pathname.startsWith(`/v1/jobs/${jobId}/groups/`)).length,
+        feeds: gets.filter((r) => r.url.pathname === "/v1/events" && r.url.searchParams.get("job") === jobId).length,
+      };
+    },
+  };
+}
+
+/** The page read the whole job once, then again only after its feed reconnected; groups on their own. */
+function assertFollowedByGroup(reads, what) {
+  assert.ok(reads.whole >= 1 && reads.feeds >= 1, `${what}: ${JSON.stringify(reads)}`);
+  assert.ok(reads.whole <= reads.feeds, `${what}: the whole job was re-read without a reconnection: ${JSON.stringify(reads)}`);
+  assert.ok(reads.groups > 0, `${what}: no group was re-read: ${JSON.stringify(reads)}`);
+}
+
 async function pageSeqs(page) {
   return page.locator("ol.job-events li[data-seq]").evaluateAll((items) => items.map((li) => Number(li.dataset.seq)));
 }
@@ -119,6 +147,7 @@ test("a job planned and submitted from the form is approved on its page and veri
   assert.match(await planned.first().textContent(), /preflight.*FS-OLD.*FS-OLD-n\d/);
   await shot("plan");
 
+  const counted = countReads(page);
   await page.getByRole("button", { name: "Submit", exact: true }).click();
   await page.waitForURL(/#\/jobs\/[0-9a-f-]{36}$/);
   firstJob = page.url().split("/").pop();
@@ -152,6 +181,11 @@ test("a job planned and submitted from the form is approved on its page and veri
   assert.equal(await page.evaluate(() => window.__sameDocument), true, "the page was reloaded");
   await page.locator("h1.job-title .badge", { hasText: "succeeded" }).waitFor();
   await page.getByText("40/40").waitFor();
+  // Followed live by re-reading the groups that moved, not the whole job on every event.
+  counted.stop();
+  const reads = counted.of(firstJob);
+  assertFollowedByGroup(reads, "the first job");
+  if (reads.feeds === 1) assert.equal(reads.whole, 1, `the whole job was read again: ${JSON.stringify(reads)}`);
 
   // The network name's Kerberos retry shows: a step on its second attempt, marked as retried.
   await rows.first().getByRole("button", { name: "FS01" }).click();
@@ -189,8 +223,14 @@ test("a 300-group job renders at once and an update redraws only the group that 
     verification: null,
     downtime_ended_at: null,
   }));
-  let detail = { ...real, id: fake, name: "three hundred", state: "running", groups };
+  // No event of the fake job is in this read: its one event (seq 1) comes after.
+  let detail = { ...real, id: fake, name: "three hundred", state: "running", groups, event_seq: 0 };
   await page.route(`**/v1/jobs/${fake}`, (route) => route.fulfill({ json: detail }));
+  await page.route(`**/v1/jobs/${fake}/groups/*`, (route) => {
+    const name = decodeURIComponent(new URL(route.request().url()).pathname.split("/").pop());
+    const group = detail.groups.find((g) => g.name === name);
+    return group ? route.fulfill({ json: group }) : route.fulfill({ status: 404, contentType: "application/problem+json", json: { title: "Not found", status: 404 } });
+  });
   let release;
   const released = new Promise((ok) => (release = ok));
   const event = { seq: 1, at: new Date().toISOString(), job_id: fake, kind: "group", group: "G150", state: "succeeded" };
@@ -198,6 +238,7 @@ test("a 300-group job renders at once and an update redraws only the group that 
     await released;
     await route.fulfill({ status: 200, contentType: "text/event-stream", body: `id: 1\ndata: ${JSON.stringify(event)}\n\n` });
   });
+  const counted = countReads(page);
   try {
     const started = Date.now();
     await open(admin, `/jobs/${fake}`);
@@ -225,8 +266,15 @@ test("a 300-group job renders at once and an update redraws only the group that 
     assert.ok(marks.every(([, row]) => row), "a row was rebuilt");
     assert.deepEqual(marks.filter(([, , badge]) => !badge).map(([name]) => name), ["G150"]);
     assert.match(await moved.textContent(), /verified 20\/20/);
+    // The one event re-read its one group, not the 300-group job. (The mocked feed ends after
+    // its event, so the page reconnects, and may read the whole job once per reconnection.)
+    const reads = counted.of(fake);
+    assertFollowedByGroup(reads, "the 300-group job");
+    assert.equal(reads.groups, 1, `one event, one group read: ${JSON.stringify(reads)}`);
   } finally {
+    counted.stop();
     await page.unroute(`**/v1/jobs/${fake}`);
+    await page.unroute(`**/v1/jobs/${fake}/groups/*`);
     await page.unroute(`**/v1/events?job=${fake}*`);
   }
   assert.deepEqual(problems, []);
@@ -285,6 +333,7 @@ test("a feed cut by a server restart resumes without missing or repeating an eve
   });
   assert.equal(created.status, 201, JSON.stringify(created.body));
   const id = created.body.id;
+  const counted = countReads(page);
   await open(admin, `/jobs/${id}`);
   // Names are text: the markup in the job's name shows literally.
   await page.locator("h1.job-title", { hasText: "restart <b>test</b>" }).waitFor();
@@ -319,6 +368,11 @@ test("a feed cut by a server restart resumes without missing or repeating an eve
   assert.ok(history.slice(dropped).includes("live"), `the feed did not come back: ${history}`);
   assert.equal(await page.locator(".feed").getAttribute("data-feed"), "live");
   assert.equal(await page.evaluate(() => window.__sameDocument), true, "the page was reloaded");
+  // The reconnection read the whole job again; the events otherwise re-read their groups.
+  counted.stop();
+  const reads = counted.of(id);
+  assertFollowedByGroup(reads, "the restarted job");
+  assert.ok(reads.feeds >= 2, `the feed did not reconnect: ${JSON.stringify(reads)}`);
   assert.deepEqual(problems, []);
   await shot("job-restarted");
 });

@@ -79,6 +79,10 @@ pub struct SimCreateArgs {
     /// Generator seed (default: derived from the cluster name).
     #[arg(long, value_name = "S")]
     seed: Option<u64>,
+    /// Let drive letters repeat between groups, as they do anyway past 21 groups: for an
+    /// interim or target cluster that takes in more groups than there are letters.
+    #[arg(long)]
+    letters_repeat: bool,
     /// Base latency of every simulated operation in milliseconds (migrations and onlines take
     /// a multiple of it); 0 makes the cluster answer at once, for benchmarks. Default 5.
     #[arg(long, value_name = "MS")]
@@ -114,6 +118,7 @@ fn sim_create(args: SimCreateArgs, output: OutputFormat) -> Result<(), Failure> 
     opts.groups = args.groups;
     opts.shares = args.shares;
     opts.spare_disks = args.spare_disks;
+    opts.letters_repeat = args.letters_repeat;
     if let Some(latency_ms) = args.latency_ms {
         opts.latency_ms = latency_ms;
     }

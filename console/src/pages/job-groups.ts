@@ -94,6 +94,28 @@ export class GroupView {
     return this.group.state;
   }
 
+  /** The group as this view shows it. */
+  get current(): JobGroup {
+    return this.group;
+  }
+
+  /**
+   * Shows what an event said before the server's copy is re-read. The next `update` redraws
+   * even when the re-read document has the version this one was patched over: that document
+   * wins.
+   */
+  preview(group: JobGroup): void {
+    this.update(group, true);
+    this.seen = "";
+  }
+
+  /** The job's approval of every group, shown in an open detail. */
+  setJobApproval(approval: Schemas["Approval"] | null): void {
+    if (approval?.at === this.jobApproval?.at && approval?.by === this.jobApproval?.by) return;
+    this.jobApproval = approval;
+    if (this.built) this.refreshBody();
+  }
+
   /** Redraws what this group shows when the server's copy moved on. */
   update(group: JobGroup, force = false): void {
     const key = `${group.version ?? ""}|${group.state}|${group.updated_at ?? ""}|${group.downtime_ended_at ?? ""}`;

@@ -7,51 +7,31 @@ export type JobDetail = Schemas["JobDetail"];
 export type JobGroup = Schemas["JobGroup"];
 export type JobStep = Schemas["JobStep"];
 
-/**
- * A finding as the server sends it. The spec names one shape (rule/title/verdict/evidence), but
- * the planner's preflight findings arrive as severity/check/message, so both are read.
- */
-export interface LooseFinding {
-  severity?: string;
-  verdict?: string;
-  check?: string;
-  rule?: string;
-  message?: string;
-  title?: string;
-  evidence?: string[];
-  remedy?: string | null;
-}
+export type PreflightFinding = Schemas["PreflightFinding"];
 
-export function findingList(findings: readonly unknown[]): HTMLElement {
+/** What a plan's preflight or a running job found, one line each, worst marked by its badge. */
+export function findingList(findings: readonly PreflightFinding[]): HTMLElement {
   return h(
     "ul",
     { class: "job-findings" },
-    ...findings.map((raw) => {
-      const f = (raw ?? {}) as LooseFinding;
-      const level = f.severity ?? f.verdict ?? "unknown";
-      const evidence = Array.isArray(f.evidence) ? f.evidence : [];
-      return h(
+    ...findings.map((f) =>
+      h(
         "li",
-        { class: `job-finding job-finding-${level.replace(/[^a-z]/g, "")}` },
-        badge(level),
+        { class: `job-finding job-finding-${f.severity}` },
+        badge(f.severity),
         " ",
-        h("span", null, f.message ?? f.title ?? ""),
-        f.check ?? f.rule ? h("span", { class: "muted" }, ` (${f.check ?? f.rule})`) : null,
-        evidence.length ? h("ul", { class: "job-evidence" }, ...evidence.map((e) => h("li", null, e))) : null,
-        f.remedy ? h("pre", null, f.remedy) : null,
-      );
-    }),
+        h("span", null, f.message),
+        h("span", { class: "muted" }, ` (${f.check}${f.group ? `, group ${f.group}` : ""})`),
+      ),
+    ),
   );
 }
 
-/** The worst verdict of some findings, mildest first as the server orders them. */
-export function worstFinding(findings: readonly unknown[]): string | null {
-  const order = ["pass", "unknown", "warn", "fail"];
+/** The worst severity of some findings. */
+export function worstFinding(findings: readonly PreflightFinding[]): PreflightFinding["severity"] | null {
+  const order: PreflightFinding["severity"][] = ["pass", "warn", "fail"];
   let worst = -1;
-  for (const raw of findings) {
-    const f = (raw ?? {}) as LooseFinding;
-    worst = Math.max(worst, order.indexOf(f.severity ?? f.verdict ?? "unknown"));
-  }
+  for (const f of findings) worst = Math.max(worst, order.indexOf(f.severity));
   return worst < 0 ? null : (order[worst] ?? null);
 }
 

@@ -1,16 +1,21 @@
-// The jobs: a paged list, and one job as it runs. The job page is built once from
-// GET /v1/jobs/{id}, then kept current from the live feed: every event is listed (by its
-// sequence number) and triggers a re-read of the job, at most one every REFRESH_MS, which
-// redraws only the groups whose version moved.
+// The jobs: a paged list, and one job as it runs. The job page reads the whole job once, then
+// follows the live feed: every event is listed (by its sequence number), shown at once where it
+// says enough (a group's or a step's new state, the job's state), and the groups it names are
+// re-read one by one, so following a 1,000-group job costs what moved, not the job's size.
 import { api, ok, problemView, type Schemas } from "../api";
 import type { Page } from "../app";
 import { badge, confirmAction, h, link, none, replace, seconds, table, time } from "../dom";
 import { openFeed, type FeedStatus, type JobEvent } from "../events";
 import { GroupView } from "./job-groups";
-import { FINISHED_GROUP, FINISHED_JOB, clockTime, findingList, type JobDetail, type JobGroup } from "./job-view";
+import { FINISHED_GROUP, FINISHED_JOB, clockTime, findingList, type JobDetail, type JobGroup, type JobStep } from "./job-view";
 
 const PAGE = 50;
+/** Re-reads start at most this often; the events of a burst are folded into one round. */
 const REFRESH_MS = 300;
+/** Groups re-read at the same time. */
+const READS_AT_ONCE = 6;
+/** Events kept in the page's list, newest first. */
+const EVENTS_SHOWN = 2000;
 
 export const jobsPage: Page = (root, ctx) => {
   const results = h("div", { "aria-live": "polite" });
@@ -82,12 +87,36 @@ const FEED_TEXT: Record<FeedStatus, string> = {
   closed: "Not live: reload the page",
 };
 
-const ATTENTION = new Set(["awaiting_approval", "failed", "rolling_back", "rolled_back", "rollback_failed"]);
+const ATTENTION = new Set(["awaiting_approval", "failed", "rolled_back", "rollback_failed"]);
+
+// The states an event may carry that the page can show before the re-read: other values (a
+// group's or the job's `approved`) are news, not a state.
+const JOB_STATES: ReadonlySet<string> = new Set<JobDetail["state"]>(["running", "paused", "cancelling", "succeeded", "failed", "cancelled"]);
+const GROUP_STATES: ReadonlySet<string> = new Set<JobGroup["state"]>([
+  "pending",
+  "preparing",
+  "awaiting_window",
+  "awaiting_approval",
+  "cutting_over",
+  "cleaning_up",
+  "succeeded",
+  "failed",
+  "rolling_back",
+  "rolled_back",
+  "rollback_failed",
+  "cancelled",
+]);
+const STEP_STATES: ReadonlySet<string> = new Set<JobStep["state"]>(["pending", "running", "retrying", "succeeded", "failed", "skipped"]);
 
 export const jobPage: Page = async (root, ctx) => {
   const id = ctx.params.id ?? "";
   replace(root, h("h1", null, "Job"), h("p", { class: "muted" }, "Loading…"));
   let job: JobDetail = await ok(api.GET("/v1/jobs/{id}", { params: { path: { id } } }));
+  /**
+   * The job's newest event when the page last read it whole: what events up to it changed is in
+   * that read, so replayed when the feed opens, they are listed but not applied or re-read.
+   */
+  let shownThrough = job.event_seq;
   const operator = ctx.can("operator");
   let stopped = false;
 
@@ -125,9 +154,12 @@ export const jobPage: Page = async (root, ctx) => {
   const headers = ["Group", "State", "Current step", "Downtime", "Verification", "Retries", ...(operator ? ["Actions"] : [])];
   const details = h("div", { class: "group-details" });
   const views = new Map<string, GroupView>();
+  /** Where each group sits in `job.groups`, which holds the newest copy of each. */
+  const position = new Map<string, number>();
   job.groups.forEach((group, index) => {
     const view = new GroupView(id, group, operator ? { approve: (g) => void approve(g), retry: (g) => void retry(g) } : null, index);
     views.set(group.name, view);
+    position.set(group.name, index);
     groupBody.append(view.row);
     details.append(view.details);
   });
@@ -164,8 +196,38 @@ export const jobPage: Page = async (root, ctx) => {
     h("section", { "aria-labelledby": "events-title" }, h("h2", { id: "events-title" }, "Events ", eventCount), events),
   );
 
-  function apply(detail: JobDetail): void {
-    job = detail;
+  /** A whole job as the server sent it (on open, after a reconnection, or answering a control). */
+  function applyJob(detail: JobDetail): void {
+    const held = job.groups;
+    job = { ...detail, groups: held };
+    shownThrough = Math.max(shownThrough, detail.event_seq);
+    for (const group of detail.groups) take(group);
+    drawHead();
+    drawSummary();
+    replace(
+      findings,
+      job.findings && job.findings.length
+        ? h("section", null, h("h2", null, "What the job learned"), findingList(job.findings))
+        : null,
+    );
+    applyFilter();
+  }
+
+  /**
+   * One group as the server sent it, unless the page holds a later version (a whole read that
+   * lands after a group's own re-read). Redraws the group only if it moved.
+   */
+  function take(group: JobGroup): void {
+    const at = position.get(group.name);
+    const held = at === undefined ? undefined : job.groups[at];
+    const view = views.get(group.name);
+    if (at === undefined || !held || !view) return;
+    if ((held.version ?? -1) > (group.version ?? -1)) return;
+    job.groups[at] = group;
+    view.update(group);
+  }
+
+  function drawHead(): void {
     replace(title, job.name, " ", badge(job.state));
     replace(
       meta,
@@ -175,18 +237,22 @@ export const jobPage: Page = async (root, ctx) => {
       job.approval ? ` · approved by ${job.approval.by} at ${clockTime(job.approval.at)}` : "",
       ` · id ${job.id}`,
     );
-    for (const group of job.groups) {
-      const view = views.get(group.name);
-      if (!view) continue;
-      view.jobApproval = job.approval ?? null;
-      view.update(group);
-    }
+    for (const view of views.values()) view.setJobApproval(job.approval ?? null);
+  }
 
+  /** Counts, notices and controls, from the groups the page holds rather than a read of the job. */
+  function drawSummary(): void {
+    summaryStale = false;
     const counts = new Map<string, number>();
-    for (const g of job.groups) counts.set(g.state, (counts.get(g.state) ?? 0) + 1);
-    const identical = job.groups.reduce((n, g) => n + (g.state === "succeeded" && g.verification ? g.verification.identical : 0), 0);
-    const expected = job.groups.reduce((n, g) => n + (g.context?.baseline_shares ?? 0), 0);
-    const downNow = job.groups.filter((g) => g.downtime_started_at && !g.downtime_ended_at).length;
+    let identical = 0;
+    let expected = 0;
+    let downNow = 0;
+    for (const g of job.groups) {
+      counts.set(g.state, (counts.get(g.state) ?? 0) + 1);
+      if (g.state === "succeeded" && g.verification) identical += g.verification.identical;
+      expected += g.context?.baseline_shares ?? 0;
+      if (g.downtime_started_at && !g.downtime_ended_at) downNow++;
+    }
     replace(
       stats,
       ...[...counts].map(([state, n]) => h("div", { class: "stat" }, h("b", null, n), badge(state))),
@@ -211,21 +277,13 @@ export const jobPage: Page = async (root, ctx) => {
       controls.resume.hidden = job.state !== "paused";
       controls.cancel.hidden = !(job.state === "running" || job.state === "paused");
     }
-    replace(
-      findings,
-      job.findings && job.findings.length
-        ? h("section", null, h("h2", null, "What the job learned"), findingList(job.findings))
-        : null,
-    );
-    applyFilter();
   }
 
-  function applyFilter(): void {
+  function applyFilter(only?: GroupView): void {
     const show = filter.value;
-    for (const view of views.values()) {
-      const group = job.groups.find((g) => g.name === view.name);
+    for (const view of only ? [only] : views.values()) {
       const state = view.state;
-      const retrying = group?.steps.some((s) => s.state === "retrying") ?? false;
+      const retrying = view.current.steps.some((s) => s.state === "retrying");
       const visible =
         show === "all" ||
         (show === "attention" && (ATTENTION.has(state) || retrying)) ||
@@ -236,36 +294,113 @@ export const jobPage: Page = async (root, ctx) => {
     }
   }
 
-  // Re-reading the job: at most one request in flight and one every REFRESH_MS; events that
-  // arrive meanwhile are folded into the next read.
-  let inflight = false;
-  let dirty = false;
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  let lastRead = Date.now();
-  function schedule(): void {
-    dirty = true;
-    if (inflight || timer !== undefined || stopped) return;
-    timer = setTimeout(refresh, Math.max(0, lastRead + REFRESH_MS - Date.now()));
-  }
-  async function refresh(): Promise<void> {
-    timer = undefined;
-    if (!dirty || stopped) return;
-    dirty = false;
-    inflight = true;
-    lastRead = Date.now();
-    try {
-      const detail = await ok(api.GET("/v1/jobs/{id}", { params: { path: { id } } }));
-      if (!stopped) {
-        apply(detail);
-        replace(refreshProblem);
+  // What an event says, shown at once; the groups it names are re-read in the next round.
+  let summaryStale = false;
+  function follow(event: JobEvent): void {
+    if (event.seq <= shownThrough) return;
+    if (event.kind === "job") {
+      followJob(event);
+    } else if (event.kind === "finding") {
+      // Findings live on the job: only a whole read has them.
+      wholeWanted = true;
+      schedule();
+    } else if ((event.kind === "group" || event.kind === "step") && event.group) {
+      const at = position.get(event.group);
+      const held = at === undefined ? undefined : job.groups[at];
+      const view = views.get(event.group);
+      if (at === undefined || !held || !view) return;
+      const shown = event.kind === "group" ? withGroupState(held, event.state) : withStepState(held, event.step, event.state);
+      if (shown) {
+        job.groups[at] = shown;
+        view.preview(shown);
+        applyFilter(view);
+        summaryStale = true;
       }
-    } catch (error) {
-      // The page keeps what it last read; the next event (or reconnection) reads again.
-      if (!stopped) replace(refreshProblem, h("div", { class: "stale" }, h("p", null, "Showing what was last read: the job could not be refreshed."), problemView(error)));
-    } finally {
-      inflight = false;
-      if (dirty) schedule();
+      dirty.add(event.group);
+      schedule();
     }
+  }
+
+  function followJob(event: JobEvent): void {
+    if (JOB_STATES.has(event.state)) {
+      job = { ...job, state: event.state as JobDetail["state"] };
+    } else if (event.state === "approved" && !job.approval) {
+      // The approval of every group, as the event tells it; a whole read when it does not.
+      const by = /approved by (.+)$/.exec(event.message ?? "")?.[1];
+      if (by) job = { ...job, approval: { by, at: event.at } };
+      else {
+        wholeWanted = true;
+        schedule();
+      }
+    } else {
+      return;
+    }
+    drawHead();
+    drawSummary();
+  }
+
+  // Re-reading: a round reads the groups named since the previous round, READS_AT_ONCE at a
+  // time, or the whole job when that is needed; rounds start at most one every REFRESH_MS and
+  // never overlap, so no group is read twice at once.
+  const dirty = new Set<string>();
+  let wholeWanted = false;
+  let busy = false;
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  let lastRound = 0;
+  function schedule(): void {
+    if (stopped || busy || timer !== undefined || (!wholeWanted && dirty.size === 0)) return;
+    timer = setTimeout(() => void round(), Math.max(0, lastRound + REFRESH_MS - Date.now()));
+  }
+  async function round(): Promise<void> {
+    timer = undefined;
+    if (stopped) return;
+    busy = true;
+    lastRound = Date.now();
+    const names = [...dirty];
+    dirty.clear();
+    const whole = wholeWanted;
+    wholeWanted = false;
+    let failure: unknown = null;
+    const failed: string[] = [];
+    let wholeFailed = false;
+    if (whole) {
+      // Every event delivered before this read was written before it: the read has them all.
+      try {
+        const detail = await ok(api.GET("/v1/jobs/{id}", { params: { path: { id } } }));
+        if (!stopped) applyJob(detail);
+      } catch (error) {
+        failure = error;
+        wholeFailed = true;
+        failed.push(...names);
+      }
+    } else {
+      let next = 0;
+      const reader = async (): Promise<void> => {
+        for (let name = names[next++]; name !== undefined && !stopped; name = names[next++]) {
+          try {
+            const group = await ok(api.GET("/v1/jobs/{id}/groups/{group}", { params: { path: { id, group: name } } }));
+            if (stopped) return;
+            take(group);
+            const view = views.get(name);
+            if (view) applyFilter(view);
+          } catch (error) {
+            failure = error;
+            failed.push(name);
+          }
+        }
+      };
+      await Promise.all(Array.from({ length: Math.min(READS_AT_ONCE, names.length) }, reader));
+      if (!stopped) drawSummary();
+    }
+    busy = false;
+    if (stopped) return;
+    // The page keeps what it last read; what failed is read again with the next round, which
+    // the next event (or the feed's reconnection) starts.
+    if (failure) replace(refreshProblem, h("div", { class: "stale" }, h("p", null, "Showing what was last read: the job could not be refreshed."), problemView(failure)));
+    else replace(refreshProblem);
+    schedule();
+    for (const name of failed) dirty.add(name);
+    if (wholeFailed) wholeWanted = true;
   }
 
   // The event list: appended in batches, newest first.
@@ -278,6 +413,8 @@ export const jobPage: Page = async (root, ctx) => {
   }
   function flush(): void {
     flushTimer = undefined;
+    // The counts follow the states events showed, a batch at a time.
+    if (summaryStale) drawSummary();
     const batch = queued;
     queued = [];
     const fragment = document.createDocumentFragment();
@@ -287,21 +424,32 @@ export const jobPage: Page = async (root, ctx) => {
     }
     events.prepend(fragment);
     seen += batch.length;
-    replace(eventCount, `(${seen})`);
+    // A 1,000-group job has tens of thousands of events; the page keeps the newest in view and
+    // the job's log (per step and per group above) holds them all.
+    while (events.childElementCount > EVENTS_SHOWN) events.lastElementChild?.remove();
+    replace(eventCount, seen > EVENTS_SHOWN ? `(newest ${EVENTS_SHOWN} of ${seen})` : `(${seen})`);
   }
 
+  let wasLive = false;
   const feed = openFeed({
     job: id,
     onEvent: (event) => {
       queue(event);
-      schedule();
+      follow(event);
     },
     onStatus: (status) => {
       feedStatus.dataset.feed = status;
       feedStatus.className = `feed feed-${status}`;
       replace(feedStatus, FEED_TEXT[status]);
-      // Back after a drop: what happened meanwhile is replayed, but read the job anyway.
-      if (status === "live") schedule();
+      // Back after a drop: the missed events are replayed, but what they changed may be more
+      // than they say (the job's findings, its approval): read the whole job once.
+      if (status === "live") {
+        if (wasLive) {
+          wholeWanted = true;
+          schedule();
+        }
+        wasLive = true;
+      }
     },
   });
 
@@ -312,7 +460,7 @@ export const jobPage: Page = async (root, ctx) => {
     try {
       const detail = await call();
       if (stopped) return;
-      apply(detail);
+      applyJob(detail);
       replace(actionMessage, h("p", { class: "done" }, `${done}.`));
     } catch (error) {
       replace(actionMessage, problemView(error));
@@ -356,7 +504,7 @@ export const jobPage: Page = async (root, ctx) => {
     await act("Cancelling", () => ok(api.POST("/v1/jobs/{id}/cancel", { params: { path: { id } } })));
   }
 
-  apply(job);
+  applyJob(job);
   return () => {
     stopped = true;
     feed.close();
@@ -364,6 +512,29 @@ export const jobPage: Page = async (root, ctx) => {
     if (flushTimer !== undefined) clearTimeout(flushTimer);
   };
 };
+
+/** The group with the state a `group` event gave it, or null when there is nothing to show. */
+function withGroupState(group: JobGroup, state: string): JobGroup | null {
+  if (!GROUP_STATES.has(state) || group.state === state) return null;
+  return { ...group, state: state as JobGroup["state"] };
+}
+
+/** The group with the state a `step` event gave one of its steps (or rollback steps). */
+function withStepState(group: JobGroup, seq: number | null | undefined, state: string): JobGroup | null {
+  if (seq === null || seq === undefined || !STEP_STATES.has(state)) return null;
+  const patch = (steps: JobStep[]): JobStep[] | null => {
+    const at = steps.findIndex((s) => s.seq === seq);
+    const step = steps[at];
+    if (!step || step.state === state) return null;
+    const next = steps.slice();
+    next[at] = { ...step, state: state as JobStep["state"] };
+    return next;
+  };
+  const steps = patch(group.steps);
+  if (steps) return { ...group, steps };
+  const rollback = group.rollback ? patch(group.rollback) : null;
+  return rollback ? { ...group, rollback } : null;
+}
 
 function eventItem(event: JobEvent): HTMLElement {
   const where = event.group

@@ -457,9 +457,12 @@ impl Service {
                                 .await;
                         }
                     }
+                    // The job and its first events were stored in one transaction.
+                    let event_seq = self.store.newest_event_seq(Some(job.id)).await?;
                     Ok(JobDetail {
                         job,
                         groups: planned.groups,
+                        event_seq,
                     })
                 },
             )
@@ -484,16 +487,54 @@ impl Service {
     }
 
     async fn job_detail(&self, id: Uuid) -> Result<JobDetail> {
+        // Read first: a change stored while the rest is read then has a later event, which a
+        // client re-reads for, rather than being missed.
+        let event_seq = self.store.newest_event_seq(Some(id)).await?;
         let job = self.store.get_job(id).await?;
         let mut groups = self.store.job_groups(id).await?;
+        self.attach_outputs(id, None, &mut groups).await?;
+        Ok(JobDetail {
+            job,
+            groups,
+            event_seq,
+        })
+    }
+
+    /// One group of a job as [`Service::get_job`] shows it: what a client that follows the
+    /// job's events re-reads of a 1,000-group job when one group moved.
+    pub async fn get_job_group(&self, caller: &Caller, id: &str, group: &str) -> Result<JobGroup> {
+        Self::require(caller, Role::Viewer)?;
+        let job_id = parse_job_id(id)?;
+        self.store.get_job(job_id).await?;
+        let mut groups = self
+            .store
+            .job_groups_named(job_id, &[group.to_owned()])
+            .await?;
+        if groups.is_empty() {
+            return Err(Error::not_found(format!(
+                "job {job_id} has no group `{group}`"
+            )));
+        }
+        self.attach_outputs(job_id, Some(group), &mut groups)
+            .await?;
+        Ok(groups.remove(0))
+    }
+
+    /// Puts each succeeded step's report (stored with its events) into the groups' documents.
+    async fn attach_outputs(
+        &self,
+        job_id: Uuid,
+        group: Option<&str>,
+        groups: &mut [JobGroup],
+    ) -> Result<()> {
         // Oldest first: a step's newer report replaces an older one.
         let mut outputs: HashMap<String, HashMap<u32, serde_json::Value>> = HashMap::new();
-        for o in self.store.step_outputs(id).await? {
+        for o in self.store.step_outputs(job_id, group).await? {
             outputs.entry(o.group).or_default().insert(o.step, o.output);
         }
         // Only a step that succeeded shows one: a retried group's later steps start over. A
         // document written before outputs moved to the events keeps its own.
-        for group in &mut groups {
+        for group in groups {
             let Some(mut reports) = outputs.remove(&group.name) else {
                 continue;
             };
@@ -505,7 +546,7 @@ impl Service {
                 }
             }
         }
-        Ok(JobDetail { job, groups })
+        Ok(())
     }
 
     /// `GET /v1/jobs/{id}/logs`: the job's events, oldest first, by group and step.

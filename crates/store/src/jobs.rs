@@ -149,9 +149,9 @@ pub trait JobStore: Send + Sync {
         after: i64,
         limit: u32,
     ) -> Result<Vec<JobEvent>>;
-    /// The reports carried by the job's step events (see [`NewJobEvent::output`]), oldest
-    /// first: the last one of a group's step is its current output.
-    async fn step_outputs(&self, job_id: Uuid) -> Result<Vec<StepOutput>>;
+    /// The reports carried by the job's step events (see [`NewJobEvent::output`]), of one group
+    /// when given, oldest first: the last one of a group's step is its current output.
+    async fn step_outputs(&self, job_id: Uuid, group: Option<&str>) -> Result<Vec<StepOutput>>;
     /// Stores events of no job about `cluster_id` (a cluster's `inventory.changed`), numbered
     /// after every event stored before them.
     async fn record_cluster_events(
@@ -737,13 +737,16 @@ macro_rules! impl_job_store {
             async fn step_outputs(
                 &self,
                 job_id: uuid::Uuid,
+                group: Option<&str>,
             ) -> ::ferry_core::error::Result<Vec<$crate::StepOutput>> {
                 use $crate::db::{corrupt, db_error, parse_json};
                 let rows: Vec<(String, i64, String)> = sqlx::query_as(
                     "SELECT grp, step, output FROM job_events \
-                     WHERE job_id = $1 AND output IS NOT NULL ORDER BY seq",
+                     WHERE job_id = $1 AND output IS NOT NULL AND ($2 IS NULL OR grp = $2) \
+                     ORDER BY seq",
                 )
                 .bind(job_id.to_string())
+                .bind(group)
                 .fetch_all(self.reader())
                 .await
                 .map_err(db_error)?;

@@ -107,6 +107,24 @@ impl JobService for Api {
         .await
     }
 
+    async fn get_job_group(
+        &self,
+        request: Request<pb::GetJobGroupRequest>,
+    ) -> Result<Response<pb::JobGroup>, Status> {
+        self.call(
+            "/ferry.v1.JobService/GetJobGroup",
+            request,
+            |caller, req| async move {
+                Ok(self
+                    .service
+                    .get_job_group(&caller, &req.job, &req.group)
+                    .await?
+                    .into())
+            },
+        )
+        .await
+    }
+
     async fn list_job_logs(
         &self,
         request: Request<pb::ListJobLogsRequest>,

@@ -19,7 +19,9 @@ use super::inventory::idempotency_key;
 use super::{AppState, created_status, with_location};
 use ferry_core::error::Error;
 use ferry_core::model::PageParams;
-use ferry_core::model::{ApproveRequest, Job, JobDetail, JobEvent, JobRequest, Page, Plan};
+use ferry_core::model::{
+    ApproveRequest, Job, JobDetail, JobEvent, JobGroup, JobRequest, Page, Plan,
+};
 use ferry_service::JobVerb;
 use ferry_service::auth::Caller;
 
@@ -143,6 +145,21 @@ pub async fn get_job(
     ApiPath(id): ApiPath<String>,
 ) -> Result<Json<JobDetail>, HttpError> {
     Ok(Json(state.service.get_job(&caller, &id).await?))
+}
+
+/// One group of a job, as `GET /v1/jobs/{id}` shows it: what a client following the job's
+/// events re-reads when a group moved, rather than every group of a large job.
+#[utoipa::path(get, path = "/v1/jobs/{id}/groups/{group}", tag = "jobs",
+    params(("id" = String, Path, description = "Job id"), ("group" = String, Path, description = "Group name, as the job spells it")),
+    responses((status = 200, description = "The group", body = JobGroup)))]
+pub async fn get_job_group(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath((id, group)): ApiPath<(String, String)>,
+) -> Result<Json<JobGroup>, HttpError> {
+    Ok(Json(
+        state.service.get_job_group(&caller, &id, &group).await?,
+    ))
 }
 
 /// The job's log: every state change of the job, its groups and steps, oldest first, with the

@@ -399,6 +399,7 @@ fn api_router(options: &HttpOptions) -> OpenApiRouter<AppState> {
         .routes(routes!(jobs::create_plan))
         .routes(routes!(jobs::list_jobs, jobs::create_job))
         .routes(routes!(jobs::get_job))
+        .routes(routes!(jobs::get_job_group))
         .routes(routes!(jobs::job_logs))
         .routes(routes!(jobs::approve_job))
         .routes(routes!(jobs::pause_job))

@@ -235,7 +235,10 @@ pub enum Severity {
     Fail,
 }
 
+/// What a plan's preflight found. Named `PreflightFinding` in the spec: a validation report's
+/// `Finding` is another type, and two schemas of one name would leave one of them wrong.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[schema(as = PreflightFinding)]
 pub struct Finding {
     pub severity: Severity,
     /// Short machine-readable name, e.g. `agent_connected`.
@@ -639,6 +642,12 @@ pub struct JobDetail {
     #[serde(flatten)]
     pub job: Job,
     pub groups: Vec<JobGroup>,
+    /// The sequence number of the job's newest event when this was read: a client that follows
+    /// `GET /v1/events?job=` from the start finds everything up to it already in this answer,
+    /// and needs to re-read only what later events name.
+    #[serde(default)]
+    #[schema(minimum = 0, required = true)]
+    pub event_seq: i64,
 }
 
 /// A line of a job's log.

@@ -437,6 +437,7 @@ impl From<JobDetail> for pb::JobDetail {
         pb::JobDetail {
             job: Some(d.job.into()),
             groups: d.groups.into_iter().map(Into::into).collect(),
+            event_seq: d.event_seq,
         }
     }
 }
