@@ -23,6 +23,11 @@ export function whenUnauthorized(callback: () => void): void {
   onUnauthorized = callback;
 }
 
+/** For calls made without the client (the event feed): the server refused the token. */
+export function reportUnauthorized(): void {
+  onUnauthorized();
+}
+
 const auth: Middleware = {
   onRequest({ request }) {
     const secret = token.get();
@@ -37,6 +42,15 @@ const auth: Middleware = {
 
 export const api = createClient<paths>({ baseUrl: location.origin });
 api.use(auth);
+
+/**
+ * A fresh `Idempotency-Key`: 128 random bits in hex. `crypto.randomUUID` would do, but browsers
+ * offer it only on HTTPS or localhost, and the REST API is often plain HTTP on a private network.
+ */
+export function newIdempotencyKey(): string {
+  const bytes = crypto.getRandomValues(new Uint8Array(16));
+  return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
+}
 
 /** A refused or failed call, carrying the server's problem+json when it sent one. */
 export class ApiError extends Error {

@@ -1,10 +1,15 @@
 // Every value from the API reaches the page through these helpers, as text nodes or attribute
 // values, never as markup: share names and principals may hold `<script>`.
 
-type Child = Node | string | number | null | undefined | false;
+export type Child = Node | string | number | null | undefined | false;
 type Attrs = Record<string, string | number | boolean | null | undefined | EventListener>;
 
-/** Creates an element. `on*` attributes take listeners; other attributes are set as values. */
+/**
+ * Creates an element. `on*` attributes take listeners; other attributes are set as values. An
+ * attribute that would run or style something from a string is refused outright, so no value
+ * from the API can reach one: `on*` must be a function, `style` is never set (the CSP forbids
+ * it anyway), and a link goes only to a route of the console (`#/...`).
+ */
 export function h<K extends keyof HTMLElementTagNameMap>(
   tag: K,
   attrs: Attrs | null = null,
@@ -14,8 +19,11 @@ export function h<K extends keyof HTMLElementTagNameMap>(
   if (attrs) {
     for (const [key, value] of Object.entries(attrs)) {
       if (value === null || value === undefined || value === false) continue;
-      if (key.startsWith("on") && typeof value === "function") {
+      if (key.startsWith("on")) {
+        if (typeof value !== "function") throw new Error(`h(): ${key} takes a function`);
         el.addEventListener(key.slice(2), value as EventListener);
+      } else if (key === "style" || ((key === "href" || key === "src") && !String(value).startsWith("#"))) {
+        throw new Error(`h(): ${key}="${String(value)}" is not allowed`);
       } else if (value === true) {
         el.setAttribute(key, "");
       } else {
@@ -56,10 +64,27 @@ export function link(route: string, ...children: Child[]): HTMLAnchorElement {
   return h("a", { href: `#${route}` }, ...children);
 }
 
+/**
+ * A value from the API as the suffix of a class name: letters and `_` only, so a value with a
+ * space cannot add classes of its own choosing.
+ */
+export function stateClass(value: string): string {
+  return value.toLowerCase().replace(/[^a-z_]/g, "");
+}
+
 /** A state shown as a coloured badge; the colour comes from a class named after the state. */
 export function badge(state: string): HTMLSpanElement {
-  const kind = state.toLowerCase().replace(/[^a-z_]/g, "");
-  return h("span", { class: `badge state-${kind}` }, state);
+  return h("span", { class: `badge state-${stateClass(state)}` }, state);
+}
+
+/** A figure with its label, as the summaries at the top of a page show them. */
+export function stat(value: Child, label: string): HTMLElement {
+  return h("div", { class: "stat" }, h("b", null, value), h("span", null, label));
+}
+
+/** The line a section shows while its data is on the way. */
+export function loading(): HTMLParagraphElement {
+  return h("p", { class: "muted" }, "Loading…");
 }
 
 export function section(title: string, ...children: Child[]): HTMLElement {

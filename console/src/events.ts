@@ -2,7 +2,7 @@
 // cannot send the bearer token. A lost connection is resumed with `Last-Event-ID`, so no event
 // is missed or repeated.
 import type { Schemas } from "./api";
-import { token } from "./api";
+import { reportUnauthorized, token } from "./api";
 
 export type JobEvent = Schemas["JobEvent"];
 export type FeedStatus = "connecting" | "live" | "reconnecting" | "closed";
@@ -18,8 +18,6 @@ export interface FeedOptions {
 
 export interface Feed {
   close(): void;
-  /** Drops the connection as a network failure would (the tests use it to prove resumption). */
-  drop(): void;
   /** The sequence number of the last event handed on. */
   readonly last: number;
 }
@@ -47,7 +45,10 @@ export function openFeed(options: FeedOptions): Feed {
       else if (options.tail !== undefined) url.searchParams.set("tail", String(options.tail));
       try {
         const response = await fetch(url, { headers, signal: controller.signal, cache: "no-store" });
-        if (response.status === 401 || response.status === 403) {
+        if (response.status === 401) reportUnauthorized();
+        // Refused for good (no token, a job that is not there, a bad parameter): asking again
+        // gives the same answer. A busy or restarting server (408, 429, 5xx) is asked again.
+        if (response.status >= 400 && response.status < 500 && response.status !== 408 && response.status !== 429) {
           closed = true;
           status("closed");
           return;
@@ -113,9 +114,6 @@ export function openFeed(options: FeedOptions): Feed {
   return {
     close() {
       closed = true;
-      controller?.abort();
-    },
-    drop() {
       controller?.abort();
     },
     get last() {

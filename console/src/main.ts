@@ -77,7 +77,7 @@ function showSignIn(reason?: string): void {
     "form",
     { class: "signin", "aria-labelledby": "signin-title" },
     h("h1", { id: "signin-title" }, "Ferry"),
-    h("p", null, "Sign in with an API token (`ferry token create`). It is kept in this tab only."),
+    h("p", null, "Sign in with an API token (", h("code", null, "ferry token create"), "). It is kept in this tab only."),
     field("API token", input),
     h("button", { type: "submit" }, "Sign in"),
     message,
@@ -93,7 +93,7 @@ function showSignIn(reason?: string): void {
       token.clear();
       const text =
         error instanceof ApiError && error.status === 401
-          ? h("div", { class: "problem", role: "alert" }, h("strong", null, "That token is not valid"), h("p", null, "Check it, or create one with `ferry token create`."))
+          ? h("div", { class: "problem", role: "alert" }, h("strong", null, "That token is not valid"), h("p", null, "Check it, or create one with ", h("code", null, "ferry token create"), "."))
           : problemView(error);
       replace(message, text);
     }
@@ -129,7 +129,8 @@ function header(path: string, live: HTMLElement): HTMLElement {
   );
 }
 
-async function render(): Promise<void> {
+/** `moveFocus`: after a navigation, focus goes to the new page, as a full page load would. */
+async function render(moveFocus = false): Promise<void> {
   if (!me) return showSignIn();
   const ticket = ++rendering;
   stopPage?.();
@@ -140,7 +141,12 @@ async function render(): Promise<void> {
     const match = r.pattern.exec(path);
     if (match) {
       const params: Record<string, string> = {};
-      r.names.forEach((name, i) => (params[name] = decodeURIComponent(match[i + 1] ?? "")));
+      try {
+        r.names.forEach((name, i) => (params[name] = decodeURIComponent(match[i + 1] ?? "")));
+      } catch {
+        // A malformed escape (`%E0`) names no page; it is "No such page" below.
+        break;
+      }
       found = { route: r, params };
       break;
     }
@@ -171,6 +177,7 @@ async function render(): Promise<void> {
       return;
     }
     stopPage = typeof stop === "function" ? stop : null;
+    if (moveFocus) main.focus();
   } catch (error) {
     if (ticket === rendering) replace(main, problemView(error));
   }
@@ -181,7 +188,7 @@ function skipToMain(event: Event): void {
   document.getElementById("main")?.focus();
 }
 
-window.addEventListener("hashchange", () => void render());
+window.addEventListener("hashchange", () => void render(true));
 
 async function start(): Promise<void> {
   if (!token.get()) return showSignIn();

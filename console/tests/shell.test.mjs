@@ -153,6 +153,15 @@ test("the keyboard reaches every control, and a narrow window does not scroll si
     for (const name of ["Overview", "Plan", "Jobs", "Storage", "Audit", "Sign out"]) {
       assert.ok(reached.includes(name), `${name} in ${reached.join(", ")}`);
     }
+    // Moving to another page puts the focus on it, as loading a page would.
+    await page.getByRole("link", { name: "Audit" }).press("Enter");
+    await page.getByRole("heading", { name: "Audit" }).waitFor();
+    assert.equal(await page.evaluate(() => document.activeElement?.id), "main");
+    // A malformed address is no page, not a frozen one.
+    await page.evaluate(() => (location.hash = "#/jobs/%E0"));
+    await page.getByRole("heading", { name: "No such page" }).waitFor();
+    await page.getByRole("link", { name: "Go to the overview" }).click();
+    await page.getByRole("heading", { name: "Overview" }).waitFor();
     const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
     assert.ok(overflow <= 0, `the page is ${overflow}px wider than the window`);
     await c.shot("overview-narrow");

@@ -2,7 +2,7 @@
 // server.
 import { api, ok, problemView } from "../api";
 import type { Page } from "../app";
-import { badge, field, h, none, replace, table, time } from "../dom";
+import { badge, field, h, loading, none, replace, table, time } from "../dom";
 
 const PAGE = 100;
 
@@ -27,16 +27,26 @@ export const auditPage: Page = (root, ctx) => {
     h("button", { type: "submit" }, "Filter"),
   );
   const cursors: (string | undefined)[] = [undefined];
+  // The pager stays in place across pages, so the key pressed on Next keeps its focus.
+  let page = 0;
+  const previous = h("button", { type: "button", disabled: true, onclick: () => void load(page - 1) }, "Previous");
+  const next = h("button", { type: "button", disabled: true, onclick: () => void load(page + 1) }, "Next");
+  const where = h("span");
+  const pager = h("div", { class: "pager" }, previous, where, next);
+  // Only the newest request's answer is drawn: a slow page must not replace a later one.
+  let ticket = 0;
 
-  async function load(page: number): Promise<void> {
-    replace(results, h("p", { class: "muted" }, "Loading…"));
+  async function load(wanted: number): Promise<void> {
+    const mine = ++ticket;
+    previous.disabled = next.disabled = true;
+    replace(results, loading());
     try {
       const records = await ok(
         api.GET("/v1/audit", {
           params: {
             query: {
               limit: PAGE,
-              cursor: cursors[page],
+              cursor: cursors[wanted],
               actor: actor.value.trim() || undefined,
               action: action.value.trim() || undefined,
               target: target.value.trim() || undefined,
@@ -45,14 +55,12 @@ export const auditPage: Page = (root, ctx) => {
           },
         }),
       );
+      if (mine !== ticket) return;
+      page = wanted;
       if (records.next) cursors[page + 1] = records.next;
-      const pager = h(
-        "div",
-        { class: "pager" },
-        h("button", { type: "button", disabled: page === 0, onclick: () => void load(page - 1) }, "Previous"),
-        h("span", null, `Page ${page + 1}`),
-        h("button", { type: "button", disabled: !records.next, onclick: () => void load(page + 1) }, "Next"),
-      );
+      previous.disabled = page === 0;
+      next.disabled = !records.next;
+      replace(where, `Page ${page + 1}`);
       replace(
         results,
         records.items.length
@@ -65,10 +73,9 @@ export const auditPage: Page = (root, ctx) => {
               ),
             )
           : none("No record matches."),
-        pager,
       );
     } catch (error) {
-      replace(results, problemView(error));
+      if (mine === ticket) replace(results, problemView(error));
     }
   }
 
@@ -77,6 +84,6 @@ export const auditPage: Page = (root, ctx) => {
     cursors.length = 1;
     void load(0);
   });
-  replace(root, h("h1", null, "Audit"), form, results);
+  replace(root, h("h1", null, "Audit"), form, results, pager);
   void load(0);
 };

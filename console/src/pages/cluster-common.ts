@@ -2,9 +2,7 @@
 // cursor stack, and keeping a tab's choices in the URL so a reload or a shared link lands on them.
 import { problemView, type Schemas } from "../api";
 import type { PageContext } from "../app";
-import { h, none, replace } from "../dom";
-
-type Child = Node | string | number | null | undefined | false;
+import { h, none, replace, type Child } from "../dom";
 
 export interface TabContext {
   cluster: Schemas["Cluster"];
@@ -14,6 +12,9 @@ export interface TabContext {
 }
 
 export const PAGE_SIZE = 100;
+
+/** How long the page follows something the server is still working on before leaving it to run. */
+export const FOLLOW_MS = 10 * 60 * 1000;
 
 export const sleep = (ms: number) => new Promise((ok) => setTimeout(ok, ms));
 
@@ -58,7 +59,8 @@ export function pagedList<T>(
   const size = options.pageSize ?? PAGE_SIZE;
   let ticket = 0;
 
-  async function load(page: number): Promise<void> {
+  /** `via` is the pager button pressed: the pager is redrawn, so the keyboard is put back on it. */
+  async function load(page: number, via?: "previous" | "next"): Promise<void> {
     const mine = ++ticket;
     into.setAttribute("aria-busy", "true");
     try {
@@ -67,19 +69,27 @@ export function pagedList<T>(
       cursors.length = page + 1;
       if (result.next) cursors.push(result.next);
       const first = page * size + 1;
+      const previous = h("button", { type: "button", disabled: page === 0, onclick: () => void load(page - 1, "previous") }, "Previous");
+      const next = h("button", { type: "button", disabled: !result.next, onclick: () => void load(page + 1, "next") }, "Next");
       const pager =
         page > 0 || result.next
           ? h(
               "nav",
               { class: "pager", "aria-label": `${options.noun} pages` },
-              h("button", { type: "button", disabled: page === 0, onclick: () => void load(page - 1) }, "Previous"),
+              previous,
               h("span", { class: "page-number" }, `Page ${page + 1} · ${options.noun} ${first}–${first + result.items.length - 1}`),
-              h("button", { type: "button", disabled: !result.next, onclick: () => void load(page + 1) }, "Next"),
+              next,
             )
           : null;
+      const hadFocus = into.contains(document.activeElement) || document.activeElement === document.body;
       replace(into, result.items.length ? render(result.items) : none(options.empty), pager);
+      if (via && hadFocus && pager) {
+        // The same button when it still leads somewhere, else the other one (on the last page, Next is off).
+        const same = via === "next" ? next : previous;
+        (same.disabled ? (via === "next" ? previous : next) : same).focus();
+      }
     } catch (error) {
-      if (mine === ticket) replace(into, problemView(error));
+      if (mine === ticket && !options.stopped?.()) replace(into, problemView(error));
     } finally {
       if (mine === ticket) into.removeAttribute("aria-busy");
     }
@@ -104,6 +114,13 @@ export function display(value: unknown): string {
 
 export function loading(): HTMLElement {
   return h("p", { class: "muted" }, "Loading…");
+}
+
+/** Moves the keyboard to a table row (the first a "more" button brought), focusable only from script. */
+export function focusRow(row: HTMLTableRowElement | undefined): void {
+  if (!row) return;
+  row.tabIndex = -1;
+  row.focus();
 }
 
 export function scrollTable(table: HTMLTableElement, className?: string): HTMLElement {

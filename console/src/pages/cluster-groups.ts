@@ -2,13 +2,13 @@
 // order they come online, each with what it depends on, as the admin rebuilds them on the target.
 import { api, ok, problemView, type Schemas } from "../api";
 import { badge, h, link, replace } from "../dom";
-import { clusterRoute, display, loading, pagedList, type TabContext } from "./cluster-common";
+import { clusterRoute, display, focusRow, loading, pagedList, type TabContext } from "./cluster-common";
 
 const GROUPS_PER_PAGE = 25;
 const FOLD_SHARES_OVER = 25;
 const SHARE_RESOURCES_PER_SLICE = 200;
 
-export const KIND_NAMES: Record<Schemas["ResourceKind"], string> = {
+const KIND_NAMES: Record<Schemas["ResourceKind"], string> = {
   network_name: "Network name",
   ip_address: "IP address",
   physical_disk: "Physical disk",
@@ -91,18 +91,22 @@ function resourcesView(resources: Schemas["Resource"][]): HTMLElement {
   if (folded) {
     body.append(shareSummaryRow(shares, names));
     let drawn = 0;
-    const drawSlice = () => {
-      const slice = shares.slice(drawn, drawn + SHARE_RESOURCES_PER_SLICE);
-      body.append(...slice.map(row));
+    // One button, kept in place and relabelled, so the keyboard stays on it; when the last slice
+    // is drawn it goes, and the keyboard moves to the first row that slice brought.
+    const button = h("button", { type: "button" }, `List the ${shares.length} share resources`);
+    button.addEventListener("click", () => {
+      const slice = shares.slice(drawn, drawn + SHARE_RESOURCES_PER_SLICE).map(row);
+      body.append(...slice);
       drawn += slice.length;
-      replace(
-        more,
-        drawn < shares.length
-          ? h("button", { type: "button", onclick: drawSlice }, drawn ? `Show ${Math.min(SHARE_RESOURCES_PER_SLICE, shares.length - drawn)} more share resources` : `List the ${shares.length} share resources`)
-          : null,
-      );
-    };
-    replace(more, h("button", { type: "button", onclick: drawSlice }, `List the ${shares.length} share resources`));
+      if (drawn < shares.length) {
+        button.textContent = `Show ${Math.min(SHARE_RESOURCES_PER_SLICE, shares.length - drawn)} more share resources`;
+        return;
+      }
+      const focused = document.activeElement === button;
+      button.remove();
+      if (focused) focusRow(slice[0]);
+    });
+    more.append(button);
   }
   const resourceTable = h(
     "table",

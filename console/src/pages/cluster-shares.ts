@@ -2,7 +2,7 @@
 // and filtered by the server one page at a time, so a group of 100,000 shares is never loaded
 // whole.
 import { api, ok, problemView, type Schemas } from "../api";
-import { field, h, none, replace, table } from "../dom";
+import { field, h, none, replace, stateClass, table } from "../dom";
 import { PAGE_SIZE, pagedList, rememberQuery, scrollTable, type TabContext } from "./cluster-common";
 
 /** Enough for every group of a real cluster; the select says so when a cluster has more. */
@@ -62,7 +62,7 @@ export async function sharesTab(root: HTMLElement, tab: TabContext): Promise<voi
             query: {
               limit: PAGE_SIZE,
               cursor,
-              name_prefix: prefix.value || undefined,
+              name_prefix: prefix.value.trim() || undefined,
               principal: principal.value.trim() || undefined,
             },
           },
@@ -72,7 +72,7 @@ export async function sharesTab(root: HTMLElement, tab: TabContext): Promise<voi
     { empty: "No share matches.", noun: "shares", stopped: tab.stopped },
   );
   const search = () => {
-    rememberQuery(tab.cluster, "shares", { group: group.value, name_prefix: prefix.value, principal: principal.value.trim() });
+    rememberQuery(tab.cluster, "shares", { group: group.value, name_prefix: prefix.value.trim(), principal: principal.value.trim() });
     return list.reload();
   };
   form.addEventListener("submit", (event) => {
@@ -115,11 +115,11 @@ export function permissionList(permissions: Schemas["Permission"][]): HTMLElemen
   return h("ul", { class: "perms" }, ...permissions.map(permissionItem));
 }
 
-export function permissionItem(p: Schemas["Permission"]): HTMLElement {
+function permissionItem(p: Schemas["Permission"]): HTMLElement {
   return h(
     "li",
     { class: "perm" },
-    h("span", { class: `badge ace-${p.type}` }, p.type),
+    h("span", { class: `badge ace-${stateClass(p.type)}` }, p.type),
     " ",
     h("span", { class: "principal" }, p.principal),
     " ",

@@ -1,8 +1,8 @@
 // The snapshots tab: every inventory snapshot of the cluster, and the diff between any two,
 // down to single permission entries: what the admin checks before and after a migration.
 import { api, ok, problemView, type Schemas } from "../api";
-import { field, h, none, replace, table, time } from "../dom";
-import { display, loading, pagedList, rememberQuery, scrollTable, type TabContext } from "./cluster-common";
+import { field, h, none, replace, stateClass, table, time } from "../dom";
+import { display, focusRow, loading, pagedList, rememberQuery, scrollTable, type TabContext } from "./cluster-common";
 import { permissionList } from "./cluster-shares";
 
 /** Changes drawn at once; a diff of a whole 100,000-share cluster is shown a slice at a time. */
@@ -121,44 +121,51 @@ function diffReport(diff: Schemas["SnapshotDiff"]): HTMLElement {
   const byKind = new Map<string, number>();
   for (const c of diff.changes) byKind.set(`${c.kind}/${c.op}`, (byKind.get(`${c.kind}/${c.op}`) ?? 0) + 1);
   const present = KINDS.filter((k) => OPS.some((op) => byKind.has(`${k}/${op}`)));
+  // Each row is named by its kind, so its figures read as "shares: 1 added".
+  const countRow = (name: string, figures: number[]) =>
+    h("tr", null, h("th", { scope: "row" }, name), ...figures.map((n) => h("td", null, String(n))));
   const counts = h(
     "div",
-    { class: "scroll" },
-    table(
-      ["", ...OPS, "total"],
-      [
-        ...present.map((k) => [
-          h("strong", null, KIND_LABELS[k]),
-          ...OPS.map((op) => String(byKind.get(`${k}/${op}`) ?? 0)),
-          String(OPS.reduce((n, op) => n + (byKind.get(`${k}/${op}`) ?? 0), 0)),
-        ]),
-        [h("strong", null, "all"), ...OPS.map((op) => String(diff.summary[op])), String(diff.changes.length)],
-      ],
-      "Changes by kind: a whole added or removed group or share counts once",
+    { class: "scroll diff-counts" },
+    h(
+      "table",
+      null,
+      h("caption", null, "Changes by kind: a whole added or removed group or share counts once"),
+      h("thead", null, h("tr", null, ...["Kind", ...OPS, "total"].map((t) => h("th", { scope: "col" }, t)))),
+      h(
+        "tbody",
+        null,
+        ...present.map((k) => {
+          const figures = OPS.map((op) => byKind.get(`${k}/${op}`) ?? 0);
+          return countRow(KIND_LABELS[k], [...figures, figures.reduce((a, b) => a + b, 0)]);
+        }),
+        countRow("all", [...OPS.map((op) => diff.summary[op]), diff.changes.length]),
+      ),
     ),
   );
-  counts.classList.add("diff-counts");
 
   const op = h("select", { name: "op" }, h("option", { value: "" }, "any change"), ...OPS.map((o) => h("option", { value: o }, o)));
   const kind = h("select", { name: "kind" }, h("option", { value: "" }, "anything"), ...present.map((k) => h("option", { value: k }, KIND_LABELS[k])));
   const rows = h("tbody", null);
-  const more = h("div", { class: "diff-more" });
+  // One button, kept in place and relabelled while slices remain, so the keyboard stays on it.
+  const moreButton = h("button", { type: "button" });
+  const more = h("div", { class: "diff-more" }, moreButton);
   const shown = h("p", { class: "muted", "aria-live": "polite" });
 
   let matching: Schemas["Change"][] = [];
   let drawn = 0;
   const drawSlice = () => {
-    const slice = matching.slice(drawn, drawn + CHANGES_PER_SLICE);
-    rows.append(...slice.map(changeRow));
+    const slice = matching.slice(drawn, drawn + CHANGES_PER_SLICE).map(changeRow);
+    rows.append(...slice);
     drawn += slice.length;
     shown.textContent = `${drawn} of ${matching.length} changes shown`;
-    replace(
-      more,
-      drawn < matching.length
-        ? h("button", { type: "button", onclick: drawSlice }, `Show ${Math.min(CHANGES_PER_SLICE, matching.length - drawn)} more`)
-        : null,
-    );
+    const focused = document.activeElement === moreButton;
+    moreButton.hidden = drawn >= matching.length;
+    moreButton.textContent = `Show ${Math.min(CHANGES_PER_SLICE, matching.length - drawn)} more`;
+    // The last slice takes the button away: the keyboard moves to the first row it brought.
+    if (focused && moreButton.hidden) focusRow(slice[0]);
   };
+  moreButton.addEventListener("click", drawSlice);
   const filter = () => {
     matching = diff.changes.filter((c) => (!op.value || c.op === op.value) && (!kind.value || c.kind === kind.value));
     drawn = 0;
@@ -204,8 +211,8 @@ function changeRow(c: Schemas["Change"]): HTMLTableRowElement {
     .join(" › ");
   return h(
     "tr",
-    { class: `change op-${c.op}`, "data-kind": c.kind, "data-op": c.op },
-    h("td", null, h("span", { class: `badge op-${c.op}` }, c.op)),
+    { class: `change op-${stateClass(c.op)}`, "data-kind": c.kind, "data-op": c.op },
+    h("td", null, h("span", { class: `badge op-${stateClass(c.op)}` }, c.op)),
     h("td", null, c.kind),
     h("td", null, where || h("span", { class: "muted" }, "cluster")),
     h("td", null, h("span", { class: "change-name" }, c.name), c.renamed_from ? h("div", { class: "muted" }, `was ${c.renamed_from}`) : null),

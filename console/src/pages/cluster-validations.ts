@@ -3,9 +3,11 @@
 // verdict so the admin works through the failures first.
 import { api, ok, problemView, type Schemas } from "../api";
 import { badge, field, h, none, replace, table, time } from "../dom";
-import { clusterRoute, loading, pagedList, rememberQuery, scrollTable, sleep, type TabContext } from "./cluster-common";
+import { FOLLOW_MS, clusterRoute, loading, pagedList, rememberQuery, scrollTable, sleep, type TabContext } from "./cluster-common";
 
 const REPORTS_PER_PAGE = 20;
+/** How often a report still gathering is read again. */
+const GATHERING_POLL_MS = 1500;
 /** Worst first, as the admin reads a report. */
 const VERDICTS: Schemas["Verdict"][] = ["fail", "warn", "unknown", "pass"];
 
@@ -75,19 +77,24 @@ async function showReport(root: HTMLElement, id: string, tab: TabContext, known?
   replace(root, loading());
   try {
     let v = known ?? (await ok(api.GET("/v1/validations/{id}", { params: { path: { id } } })));
-    // A report still gathering completes by itself; follow it so the page shows the verdicts.
-    while (v.state === "gathering" && !tab.stopped()) {
+    // A report still gathering completes by itself; follow it so the page shows the verdicts,
+    // but not forever: an agent that never answers leaves it gathering.
+    const deadline = Date.now() + FOLLOW_MS;
+    while (v.state === "gathering" && Date.now() < deadline) {
+      if (tab.stopped()) return;
       replace(root, reportView(v, tab));
-      await sleep(1500);
+      await sleep(GATHERING_POLL_MS);
+      if (tab.stopped()) return;
       v = await ok(api.GET("/v1/validations/{id}", { params: { path: { id } } }));
     }
-    if (!tab.stopped()) replace(root, reportView(v, tab));
+    if (tab.stopped()) return;
+    replace(root, reportView(v, tab, v.state === "gathering"));
   } catch (error) {
-    replace(root, problemView(error));
+    if (!tab.stopped()) replace(root, problemView(error));
   }
 }
 
-function reportView(v: Schemas["Validation"], tab: TabContext): HTMLElement {
+function reportView(v: Schemas["Validation"], tab: TabContext, gaveUp = false): HTMLElement {
   const head = h(
     "div",
     { class: "report-head" },
@@ -101,7 +108,16 @@ function reportView(v: Schemas["Validation"], tab: TabContext): HTMLElement {
       ` · CSV free space warns under ${v.thresholds.csv_free_warn_percent ?? 20} %, fails under ${v.thresholds.csv_free_fail_percent ?? 10} %`,
     ),
   );
-  if (v.state === "gathering") return h("section", { "aria-labelledby": "report-title" }, head, h("p", { class: "muted" }, "An agent of the cluster is gathering its configuration facts…"));
+  if (v.state === "gathering") {
+    return h(
+      "section",
+      { "aria-labelledby": "report-title" },
+      head,
+      gaveUp
+        ? h("p", { class: "notice" }, `Still gathering after ${FOLLOW_MS / 60_000} min: the page stopped following this report. Reload the page to read it again.`)
+        : h("p", { class: "muted" }, "An agent of the cluster is gathering its configuration facts…"),
+    );
+  }
   if (v.state === "failed") {
     return h(
       "section",

@@ -3,7 +3,7 @@
 import { api, ok, problemView, type Schemas } from "../api";
 import type { Page } from "../app";
 import { badge, h, link, replace, table, time } from "../dom";
-import { clusterRoute, pagedList, scrollTable, sleep, type TabContext } from "./cluster-common";
+import { FOLLOW_MS, clusterRoute, pagedList, scrollTable, sleep, type TabContext } from "./cluster-common";
 import { groupsTab } from "./cluster-groups";
 import { sharesTab } from "./cluster-shares";
 import { changeCounts, snapshotsTab } from "./cluster-snapshots";
@@ -28,9 +28,6 @@ const OS_NAMES: Record<Schemas["OsGeneration"], string> = {
   ws2022: "Windows Server 2022",
   ws2025: "Windows Server 2025",
 };
-
-/** How long Discover now and Validate now follow their request before leaving it to run. */
-const FOLLOW_MS = 10 * 60 * 1000;
 
 export const clusterPage: Page = async (root, ctx) => {
   let stopped = false;

@@ -3,7 +3,7 @@
 // errors and each step's log). Both are built once and updated in place when the group's
 // version changes, so a 300-group job redraws only the groups that moved.
 import { api, ok, problemView, type Schemas } from "../api";
-import { badge, h, none, replace, seconds, time } from "../dom";
+import { badge, h, none, replace, seconds, stateClass, time } from "../dom";
 import {
   FINISHED_GROUP,
   clockTime,
@@ -24,8 +24,37 @@ export interface GroupActions {
 
 const LOG_PAGE = 100;
 
-/** Node names of tasks, learned once per task: a step's node is its task's. */
-const taskNodes = new Map<string, string>();
+const STEP_HEADERS = ["#", "Step", "Phase", "Cluster", "Node", "State", "Attempt", "Started", "Finished", "Took", "Log"];
+
+/**
+ * Node names of tasks (a step's node is its task's), owned by one job page and closed when the
+ * page goes. One read per task however many redraws ask at once; a failed read is forgotten so
+ * a later redraw asks again.
+ */
+export class TaskNodes {
+  private readonly reads = new Map<string, Promise<string>>();
+  private closed = false;
+
+  /** The task's node, or null once the page has gone. */
+  node(task: string): Promise<string> | null {
+    if (this.closed) return null;
+    let read = this.reads.get(task);
+    if (!read) {
+      const asked = ok(api.GET("/v1/tasks/{id}", { params: { path: { id: task } } })).then((t) => t.node);
+      read = asked;
+      this.reads.set(task, asked);
+      asked.catch(() => {
+        if (this.reads.get(task) === asked) this.reads.delete(task);
+      });
+    }
+    return read;
+  }
+
+  close(): void {
+    this.closed = true;
+    this.reads.clear();
+  }
+}
 
 export class GroupView {
   readonly row: HTMLTableRowElement;
@@ -36,6 +65,8 @@ export class GroupView {
   private readonly body: HTMLElement;
   private readonly approveButton: HTMLButtonElement | null;
   private readonly retryButton: HTMLButtonElement | null;
+  /** The group's name in its row, which opens its detail. */
+  readonly nameButton: HTMLButtonElement;
   private group: JobGroup;
   /** An approval given to every group of the job at once. */
   jobApproval: Schemas["Approval"] | null = null;
@@ -52,16 +83,17 @@ export class GroupView {
     group: JobGroup,
     actions: GroupActions | null,
     index: number,
+    private readonly taskNodes: TaskNodes,
   ) {
     this.group = group;
     const id = `group-${index}`;
-    const open = h(
+    this.nameButton = h(
       "button",
       { type: "button", class: "link", "aria-controls": id, onclick: () => this.reveal() },
       group.name,
     );
     this.cells = Array.from({ length: 6 }, () => h("td"));
-    this.cells[0]?.append(open);
+    this.cells[0]?.append(this.nameButton);
     this.approveButton = actions
       ? h("button", { type: "button", onclick: () => actions.approve(this.group.name) }, "Approve")
       : null;
@@ -92,6 +124,11 @@ export class GroupView {
 
   get state(): string {
     return this.group.state;
+  }
+
+  /** The row's own Approve or Retry button (operators only). */
+  actionButton(which: "approve" | "retry"): HTMLButtonElement | null {
+    return which === "approve" ? this.approveButton : this.retryButton;
   }
 
   /** The group as this view shows it. */
@@ -125,7 +162,7 @@ export class GroupView {
     const step = currentStep(group);
     const done = group.steps.filter(isFinishedStep).length;
     const [, state, current, downtime, verification, retries] = this.cells;
-    this.row.className = `group-row state-row-${group.state}`;
+    this.row.className = `group-row state-row-${stateClass(group.state)}`;
     this.row.dataset.state = group.state;
     if (state) replace(state, badge(group.state));
     if (current) {
@@ -202,9 +239,7 @@ export class GroupView {
             h(
               "tr",
               null,
-              ...["#", "Step", "Phase", "Cluster", "Node", "State", "Attempt", "Started", "Finished", "Took", "Log"].map((c) =>
-                h("th", { scope: "col" }, c),
-              ),
+              ...STEP_HEADERS.map((c) => h("th", { scope: "col" }, c)),
             ),
           ),
           this.stepBody,
@@ -263,7 +298,17 @@ export class GroupView {
         const body = h("tbody");
         this.rollbackBox.append(
           h("h4", null, "Rollback"),
-          h("div", { class: "scroll" }, h("table", { class: "steps" }, body)),
+          h(
+            "div",
+            { class: "scroll" },
+            h(
+              "table",
+              { class: "steps" },
+              h("caption", null, "Rollback steps, undoing the cutover"),
+              h("thead", null, h("tr", null, ...STEP_HEADERS.map((c) => h("th", { scope: "col" }, c)))),
+              body,
+            ),
+          ),
         );
       }
       const body = this.rollbackBox.querySelector("tbody") as HTMLElement;
@@ -277,16 +322,13 @@ export class GroupView {
     for (const view of [...this.steps, ...this.rollback]) {
       const task = view.step.task_id;
       if (!task) continue;
-      let node = taskNodes.get(task);
-      if (node === undefined) {
-        try {
-          node = (await ok(api.GET("/v1/tasks/{id}", { params: { path: { id: task } } }))).node;
-        } catch {
-          node = "";
-        }
-        taskNodes.set(task, node);
+      const read = this.taskNodes.node(task);
+      if (!read) return;
+      try {
+        view.showNode(await read);
+      } catch {
+        // The column keeps what the step's own output said; a later redraw asks again.
       }
-      view.showNode(node);
     }
   }
 }
@@ -336,11 +378,11 @@ class StepView {
     if (key === this.seen) return;
     this.seen = key;
     const [seq, name, phase, cluster, node, state, attempt, started, finished, duration] = this.cells;
-    this.row.className = `step state-row-${step.state}${step.attempt > 1 ? " retried" : ""}`;
+    this.row.className = `step state-row-${stateClass(step.state)}${step.attempt > 1 ? " retried" : ""}`;
     this.row.dataset.step = String(step.seq);
     seq && replace(seq, String(step.seq));
     name && replace(name, stepName(step), step.peer ? h("span", { class: "muted" }, ` from ${step.peer}`) : null);
-    phase && replace(phase, h("span", { class: `step-phase step-phase-${step.phase}` }, step.phase));
+    phase && replace(phase, h("span", { class: `step-phase step-phase-${stateClass(step.phase)}` }, step.phase));
     cluster && replace(cluster, step.cluster);
     if (node && !node.textContent) {
       const owner = (step.output as Record<string, unknown> | null | undefined)?.["owner_node"];
@@ -379,10 +421,19 @@ function toggleLog(button: HTMLButtonElement, box: HTMLElement, jobId: string, g
     return;
   }
   const list = h("ol", { class: "log" });
-  const more = h("div");
+  // One More button that stays in place while pages remain, so the keyboard stays on it.
+  let cursor: string | undefined;
+  let loading = false;
+  const moreButton = h("button", { type: "button", class: "log-more", hidden: true, onclick: () => void load() }, "More");
+  const status = h("div");
+  const more = h("div", null, moreButton, status);
   replace(box, list, more);
-  const load = async (cursor?: string) => {
-    replace(more, h("span", { class: "muted" }, "Loading…"));
+  const load = async () => {
+    if (loading) return;
+    loading = true;
+    moreButton.setAttribute("aria-disabled", "true");
+    replace(status, h("span", { class: "muted" }, "Loading…"));
+    const before = list.children.length;
     try {
       const page = await ok(
         api.GET("/v1/jobs/{id}/logs", {
@@ -393,7 +444,7 @@ function toggleLog(button: HTMLButtonElement, box: HTMLElement, jobId: string, g
         list.append(
           h(
             "li",
-            { class: `log-${line.state}` },
+            { class: `log-${stateClass(line.state)}` },
             h("time", { datetime: line.at, title: line.at }, clockTime(line.at)),
             " ",
             line.step !== null && line.step !== undefined && step === null ? `step ${line.step} ` : "",
@@ -402,10 +453,21 @@ function toggleLog(button: HTMLButtonElement, box: HTMLElement, jobId: string, g
           ),
         );
       }
+      replace(status);
       if (!list.children.length) list.replaceWith(none("No log line yet."));
-      replace(more, page.next ? h("button", { type: "button", onclick: () => void load(page.next ?? undefined) }, "More") : null);
+      cursor = page.next ?? undefined;
+      if (!cursor && !moreButton.hidden && document.activeElement === moreButton) {
+        // The button goes with the last page: the keyboard moves to the first line it brought.
+        const first = list.children[before] as HTMLElement | undefined;
+        first?.setAttribute("tabindex", "-1");
+        first?.focus();
+      }
+      moreButton.hidden = !cursor;
     } catch (error) {
-      replace(more, problemView(error));
+      replace(status, problemView(error));
+    } finally {
+      loading = false;
+      moreButton.removeAttribute("aria-disabled");
     }
   };
   void load();

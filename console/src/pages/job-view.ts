@@ -1,7 +1,7 @@
 // Pieces the plan and job pages share: how a finding, a step, a verification and a downtime
 // read to a person.
 import type { Schemas } from "../api";
-import { badge, h, seconds } from "../dom";
+import { badge, h, seconds, stateClass } from "../dom";
 
 export type JobDetail = Schemas["JobDetail"];
 export type JobGroup = Schemas["JobGroup"];
@@ -17,7 +17,7 @@ export function findingList(findings: readonly PreflightFinding[]): HTMLElement 
     ...findings.map((f) =>
       h(
         "li",
-        { class: `job-finding job-finding-${f.severity}` },
+        { class: `job-finding job-finding-${stateClass(f.severity)}` },
         badge(f.severity),
         " ",
         h("span", null, f.message),

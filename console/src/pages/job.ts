@@ -4,10 +4,20 @@
 // re-read one by one, so following a 1,000-group job costs what moved, not the job's size.
 import { api, ok, problemView, type Schemas } from "../api";
 import type { Page } from "../app";
-import { badge, confirmAction, h, link, none, replace, seconds, table, time } from "../dom";
+import { badge, confirmAction, h, link, replace, seconds, stat, stateClass, table, time } from "../dom";
 import { openFeed, type FeedStatus, type JobEvent } from "../events";
-import { GroupView } from "./job-groups";
-import { FINISHED_GROUP, FINISHED_JOB, clockTime, findingList, type JobDetail, type JobGroup, type JobStep } from "./job-view";
+import { pagedList } from "./cluster-common";
+import { GroupView, TaskNodes } from "./job-groups";
+import {
+  FINISHED_GROUP,
+  FINISHED_JOB,
+  clockTime,
+  downtimeSeconds,
+  findingList,
+  type JobDetail,
+  type JobGroup,
+  type JobStep,
+} from "./job-view";
 
 const PAGE = 50;
 /** Re-reads start at most this often; the events of a burst are folded into one round. */
@@ -16,38 +26,28 @@ const REFRESH_MS = 300;
 const READS_AT_ONCE = 6;
 /** Events kept in the page's list, newest first. */
 const EVENTS_SHOWN = 2000;
+/** A failed re-read is tried again after this, doubling up to RETRY_MAX_MS while it keeps failing. */
+const RETRY_FIRST_MS = 1000;
+const RETRY_MAX_MS = 10_000;
 
 export const jobsPage: Page = (root, ctx) => {
+  let stopped = false;
   const results = h("div", { "aria-live": "polite" });
-  const cursors: (string | undefined)[] = [undefined];
-
-  async function load(page: number): Promise<void> {
-    replace(results, h("p", { class: "muted" }, "Loading…"));
-    try {
-      const jobs = await ok(api.GET("/v1/jobs", { params: { query: { limit: PAGE, cursor: cursors[page] } } }));
-      if (jobs.next) cursors[page + 1] = jobs.next;
-      replace(
-        results,
-        jobs.items.length ? jobTable(jobs.items) : none(page ? "No more jobs." : "No job yet."),
-        h(
-          "div",
-          { class: "pager" },
-          h("button", { type: "button", disabled: page === 0, onclick: () => void load(page - 1) }, "Previous"),
-          h("span", null, `Page ${page + 1}`),
-          h("button", { type: "button", disabled: !jobs.next, onclick: () => void load(page + 1) }, "Next"),
-        ),
-      );
-    } catch (error) {
-      replace(results, problemView(error));
-    }
-  }
-
   replace(
     root,
     h("div", { class: "row spread" }, h("h1", null, "Jobs"), h("p", null, link("/plan", ctx.can("operator") ? "Plan a migration" : "Plan a migration (view only)"))),
     results,
   );
-  void load(0);
+  // The API lists jobs oldest first and cannot reverse that cheaply, so the caption says so.
+  void pagedList(
+    results,
+    (cursor) => ok(api.GET("/v1/jobs", { params: { query: { limit: PAGE, cursor } } })),
+    jobTable,
+    { empty: "No job yet.", noun: "jobs", pageSize: PAGE, stopped: () => stopped },
+  ).reload();
+  return () => {
+    stopped = true;
+  };
 };
 
 function jobTable(jobs: Schemas["Job"][]): HTMLElement {
@@ -65,6 +65,7 @@ function jobTable(jobs: Schemas["Job"][]): HTMLElement {
         time(job.created_at),
         time(job.updated_at),
       ]),
+      "Jobs, oldest first",
     ),
   );
 }
@@ -76,7 +77,7 @@ function stateCounts(summary: Record<string, number | undefined>): HTMLElement {
   return h(
     "span",
     { class: "counts" },
-    ...entries.map(([state, n]) => h("span", { class: `badge state-${state.replace(/[^a-z_]/g, "")}` }, `${n} ${state}`)),
+    ...entries.map(([state, n]) => h("span", { class: `badge state-${stateClass(state)}` }, `${n} ${state}`)),
   );
 }
 
@@ -120,11 +121,14 @@ export const jobPage: Page = async (root, ctx) => {
   const operator = ctx.can("operator");
   let stopped = false;
 
-  const title = h("h1", { class: "job-title" });
+  // Focus lands on the title when the control just pressed is gone and none replaces it.
+  const title = h("h1", { class: "job-title", tabindex: -1 });
   const meta = h("p", { class: "muted job-meta" });
   const feedStatus = h("span", { class: "feed", role: "status", "data-feed": "connecting" }, FEED_TEXT.connecting);
   const refreshProblem = h("div");
-  const actionMessage = h("div", { "aria-live": "assertive" });
+  // A control's progress is a polite status; its failure a problem, which is an alert by itself.
+  const actionStatus = h("p", { class: "muted", role: "status" });
+  const actionProblem = h("div");
   const stats = h("div", { class: "row job-stats" });
   const attention = h("p", { class: "notice", hidden: true });
   const findings = h("div");
@@ -134,8 +138,8 @@ export const jobPage: Page = async (root, ctx) => {
   const controls = operator
     ? {
         approve: button("Approve all groups", () => void approve(null), "primary"),
-        pause: button("Pause", () => void act("Paused", () => ok(api.POST("/v1/jobs/{id}/pause", { params: { path: { id } } })))),
-        resume: button("Resume", () => void act("Resumed", () => ok(api.POST("/v1/jobs/{id}/resume", { params: { path: { id } } })))),
+        pause: button("Pause", () => void setState("pause")),
+        resume: button("Resume", () => void setState("resume")),
         cancel: button("Cancel job", () => void cancel(), "danger"),
       }
     : null;
@@ -156,8 +160,9 @@ export const jobPage: Page = async (root, ctx) => {
   const views = new Map<string, GroupView>();
   /** Where each group sits in `job.groups`, which holds the newest copy of each. */
   const position = new Map<string, number>();
+  const taskNodes = new TaskNodes();
   job.groups.forEach((group, index) => {
-    const view = new GroupView(id, group, operator ? { approve: (g) => void approve(g), retry: (g) => void retry(g) } : null, index);
+    const view = new GroupView(id, group, operator ? { approve: (g) => void approve(g), retry: (g) => void retry(g) } : null, index, taskNodes);
     views.set(group.name, view);
     position.set(group.name, index);
     groupBody.append(view.row);
@@ -173,7 +178,8 @@ export const jobPage: Page = async (root, ctx) => {
     meta,
     refreshProblem,
     controls ? h("div", { class: "row job-controls", role: "group", "aria-label": "Job controls" }, controls.approve, controls.pause, controls.resume, controls.cancel) : null,
-    actionMessage,
+    actionStatus,
+    actionProblem,
     attention,
     stats,
     h(
@@ -256,9 +262,9 @@ export const jobPage: Page = async (root, ctx) => {
     replace(
       stats,
       ...[...counts].map(([state, n]) => h("div", { class: "stat" }, h("b", null, n), badge(state))),
-      h("div", { class: "stat" }, h("b", null, `${identical}/${expected}`), h("span", null, "shares verified")),
-      h("div", { class: "stat" }, h("b", null, downNow), h("span", null, "groups down now")),
-      h("div", { class: "stat" }, h("b", null, seconds(totalDowntime(job.groups))), h("span", null, "downtime so far")),
+      stat(`${identical}/${expected}`, "shares verified"),
+      stat(downNow, "groups down now"),
+      stat(seconds(job.groups.reduce((n, g) => n + (downtimeSeconds(g) ?? 0), 0)), "downtime so far"),
     );
 
     const waiting = counts.get("awaiting_approval") ?? 0;
@@ -325,13 +331,13 @@ export const jobPage: Page = async (root, ctx) => {
     if (JOB_STATES.has(event.state)) {
       job = { ...job, state: event.state as JobDetail["state"] };
     } else if (event.state === "approved" && !job.approval) {
-      // The approval of every group, as the event tells it; a whole read when it does not.
-      const by = /approved by (.+)$/.exec(event.message ?? "")?.[1];
-      if (by) job = { ...job, approval: { by, at: event.at } };
-      else {
+      // Who approved every group, and when, is in the job: approvals are rare, so it is read
+      // whole, unless this page's own approval is under way, whose answer is that whole job.
+      if (!acting) {
         wholeWanted = true;
         schedule();
       }
+      return;
     } else {
       return;
     }
@@ -347,9 +353,13 @@ export const jobPage: Page = async (root, ctx) => {
   let busy = false;
   let timer: ReturnType<typeof setTimeout> | undefined;
   let lastRound = 0;
+  /** While re-reads fail, the next round waits until `retryAt`, `backoff` later each time. */
+  let backoff = 0;
+  let retryAt = 0;
   function schedule(): void {
     if (stopped || busy || timer !== undefined || (!wholeWanted && dirty.size === 0)) return;
-    timer = setTimeout(() => void round(), Math.max(0, lastRound + REFRESH_MS - Date.now()));
+    const now = Date.now();
+    timer = setTimeout(() => void round(), Math.max(0, lastRound + REFRESH_MS - now, retryAt - now));
   }
   async function round(): Promise<void> {
     timer = undefined;
@@ -394,13 +404,20 @@ export const jobPage: Page = async (root, ctx) => {
     }
     busy = false;
     if (stopped) return;
-    // The page keeps what it last read; what failed is read again with the next round, which
-    // the next event (or the feed's reconnection) starts.
-    if (failure) replace(refreshProblem, h("div", { class: "stale" }, h("p", null, "Showing what was last read: the job could not be refreshed."), problemView(failure)));
-    else replace(refreshProblem);
-    schedule();
+    // The page keeps what it last read; what failed is read again on its own after a pause that
+    // grows while the server keeps failing, so a quiet job does not keep a stale banner.
     for (const name of failed) dirty.add(name);
     if (wholeFailed) wholeWanted = true;
+    if (failure) {
+      backoff = backoff ? Math.min(backoff * 2, RETRY_MAX_MS) : RETRY_FIRST_MS;
+      retryAt = Date.now() + backoff;
+      replace(refreshProblem, h("div", { class: "stale" }, h("p", null, "Showing what was last read: the job could not be refreshed."), problemView(failure)));
+    } else {
+      backoff = 0;
+      retryAt = 0;
+      replace(refreshProblem);
+    }
+    schedule();
   }
 
   // The event list: appended in batches, newest first.
@@ -453,20 +470,48 @@ export const jobPage: Page = async (root, ctx) => {
     },
   });
 
-  async function act(done: string, call: () => Promise<JobDetail>): Promise<void> {
+  let acting = false;
+  /**
+   * Runs a control. `pressed` is the button used: when the job's new state hides it, the
+   * keyboard moves to `instead()` (the control that replaced it), else to the title.
+   */
+  async function act(done: string, call: () => Promise<JobDetail>, pressed?: HTMLButtonElement | null, instead?: () => HTMLElement | null): Promise<void> {
     const buttons = controls ? Object.values(controls) : [];
     for (const b of buttons) b.disabled = true;
-    replace(actionMessage, h("p", { class: "muted" }, "Working…"));
+    acting = true;
+    actionStatus.className = "muted";
+    actionStatus.textContent = "Working…";
+    replace(actionProblem);
     try {
       const detail = await call();
       if (stopped) return;
       applyJob(detail);
-      replace(actionMessage, h("p", { class: "done" }, `${done}.`));
+      actionStatus.className = "done";
+      actionStatus.textContent = `${done}.`;
     } catch (error) {
-      replace(actionMessage, problemView(error));
+      actionStatus.textContent = "";
+      replace(actionProblem, problemView(error));
     } finally {
+      acting = false;
       for (const b of buttons) b.disabled = false;
     }
+    if (stopped || !pressed) return;
+    const lost = document.activeElement === pressed || document.activeElement === document.body || !document.activeElement;
+    if (!lost) return;
+    if (!pressed.hidden && pressed.isConnected) pressed.focus();
+    else (instead?.() ?? title).focus();
+  }
+
+  /** The control shown in place of one the job's state hid: Resume for Pause and back, else the first shown. */
+  function nextControl(pressed: HTMLButtonElement | undefined): HTMLElement | null {
+    if (!controls) return null;
+    const partner = pressed === controls.pause ? controls.resume : pressed === controls.resume ? controls.pause : null;
+    return [partner, controls.approve, controls.pause, controls.resume, controls.cancel].find((b) => b && !b.hidden) ?? null;
+  }
+
+  /** A group's row when its own button is gone: the keyboard stays on that group. */
+  function groupButton(group: string, which: "approve" | "retry"): HTMLButtonElement | null {
+    return views.get(group)?.actionButton(which) ?? null;
   }
 
   async function approve(group: string | null): Promise<void> {
@@ -478,8 +523,11 @@ export const jobPage: Page = async (root, ctx) => {
       group ? `Approve ${group}` : "Approve all",
     );
     if (!sure) return;
-    await act(group ? `Approved ${group}` : "Approved every group", () =>
-      ok(api.POST("/v1/jobs/{id}/approve", { params: { path: { id } }, body: group ? { group } : {} })),
+    await act(
+      group ? `Approved ${group}` : "Approved every group",
+      () => ok(api.POST("/v1/jobs/{id}/approve", { params: { path: { id } }, body: group ? { group } : {} })),
+      group ? groupButton(group, "approve") : controls?.approve,
+      () => (group ? (views.get(group)?.nameButton ?? null) : nextControl(controls?.approve)),
     );
   }
 
@@ -490,7 +538,28 @@ export const jobPage: Page = async (root, ctx) => {
       `Retry ${group}`,
     );
     if (!sure) return;
-    await act(`Retried ${group}`, () => ok(api.POST("/v1/jobs/{id}/groups/{group}/retry", { params: { path: { id, group } } })));
+    await act(
+      `Retried ${group}`,
+      () => ok(api.POST("/v1/jobs/{id}/groups/{group}/retry", { params: { path: { id, group } } })),
+      groupButton(group, "retry"),
+      () => views.get(group)?.nameButton ?? null,
+    );
+  }
+
+  /** Pause or Resume: the button hides itself, so the keyboard moves to the one shown instead. */
+  async function setState(verb: "pause" | "resume"): Promise<void> {
+    const pressed = verb === "pause" ? controls?.pause : controls?.resume;
+    await act(
+      verb === "pause" ? "Paused" : "Resumed",
+      () =>
+        ok(
+          verb === "pause"
+            ? api.POST("/v1/jobs/{id}/pause", { params: { path: { id } } })
+            : api.POST("/v1/jobs/{id}/resume", { params: { path: { id } } }),
+        ),
+      pressed,
+      () => nextControl(pressed),
+    );
   }
 
   async function cancel(): Promise<void> {
@@ -501,7 +570,12 @@ export const jobPage: Page = async (root, ctx) => {
       "Cancel the job",
     );
     if (!sure) return;
-    await act("Cancelling", () => ok(api.POST("/v1/jobs/{id}/cancel", { params: { path: { id } } })));
+    await act(
+      "Cancelling",
+      () => ok(api.POST("/v1/jobs/{id}/cancel", { params: { path: { id } } })),
+      controls?.cancel,
+      () => nextControl(controls?.cancel),
+    );
   }
 
   applyJob(job);
@@ -510,6 +584,7 @@ export const jobPage: Page = async (root, ctx) => {
     feed.close();
     if (timer !== undefined) clearTimeout(timer);
     if (flushTimer !== undefined) clearTimeout(flushTimer);
+    taskNodes.close();
   };
 };
 
@@ -542,7 +617,7 @@ function eventItem(event: JobEvent): HTMLElement {
     : event.kind;
   return h(
     "li",
-    { "data-seq": event.seq, class: `event event-${event.state.replace(/[^a-z_]/g, "")}` },
+    { "data-seq": event.seq, class: `event event-${stateClass(event.state)}` },
     h("time", { datetime: event.at, title: event.at }, clockTime(event.at)),
     " ",
     h("span", { class: "where" }, where),
@@ -550,15 +625,6 @@ function eventItem(event: JobEvent): HTMLElement {
     badge(event.state),
     event.message ? h("span", { class: "message" }, ` ${event.message}`) : null,
   );
-}
-
-function totalDowntime(groups: JobGroup[]): number {
-  const now = Date.now();
-  return groups.reduce((n, g) => {
-    if (!g.downtime_started_at) return n;
-    const end = g.downtime_ended_at ? Date.parse(g.downtime_ended_at) : now;
-    return n + Math.max(0, (end - Date.parse(g.downtime_started_at)) / 1000);
-  }, 0);
 }
 
 function cutoverEstimate(group: JobGroup): number {

@@ -1,8 +1,8 @@
 // The overview: every cluster with its OS and latest snapshot, the agents by state, the jobs
 // running and those awaiting approval, and the newest events as they happen.
-import { api, ok, type Schemas } from "../api";
+import { api, ok, problemView, type Schemas } from "../api";
 import type { Page } from "../app";
-import { badge, h, link, none, replace, section, table, time } from "../dom";
+import { badge, h, link, none, replace, section, stat, table, time } from "../dom";
 import { openFeed, type JobEvent } from "../events";
 
 const RECENT = 25;
@@ -12,8 +12,9 @@ const POLL_MS = 10_000;
 /** Events come in bursts (a group's steps); one re-read per burst is enough. */
 const SETTLE_MS = 500;
 
-export const overviewPage: Page = async (root, ctx) => {
-  const stats = h("div", { class: "row", "aria-label": "Summary" });
+export const overviewPage: Page = async (root) => {
+  const stats = h("div", { class: "row", role: "group", "aria-label": "Summary" });
+  const problem = h("div");
   const clustersBox = h("div");
   const agentsBox = h("div");
   const jobsBox = h("div");
@@ -42,13 +43,19 @@ export const overviewPage: Page = async (root, ctx) => {
     );
     replace(clustersBox, clusterTable(clusters.items, agents.items));
     replace(agentsBox, agentTable(agents.items));
-    replace(jobsBox, active.length ? jobTable(active) : none("No job is running."));
+    replace(
+      jobsBox,
+      active.length ? jobTable(active) : none("No job is running."),
+      // The list is oldest first: past a page, the newest jobs were not read.
+      jobs.next ? h("p", { class: "notice" }, "Only the oldest 1,000 jobs were read here; Jobs lists them all.") : null,
+    );
   }
 
   await refresh();
   replace(
     root,
     h("h1", null, "Overview"),
+    problem,
     stats,
     h("div", { class: "grid" }, section("Clusters", clustersBox), section("Agents", agentsBox)),
     section(
@@ -57,7 +64,7 @@ export const overviewPage: Page = async (root, ctx) => {
       h(
         "p",
         { class: "row" },
-        ctx.can("operator") ? link("/plan", "Plan a migration") : null,
+        link("/plan", "Plan a migration"),
         link("/jobs", "Every job"),
       ),
     ),
@@ -69,7 +76,11 @@ export const overviewPage: Page = async (root, ctx) => {
     if (settle === undefined) {
       settle = window.setTimeout(() => {
         settle = undefined;
-        void refresh().catch(() => {});
+        refresh().then(
+          () => replace(problem),
+          (error: unknown) =>
+            replace(problem, h("p", null, "Showing what was read before: the overview could not be refreshed."), problemView(error)),
+        );
       }, SETTLE_MS);
     }
   };
@@ -90,9 +101,6 @@ export const overviewPage: Page = async (root, ctx) => {
   };
 };
 
-function stat(value: number, label: string): HTMLElement {
-  return h("div", { class: "stat" }, h("b", null, value), h("span", null, label));
-}
 
 function clusterTable(clusters: Schemas["Cluster"][], agents: Schemas["Agent"][]): HTMLElement {
   if (!clusters.length) return none("No cluster yet: `ferry cluster create`.");
@@ -127,7 +135,7 @@ function agentTable(agents: Schemas["Agent"][]): HTMLElement {
   );
 }
 
-export function jobTable(jobs: Schemas["Job"][]): HTMLElement {
+function jobTable(jobs: Schemas["Job"][]): HTMLElement {
   return h(
     "div",
     { class: "scroll" },
@@ -146,7 +154,7 @@ export function jobTable(jobs: Schemas["Job"][]): HTMLElement {
   );
 }
 
-export function eventItem(event: JobEvent): HTMLElement {
+function eventItem(event: JobEvent): HTMLElement {
   const where = [event.group, event.step !== null && event.step !== undefined ? `step ${event.step}` : null]
     .filter(Boolean)
     .join(" · ");

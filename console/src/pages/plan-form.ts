@@ -13,7 +13,7 @@ const ZONES: string[] = (() => {
   }
 })();
 
-export const LOCAL_ZONE = Intl.DateTimeFormat().resolvedOptions().timeZone || "UTC";
+const LOCAL_ZONE = Intl.DateTimeFormat().resolvedOptions().timeZone || "UTC";
 
 let zoneList: HTMLDataListElement | null = null;
 

@@ -1,9 +1,9 @@
 // Plan and submit a migration: the job request as a form, the plan the server makes of it
 // (route, the refused direct hop and why, each group's steps and estimates, the findings), then
 // the job. A viewer may plan; only an operator is offered "Submit".
-import { api, ok, problemView, type Schemas } from "../api";
+import { api, newIdempotencyKey, ok, problemView, type Schemas } from "../api";
 import type { Page } from "../app";
-import { badge, confirmAction, field, h, none, replace, seconds, table } from "../dom";
+import { badge, confirmAction, field, h, none, replace, seconds, stat, table } from "../dom";
 import { findingList, worstFinding } from "./job-view";
 import { diskRow, intervalRow, recurringRow, zoneDatalist, type DiskRow, type WindowRow } from "./plan-form";
 
@@ -241,7 +241,7 @@ export const planPage: Page = async (root, ctx) => {
       submit = h("button", { type: "button", class: "primary", disabled: !plan.runnable }, "Submit");
       submit.addEventListener("click", () => void submitJob(submit as HTMLButtonElement, message));
     }
-    shown = { request: body, key: crypto.randomUUID(), submit, stale };
+    shown = { request: body, key: newIdempotencyKey(), submit, stale };
     replace(
       result,
       planView(plan),
@@ -359,9 +359,6 @@ function planView(plan: Plan): HTMLElement {
   );
 }
 
-function stat(value: string, label: string): HTMLElement {
-  return h("div", { class: "stat" }, h("b", null, value), h("span", null, label));
-}
 
 function groupTable(groups: GroupPlan[]): HTMLElement {
   return h(

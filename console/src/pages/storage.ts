@@ -95,10 +95,14 @@ export const storagePage: Page = async (root, ctx) => {
   const topVolumes = h("div", { class: "scroll" });
   const topNodes = h("div", { class: "scroll" });
 
+  /** One problem for a failed refresh, whichever read failed; the page keeps what it last read. */
+  const readProblem = h("div");
+
   replace(
     root,
     h("h1", null, "Storage"),
     controls,
+    readProblem,
     volumeSection,
     h("div", { class: "grid" }, section("Busiest volumes", topVolumes), section("Busiest nodes", topNodes)),
     placementSection(),
@@ -106,6 +110,9 @@ export const storagePage: Page = async (root, ctx) => {
 
   const chart: VolumeChart = volumeChart(chartBox);
   let ticket = 0;
+  /** What the page shows (its choices, as `showing()` names them) and when that was read. */
+  let shownFor = "";
+  let shownAt = "";
 
   function selected(): { cluster: string; range: string; step: string; from: string; to: string; stepParam: string } {
     const range = rangeSelect.value;
@@ -131,16 +138,51 @@ export const storagePage: Page = async (root, ctx) => {
     history.replaceState(history.state, "", `#/storage?${q.toString()}`);
   }
 
+  /**
+   * The volume choices, by name: the busiest-first ranking reorders on every refresh, and
+   * rebuilding the options would close the list under the person choosing. They are rebuilt
+   * only when a volume comes or goes.
+   */
   function fillVolumes(entries: TopEntry[]): void {
-    const names = entries.map((e) => e.name);
-    if (volume && !names.some((n) => n.toLowerCase() === volume.toLowerCase())) names.unshift(volume);
-    if (!volume && names[0]) volume = names[0];
+    // Without a choice, the busiest volume is shown.
+    if (!volume && entries[0]) volume = entries[0].name;
+    const listed = entries.find((e) => e.name.toLowerCase() === volume.toLowerCase());
+    if (listed) volume = listed.name;
+    const names = [...new Set([...entries.map((e) => e.name), ...(volume ? [volume] : [])])].sort((a, b) => a.localeCompare(b));
     const current = Array.from(volumeSelect.options).map((o) => o.value);
     if (current.length !== names.length || current.some((n, i) => n !== names[i])) {
       replace(volumeSelect, ...names.map((n) => h("option", { value: n }, n)));
     }
-    volumeSelect.value = volume;
+    if (volumeSelect.value !== volume) volumeSelect.value = volume;
     volumeSelect.disabled = names.length === 0;
+  }
+
+  /** The choices a read was made for: a failed refresh of the same choices keeps what is shown. */
+  function showing(s: ReturnType<typeof selected>): string {
+    return JSON.stringify([s.cluster, volume, s.range, s.step]);
+  }
+
+  function readFine(s: ReturnType<typeof selected>): void {
+    replace(readProblem);
+    shownFor = showing(s);
+    shownAt = new Date().toLocaleTimeString();
+    updated.textContent = `Updated ${shownAt}`;
+  }
+
+  /** `topsRead`: the busiest lists were read fine in this round, only the volume's read failed. */
+  function readFailed(s: ReturnType<typeof selected>, error: unknown, topsRead = false): void {
+    if (shownFor !== showing(s)) {
+      // What is on screen is for other choices: it would mislead under these.
+      showEmpty("");
+      if (!topsRead) {
+        replace(topVolumes);
+        replace(topNodes);
+      }
+      shownFor = "";
+      shownAt = "";
+    }
+    updated.textContent = shownAt ? `Showing what was read at ${shownAt}` : "";
+    replace(readProblem, problemView(error));
   }
 
   async function load(): Promise<void> {
@@ -157,8 +199,7 @@ export const storagePage: Page = async (root, ctx) => {
       ]);
     } catch (error) {
       if (mine !== ticket) return;
-      showEmpty("");
-      for (const box of [topVolumes, topNodes, volumeProblem]) replace(box, problemView(error));
+      readFailed(s, error);
       return;
     }
     if (mine !== ticket) return;
@@ -169,6 +210,7 @@ export const storagePage: Page = async (root, ctx) => {
     replace(topNodes, topTable("Node", nodes, null));
 
     if (!volume) {
+      readFine(s);
       showEmpty(`No samples yet for ${s.cluster} in this range: its agents send them every 10 s once they run.`);
       return;
     }
@@ -184,16 +226,16 @@ export const storagePage: Page = async (root, ctx) => {
       if (mine !== ticket) return;
       // The server answers 404 for a volume without a sample: that is the empty state, not a fault.
       if (error instanceof ApiError && error.status === 404) {
+        readFine(s);
         showEmpty(`No samples yet for ${volume} on ${s.cluster}: ${error.problem?.detail ?? "the server knows no such volume"}.`);
       } else {
-        showEmpty("");
-        replace(volumeProblem, problemView(error));
+        readFailed(s, error, true);
       }
       return;
     }
     if (mine !== ticket) return;
     replace(volumeProblem);
-    updated.textContent = `Updated ${new Date().toLocaleTimeString()}`;
+    readFine(s);
     const hasSamples = view.steps.some((st) => st.node_sum !== null && st.node_sum !== undefined) || view.steps.some((st) => st.storage !== null && st.storage !== undefined);
     if (!hasSamples) {
       showEmpty(`No samples yet for ${view.volume} on ${s.cluster} in this range.`);
