@@ -112,10 +112,6 @@ export function display(value: unknown): string {
   return JSON.stringify(value);
 }
 
-export function loading(): HTMLElement {
-  return h("p", { class: "muted" }, "Loading…");
-}
-
 /** Moves the keyboard to a table row (the first a "more" button brought), focusable only from script. */
 export function focusRow(row: HTMLTableRowElement | undefined): void {
   if (!row) return;

@@ -1,8 +1,8 @@
 // The groups tab: each clustered group with its owner and state; opened, its resources in the
 // order they come online, each with what it depends on, as the admin rebuilds them on the target.
 import { api, ok, problemView, type Schemas } from "../api";
-import { badge, h, link, replace } from "../dom";
-import { clusterRoute, display, focusRow, loading, pagedList, type TabContext } from "./cluster-common";
+import { badge, h, link, loading, replace } from "../dom";
+import { clusterRoute, display, focusRow, pagedList, type TabContext } from "./cluster-common";
 
 const GROUPS_PER_PAGE = 25;
 const FOLD_SHARES_OVER = 25;

@@ -1,8 +1,8 @@
 // The snapshots tab: every inventory snapshot of the cluster, and the diff between any two,
 // down to single permission entries: what the admin checks before and after a migration.
 import { api, ok, problemView, type Schemas } from "../api";
-import { field, h, none, replace, stateClass, table, time } from "../dom";
-import { display, focusRow, loading, pagedList, rememberQuery, scrollTable, type TabContext } from "./cluster-common";
+import { field, h, loading, none, replace, stateClass, table, time } from "../dom";
+import { display, focusRow, pagedList, rememberQuery, scrollTable, type TabContext } from "./cluster-common";
 import { permissionList } from "./cluster-shares";
 
 /** Changes drawn at once; a diff of a whole 100,000-share cluster is shown a slice at a time. */

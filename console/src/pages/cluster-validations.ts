@@ -2,8 +2,8 @@
 // every rule's verdict with its evidence and the PowerShell that remedies it, filterable by
 // verdict so the admin works through the failures first.
 import { api, ok, problemView, type Schemas } from "../api";
-import { badge, field, h, none, replace, table, time } from "../dom";
-import { FOLLOW_MS, clusterRoute, loading, pagedList, rememberQuery, scrollTable, sleep, type TabContext } from "./cluster-common";
+import { badge, field, h, loading, none, replace, table, time } from "../dom";
+import { FOLLOW_MS, clusterRoute, pagedList, rememberQuery, scrollTable, sleep, type TabContext } from "./cluster-common";
 
 const REPORTS_PER_PAGE = 20;
 /** How often a report still gathering is read again. */

@@ -4,7 +4,7 @@
 // re-read one by one, so following a 1,000-group job costs what moved, not the job's size.
 import { api, ok, problemView, type Schemas } from "../api";
 import type { Page } from "../app";
-import { badge, confirmAction, h, link, replace, seconds, stat, stateClass, table, time } from "../dom";
+import { badge, confirmAction, h, link, loading, replace, seconds, stat, stateClass, table, time } from "../dom";
 import { openFeed, type FeedStatus, type JobEvent } from "../events";
 import { pagedList } from "./cluster-common";
 import { GroupView, TaskNodes } from "./job-groups";
@@ -111,7 +111,7 @@ const STEP_STATES: ReadonlySet<string> = new Set<JobStep["state"]>(["pending", "
 
 export const jobPage: Page = async (root, ctx) => {
   const id = ctx.params.id ?? "";
-  replace(root, h("h1", null, "Job"), h("p", { class: "muted" }, "Loading…"));
+  replace(root, h("h1", null, "Job"), loading());
   let job: JobDetail = await ok(api.GET("/v1/jobs/{id}", { params: { path: { id } } }));
   /**
    * The job's newest event when the page last read it whole: what events up to it changed is in

@@ -3,7 +3,7 @@
 // the job. A viewer may plan; only an operator is offered "Submit".
 import { api, newIdempotencyKey, ok, problemView, type Schemas } from "../api";
 import type { Page } from "../app";
-import { badge, confirmAction, field, h, none, replace, seconds, stat, table } from "../dom";
+import { badge, confirmAction, field, h, loading, none, replace, seconds, stat, table } from "../dom";
 import { findingList, worstFinding } from "./job-view";
 import { diskRow, intervalRow, recurringRow, zoneDatalist, type DiskRow, type WindowRow } from "./plan-form";
 
@@ -14,7 +14,7 @@ type GroupPlan = Schemas["GroupPlan"];
 const GROUP_PAGE = 500;
 
 export const planPage: Page = async (root, ctx) => {
-  replace(root, h("h1", null, "Plan a migration"), h("p", { class: "muted" }, "Loading…"));
+  replace(root, h("h1", null, "Plan a migration"), loading());
   const clusters = (await ok(api.GET("/v1/clusters", { params: { query: { limit: 1000 } } }))).items;
   if (clusters.length < 2) {
     replace(root, h("h1", null, "Plan a migration"), none("A migration needs two registered clusters: `ferry cluster create`."));

@@ -6,7 +6,7 @@
 // The view is linkable: `#/storage?cluster=NAME&volume=...&range=1h&step=auto`.
 import { ApiError, api, ok, problemView, type Schemas } from "../api";
 import type { Page } from "../app";
-import { field, h, link, none, replace, section, time } from "../dom";
+import { field, h, link, loading, none, replace, section, time } from "../dom";
 import { percent, rate, volumeChart, type VolumeChart } from "./storage-chart";
 import { placementSection } from "./storage-placement";
 
@@ -40,7 +40,7 @@ function options(choices: [string, string][], selected: string): HTMLOptionEleme
 }
 
 export const storagePage: Page = async (root, ctx) => {
-  replace(root, h("h1", null, "Storage"), h("p", { class: "muted" }, "Loading…"));
+  replace(root, h("h1", null, "Storage"), loading());
   const clusters = (await ok(api.GET("/v1/clusters", { params: { query: { limit: 1000 } } }))).items;
   if (!clusters.length) {
     replace(root, h("h1", null, "Storage"), none("No cluster yet: `ferry cluster create`."));
