@@ -4,7 +4,7 @@
 
 use std::borrow::Cow;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use axum::Router;
 use axum::extract::Path;
@@ -21,26 +21,43 @@ pub const CONSOLE_CSP: &str = "default-src 'none'; script-src 'self'; style-src 
      img-src 'self' data:; connect-src 'self'; base-uri 'none'; form-action 'none'; \
      frame-ancestors 'none'";
 
+/// One file of the console as the binary holds it.
 struct Asset {
     path: &'static str,
     content_type: &'static str,
     body: &'static [u8],
+    /// The body's `ETag`, computed on first use: the embedded files never change.
+    etag: OnceLock<String>,
 }
 
-const ASSETS: &[Asset] = &[
-    Asset {
-        path: "assets/console.js",
-        content_type: "text/javascript; charset=utf-8",
-        body: include_bytes!("../../../../console/dist/assets/console.js"),
-    },
-    Asset {
-        path: "assets/console.css",
-        content_type: "text/css; charset=utf-8",
-        body: include_bytes!("../../../../console/dist/assets/console.css"),
-    },
-];
+impl Asset {
+    const fn new(path: &'static str, content_type: &'static str, body: &'static [u8]) -> Self {
+        Asset {
+            path,
+            content_type,
+            body,
+            etag: OnceLock::new(),
+        }
+    }
+}
 
-const INDEX: &[u8] = include_bytes!("../../../../console/dist/index.html");
+static ASSETS: [Asset; 3] = [
+    Asset::new(
+        "index.html",
+        "text/html; charset=utf-8",
+        include_bytes!("../../../../console/dist/index.html"),
+    ),
+    Asset::new(
+        "assets/console.js",
+        "text/javascript; charset=utf-8",
+        include_bytes!("../../../../console/dist/assets/console.js"),
+    ),
+    Asset::new(
+        "assets/console.css",
+        "text/css; charset=utf-8",
+        include_bytes!("../../../../console/dist/assets/console.css"),
+    ),
+];
 
 /// `/console/` and its assets: the copy built into the binary, or with `from_dir` (the
 /// `console_dir` setting) the files of that folder, read on each request so a rebuilt console
@@ -70,39 +87,40 @@ pub fn routes(from_dir: Option<PathBuf>) -> Router<AppState> {
 }
 
 async fn file(dir: Option<&PathBuf>, path: &str, headers: &HeaderMap) -> Response {
-    let Some((content_type, embedded)) = embedded(path) else {
+    let Some(asset) = ASSETS.iter().find(|a| a.path == path) else {
         return StatusCode::NOT_FOUND.into_response();
     };
     match dir {
-        None => serve(headers, content_type, Cow::Borrowed(embedded)),
+        None => {
+            let etag = asset.etag.get_or_init(|| etag_of(asset.body));
+            serve(headers, asset.content_type, etag, Cow::Borrowed(asset.body))
+        }
         // Only the names the binary embeds are read, so no path leaves the folder.
         Some(dir) => match tokio::fs::read(dir.join(path)).await {
-            Ok(bytes) => serve(headers, content_type, Cow::Owned(bytes)),
+            Ok(bytes) => serve(
+                headers,
+                asset.content_type,
+                &etag_of(&bytes),
+                Cow::Owned(bytes),
+            ),
             Err(_) => StatusCode::NOT_FOUND.into_response(),
         },
     }
 }
 
-/// The content type and the built-in copy of one of the console's files.
-fn embedded(path: &str) -> Option<(&'static str, &'static [u8])> {
-    if path == "index.html" {
-        return Some(("text/html; charset=utf-8", INDEX));
-    }
-    ASSETS
-        .iter()
-        .find(|a| a.path == path)
-        .map(|a| (a.content_type, a.body))
-}
-
 /// Answers with the file, or 304 when the browser holds this build's copy. `no-cache` makes the
 /// browser ask each time, so a new build is never hidden behind a stale copy.
-fn serve(headers: &HeaderMap, content_type: &'static str, body: Cow<'static, [u8]>) -> Response {
-    let etag = format!("\"{:016x}\"", fnv1a(&body));
+fn serve(
+    headers: &HeaderMap,
+    content_type: &'static str,
+    etag: &str,
+    body: Cow<'static, [u8]>,
+) -> Response {
     let fresh = headers
         .get(header::IF_NONE_MATCH)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.split(',').any(|tag| tag.trim() == etag));
-    let etag = HeaderValue::from_str(&etag).expect("hex is a valid header value");
+    let etag = HeaderValue::from_str(etag).expect("hex is a valid header value");
     let common = [
         (header::CACHE_CONTROL, HeaderValue::from_static("no-cache")),
         (header::ETAG, etag),
@@ -126,10 +144,11 @@ fn serve(headers: &HeaderMap, content_type: &'static str, body: Cow<'static, [u8
         .into_response()
 }
 
-/// A stable fingerprint of an embedded file for its `ETag`: the same build gives the same tag on
-/// every replica.
-fn fnv1a(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |hash, &b| {
+/// A file's `ETag`: a stable fingerprint (FNV-1a), so the same build gives the same tag on every
+/// replica.
+fn etag_of(bytes: &[u8]) -> String {
+    let hash = bytes.iter().fold(0xcbf2_9ce4_8422_2325_u64, |hash, &b| {
         (hash ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
-    })
+    });
+    format!("\"{hash:016x}\"")
 }

@@ -100,14 +100,10 @@ where
     D: serde::Deserializer<'de>,
     T: serde::de::DeserializeOwned,
 {
-    let value = serde_json::Value::deserialize(deserializer)?;
-    if !value.is_object() {
-        return Err(serde::de::Error::invalid_type(
-            serde::de::Unexpected::Other(json_kind(&value)),
-            &"a JSON object",
-        ));
-    }
-    T::deserialize(value).map_err(serde::de::Error::custom)
+    from_object(
+        serde_json::Value::deserialize(deserializer)?,
+        "a JSON object",
+    )
 }
 
 /// [`object`] for an optional field: `null` is `None`.
@@ -116,17 +112,24 @@ where
     D: serde::Deserializer<'de>,
     T: serde::de::DeserializeOwned,
 {
-    let value = serde_json::Value::deserialize(deserializer)?;
-    match value {
+    match serde_json::Value::deserialize(deserializer)? {
         serde_json::Value::Null => Ok(None),
-        serde_json::Value::Object(_) => T::deserialize(value)
-            .map(Some)
-            .map_err(serde::de::Error::custom),
-        other => Err(serde::de::Error::invalid_type(
-            serde::de::Unexpected::Other(json_kind(&other)),
-            &"a JSON object or null",
-        )),
+        value => from_object(value, "a JSON object or null").map(Some),
     }
+}
+
+/// `T` read from `value` when it is an object; otherwise an error saying what was `expected`.
+fn from_object<T: serde::de::DeserializeOwned, E: serde::de::Error>(
+    value: serde_json::Value,
+    expected: &'static str,
+) -> Result<T, E> {
+    if !value.is_object() {
+        return Err(E::invalid_type(
+            serde::de::Unexpected::Other(json_kind(&value)),
+            &expected,
+        ));
+    }
+    T::deserialize(value).map_err(E::custom)
 }
 
 fn json_kind(value: &serde_json::Value) -> &'static str {
