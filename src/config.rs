@@ -41,6 +41,9 @@ pub struct Config {
     pub agent_lease_ms: u64,
     /// Heartbeat TTL plus grace: an agent silent this long is marked down.
     pub agent_down_after_ms: u64,
+    /// How long a claim of the scheduler lease lasts: with several replicas, how long the others
+    /// wait for a holder that stopped before one takes over the jobs.
+    pub scheduler_lease_ms: u64,
     /// PEM certificate chain for the gRPC listener; with `tls_key`, gRPC is served over TLS.
     pub tls_cert: Option<PathBuf>,
     /// PEM private key of `tls_cert`.
@@ -88,6 +91,7 @@ impl Default for Config {
             agent_heartbeat_ms: millis(timing.heartbeat),
             agent_lease_ms: millis(timing.lease),
             agent_down_after_ms: millis(timing.down_after),
+            scheduler_lease_ms: millis(crate::scheduler::DEFAULT_LEASE),
             tls_cert: None,
             tls_key: None,
             webhook_ca: None,
@@ -118,7 +122,7 @@ pub struct Overrides {
 }
 
 /// Every setting; each is also read from the environment as `FERRY_<KEY>` in upper case.
-pub const KEYS: [&str; 22] = [
+pub const KEYS: [&str; 23] = [
     "database_url",
     "http_addr",
     "grpc_addr",
@@ -131,6 +135,7 @@ pub const KEYS: [&str; 22] = [
     "agent_heartbeat_ms",
     "agent_lease_ms",
     "agent_down_after_ms",
+    "scheduler_lease_ms",
     "tls_cert",
     "tls_key",
     "webhook_ca",
@@ -235,6 +240,14 @@ impl Config {
                  at least three times agent_heartbeat_ms"
             );
         }
+        // Renewed every third of its term: shorter would keep the store busy with claims, longer
+        // leaves jobs standing for minutes after a replica dies.
+        if !(1_500..=300_000).contains(&self.scheduler_lease_ms) {
+            anyhow::bail!(
+                "invalid configuration: scheduler_lease_ms (FERRY_SCHEDULER_LEASE_MS) must be \
+                 between 1500 and 300000"
+            );
+        }
         // Rollups are recomputed from the raw samples of their hour, so raw data must outlive
         // the hour; each coarser resolution is kept at least as long as the finer.
         if self.perf_raw_retention_hours < 2 {
@@ -289,6 +302,11 @@ impl Config {
             lease: std::time::Duration::from_millis(self.agent_lease_ms),
             down_after: std::time::Duration::from_millis(self.agent_down_after_ms),
         }
+    }
+
+    /// How long each claim of the scheduler lease lasts.
+    pub fn scheduler_lease(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(self.scheduler_lease_ms)
     }
 
     /// The hop table routes are planned with: the built-in rows under `hop_overrides`.

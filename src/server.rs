@@ -88,9 +88,10 @@ pub async fn start_with_store(
     let reaper_task = crate::gateway::start_reaper(service.clone(), stopped.clone())
         .await
         .context("preparing the agent gateway")?;
-    let scheduler_task = crate::scheduler::start(service.clone(), stopped.clone())
-        .await
-        .context("starting the scheduler")?;
+    let scheduler_task =
+        crate::scheduler::start(service.clone(), config.scheduler_lease(), stopped.clone())
+            .await
+            .context("starting the scheduler")?;
     let webhook_task = crate::webhooks::start(service.clone(), webhook_http, stopped.clone());
     let perf_task = crate::service::perf::start_maintenance(service.clone(), stopped.clone());
     let discovery_task = crate::service::start_discovery_schedule(

@@ -602,6 +602,15 @@ impl Service {
             .await
     }
 
+    /// A reader of the event log that waits for commits instead of polling: what `GET
+    /// /v1/events` and `Watch` stream through.
+    pub async fn follow_events(&self) -> Result<EventFollower> {
+        Ok(EventFollower {
+            service: self.clone(),
+            feed: self.store.event_feed().await?,
+        })
+    }
+
     /// Sequence number of the newest event, of one job when given; 0 when there is none.
     pub async fn newest_event_seq(&self, caller: &Caller, job_id: Option<Uuid>) -> Result<i64> {
         Self::require(caller, Role::Viewer)?;
@@ -945,6 +954,42 @@ impl JobVerb {
             JobVerb::Pause => "paused",
             JobVerb::Resume => "resumed",
             JobVerb::Cancel => "cancelled",
+        }
+    }
+}
+
+/// How long a follower waits for the store's event feed to move before reading anyway. The feed
+/// moves on every commit of events, here at once and from other replicas by notification, so
+/// this only bounds the delay after a notification lost between two reconnections.
+const EVENT_FALLBACK: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Follows the event log from a position; see [`Service::follow_events`].
+pub struct EventFollower {
+    service: Service,
+    feed: tokio::sync::watch::Receiver<u64>,
+}
+
+impl EventFollower {
+    /// The events after `after` (at most `limit`, oldest first), waiting until there is one.
+    pub async fn next(
+        &mut self,
+        caller: &Caller,
+        job_id: Option<Uuid>,
+        after: i64,
+        limit: u32,
+    ) -> Result<Vec<JobEvent>> {
+        loop {
+            // Marked seen before the read: a commit landing during the read moves the feed
+            // again, so the wait below cannot sleep through it.
+            self.feed.borrow_and_update();
+            let events = self
+                .service
+                .events_after(caller, job_id, after, limit)
+                .await?;
+            if !events.is_empty() {
+                return Ok(events);
+            }
+            let _ = tokio::time::timeout(EVENT_FALLBACK, self.feed.changed()).await;
         }
     }
 }

@@ -26,7 +26,7 @@ pub use ferry_store::Change;
 pub use imports::{Imported, SOURCE_DRIFT};
 
 use imports::Precondition;
-pub use jobs::JobVerb;
+pub use jobs::{EventFollower, JobVerb};
 pub use links::{AgentLinks, Disconnect, NoAgentLinks};
 
 use std::future::Future;

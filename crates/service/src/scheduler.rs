@@ -37,8 +37,9 @@ const TICK: Duration = Duration::from_secs(1);
 /// How long the scheduler trusts its count of a job's group writes before comparing versions
 /// anyway.
 const RECHECK: Duration = Duration::from_secs(10);
-/// How long the scheduler lease lasts; renewed on every pass.
-const LEASE: Duration = Duration::from_secs(15);
+/// How long the scheduler lease lasts unless configured: how long the replicas wait for a holder
+/// that stopped before one of them takes over.
+pub const DEFAULT_LEASE: Duration = Duration::from_secs(15);
 /// Longest a pass trusts the clusters and agents an earlier pass read.
 const CLUSTERS_FOR: Duration = Duration::from_secs(10);
 
@@ -83,6 +84,10 @@ pub struct Scheduler {
     service: Service,
     /// Names this replica in the scheduler lease.
     holder: String,
+    /// How long a claim of the lease lasts. The holder renews it when a third has run and acts
+    /// only while its last claim is that young, so a holder that cannot reach the store stops
+    /// acting long before another replica may take over.
+    lease: Duration,
     /// What this replica read and wrote in earlier passes; one pass runs at a time.
     memory: tokio::sync::Mutex<Memory>,
 }
@@ -121,8 +126,15 @@ impl Scheduler {
         Scheduler {
             service,
             holder: format!("{}-{}", std::process::id(), Uuid::now_v7()),
+            lease: DEFAULT_LEASE,
             memory: tokio::sync::Mutex::new(Memory::default()),
         }
+    }
+
+    /// How long each claim of the scheduler lease lasts.
+    pub fn with_lease(mut self, lease: Duration) -> Self {
+        self.lease = lease;
+        self
     }
 
     /// One pass over every active job, if this replica holds (or takes) the scheduler lease.
@@ -133,13 +145,21 @@ impl Scheduler {
         // The lease is renewed when a third of it has run, not on every pass: a pass is often
         // a few milliseconds, a write costs more than that on a busy database.
         if memory.renew_at.is_none_or(|at| now >= at) {
-            let until = now + chrono::Duration::from_std(LEASE).unwrap_or_default();
+            let until = now + chrono::Duration::from_std(self.lease).unwrap_or_default();
+            let held = memory.renew_at.is_some();
             if !store.claim_scheduler(&self.holder, until, now).await? {
+                if held {
+                    tracing::warn!(holder = %self.holder, "another replica holds the scheduler lease now");
+                }
                 // Another replica writes now; what we remember would only cost memory.
                 *memory = Memory::default();
                 return Ok(PassStats::default());
             }
-            memory.renew_at = Some(now + chrono::Duration::from_std(LEASE / 3).unwrap_or_default());
+            if !held {
+                tracing::info!(holder = %self.holder, "took the scheduler lease: this replica runs the jobs");
+            }
+            memory.renew_at =
+                Some(now + chrono::Duration::from_std(self.lease / 3).unwrap_or_default());
         }
         let jobs = store.active_jobs().await?;
         let memory = &mut *memory;
@@ -629,11 +649,12 @@ fn needs_baseline(group: &JobGroup) -> bool {
 /// announcement, or at least every second.
 pub async fn start(
     service: Service,
+    lease: Duration,
     mut stopped: watch::Receiver<bool>,
 ) -> anyhow::Result<JoinHandle<anyhow::Result<()>>> {
     let mut changes = service.changes().await?;
     let wake = Arc::clone(service.scheduler_wake());
-    let scheduler = Scheduler::new(service);
+    let scheduler = Scheduler::new(service).with_lease(lease);
     Ok(tokio::spawn(async move {
         let mut tick = tokio::time::interval(TICK);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);

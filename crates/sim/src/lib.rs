@@ -40,7 +40,9 @@ pub use perf::{PerfModel, PerfVolume, Workload};
 pub use state::{
     FaultSpec, LatencyConfig, STATE_FORMAT, SimDisk, SimNetwork, SimNode, SimOp, SimState,
 };
-pub use store::{STATE_FILE, StateFile, load_state};
+pub use store::{
+    OPERATIONS_LOG, OperationRecord, STATE_FILE, StateFile, load_state, read_operations,
+};
 pub use world::SimWorld;
 
 /// Folder of the disks under a cluster's directory.

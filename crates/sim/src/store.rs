@@ -21,7 +21,22 @@ use crate::state::{STATE_FORMAT, SimState};
 
 pub const STATE_FILE: &str = "cluster.json";
 pub const LOCK_FILE: &str = ".cluster.lock";
+/// One JSON line per change an operation asked for, appended by whichever agent ran it: what a
+/// test counts to prove each step of a job ran once per attempt.
+pub const OPERATIONS_LOG: &str = "operations.log";
 const TEMP_FILE: &str = "cluster.json.tmp";
+
+/// One line of [`OPERATIONS_LOG`].
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct OperationRecord {
+    /// `SimOp::as_str`.
+    pub op: String,
+    /// The group, disk or drive letter it named.
+    pub subject: String,
+    /// `ok`, or the error's kind.
+    pub outcome: String,
+    pub at: chrono::DateTime<chrono::Utc>,
+}
 
 /// Identity of the state file's current content, cheap to read.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -178,6 +193,21 @@ impl StateFile {
         &self.dir
     }
 
+    /// Appends `record` to the cluster's operation log, under the exclusive lock so lines from
+    /// several agent processes never interleave.
+    pub fn log_operation(&self, record: &OperationRecord) -> io::Result<()> {
+        let mut line = serde_json::to_vec(record).map_err(io::Error::other)?;
+        line.push(b'\n');
+        let guard = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        guard.lock.lock()?;
+        let _unlock = LockGuard(&guard.lock);
+        OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.join(OPERATIONS_LOG))?
+            .write_all(&line)
+    }
+
     /// Runs `f` on the current state under a shared lock.
     pub fn read<R>(&self, f: impl FnOnce(&SimState) -> R) -> io::Result<R> {
         let mut guard = self.inner.lock().unwrap_or_else(|e| e.into_inner());
@@ -231,6 +261,22 @@ fn refresh(dir: &Path, lock: &File, cache: &mut Option<Cached>) -> io::Result<u6
         *cache = Some(Cached { rev, stamp, state });
     }
     Ok(rev)
+}
+
+/// The operation log of the simulated cluster in `dir`, oldest first; empty when nothing changed
+/// it yet.
+pub fn read_operations(dir: &Path) -> io::Result<Vec<OperationRecord>> {
+    let text = match fs::read_to_string(dir.join(OPERATIONS_LOG)) {
+        Ok(text) => text,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e),
+    };
+    text.lines()
+        .map(|line| {
+            serde_json::from_str(line)
+                .map_err(|e| invalid(format!("{OPERATIONS_LOG}: {e}: {line}")))
+        })
+        .collect()
 }
 
 /// Reads the state in `dir` once, without keeping a cache.

@@ -706,6 +706,9 @@ macro_rules! impl_inventory_store {
                     .map_err(db_error)?;
                 }
                 tx.commit().await.map_err(db_error)?;
+                if change.is_some() {
+                    self.events.moved();
+                }
 
                 Ok($crate::ImportOutcome {
                     snapshot: ::ferry_core::model::SnapshotInfo {

@@ -359,6 +359,7 @@ macro_rules! impl_job_store {
                     .map_err(db_error)?;
                 let stored = Self::load_job(&mut tx, &id).await?;
                 tx.commit().await.map_err(db_error)?;
+                self.events.moved();
                 stored.ok_or_else(|| ::ferry_core::error::Error::internal("the job vanished"))
             }
 
@@ -586,6 +587,7 @@ macro_rules! impl_job_store {
                     .map_err(db_error)?;
                 if saved.iter().any(Option::is_some) {
                     tx.commit().await.map_err(db_error)?;
+                    self.events.moved();
                 } else {
                     tx.rollback().await.map_err(db_error)?;
                 }
@@ -699,6 +701,7 @@ macro_rules! impl_job_store {
                     .map_err(db_error)?;
                 let job = Self::load_job(&mut tx, &id).await?;
                 tx.commit().await.map_err(db_error)?;
+                self.events.moved();
                 Ok(job)
             }
 
@@ -775,7 +778,9 @@ macro_rules! impl_job_store {
                 Self::insert_events(&mut tx, None, Some(&cluster_id.to_string()), &events)
                     .await
                     .map_err(db_error)?;
-                tx.commit().await.map_err(db_error)
+                tx.commit().await.map_err(db_error)?;
+                self.events.moved();
+                Ok(())
             }
 
             async fn set_job_findings(
@@ -805,7 +810,9 @@ macro_rules! impl_job_store {
                 Self::insert_events(&mut tx, Some(&id), None, &events)
                     .await
                     .map_err(db_error)?;
-                tx.commit().await.map_err(db_error)
+                tx.commit().await.map_err(db_error)?;
+                self.events.moved();
+                Ok(())
             }
 
             async fn claim_scheduler(

@@ -24,6 +24,7 @@ mod jobs;
 pub mod perf;
 pub mod postgres;
 mod rows;
+mod signals;
 pub mod sqlite;
 mod tokens;
 mod validations;
@@ -113,6 +114,12 @@ pub trait Store:
     /// The announcements of every replica, or `None` where there are no other replicas. A lost
     /// connection drops announcements; the periodic sweep makes up for them.
     async fn subscribe(&self) -> Result<Option<tokio::sync::mpsc::Receiver<Change>>>;
+
+    /// A counter that moves whenever job events commit: at once for this replica's own commits,
+    /// and on Postgres within a notification's delay for any replica's. A reader of the event log
+    /// waits on it instead of polling; a lost notification connection moves it too (what was
+    /// committed meanwhile is unknown), so a reader re-reads rather than missing events.
+    async fn event_feed(&self) -> Result<tokio::sync::watch::Receiver<u64>>;
 }
 
 /// The next announcement of another replica from [`Store::subscribe`]'s receiver; pends forever

@@ -3,6 +3,7 @@
 //! Writers that could race across replicas lock the cluster row (`FOR UPDATE`) first, so
 //! snapshot numbering and version checks are serialized per cluster.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -18,6 +19,7 @@ use crate::idempotency::impl_idempotency_store;
 use crate::inventory::{ShareInsert, impl_inventory_store};
 use crate::jobs::impl_job_store;
 use crate::perf::impl_perf_store;
+use crate::signals::{EventSignal, TokenCache};
 use crate::tokens::impl_token_store;
 use crate::validations::impl_validation_store;
 use crate::webhooks::impl_webhook_store;
@@ -29,11 +31,23 @@ const CONNECTIONS: u32 = 10;
 /// The `LISTEN`/`NOTIFY` channel replicas wake each other on; the payload is a [`Change`].
 const CHANGES_CHANNEL: &str = "ferry_changes";
 
+/// The channel every commit of job events notifies (from inside its transaction, so the
+/// notification is delivered at commit and only then), for [`Store::event_feed`]; the job store's
+/// `event_lock` below names it.
+const EVENTS_CHANNEL: &str = "ferry_events";
+/// The channel every commit of a token write notifies, so each replica's token cache forgets;
+/// the token store's `notify` below names it.
+const TOKENS_CHANNEL: &str = "ferry_tokens";
+
 /// Shares per `INSERT ... SELECT FROM UNNEST`, to bound the size of one message.
 const UNNEST_CHUNK: usize = 20_000;
 
 pub struct PostgresStore {
     pool: PgPool,
+    events: Arc<EventSignal>,
+    tokens: Arc<TokenCache>,
+    /// Dropped with the store, which ends its listener.
+    _listening: tokio::sync::watch::Sender<()>,
 }
 
 impl PostgresStore {
@@ -51,7 +65,21 @@ impl PostgresStore {
         sqlx::migrate!("../../migrations/postgres")
             .run(&pool)
             .await?;
-        Ok(Self { pool })
+        let events = Arc::new(EventSignal::new());
+        let tokens = Arc::new(TokenCache::new(false));
+        let (listening, dropped) = tokio::sync::watch::channel(());
+        tokio::spawn(listen_for_commits(
+            pool.clone(),
+            events.clone(),
+            tokens.clone(),
+            dropped,
+        ));
+        Ok(Self {
+            pool,
+            events,
+            tokens,
+            _listening: listening,
+        })
     }
 
     fn reader(&self) -> &PgPool {
@@ -183,6 +211,69 @@ impl Store for PostgresStore {
         });
         Ok(Some(rx))
     }
+
+    async fn event_feed(&self) -> Result<tokio::sync::watch::Receiver<u64>> {
+        Ok(self.events.subscribe())
+    }
+}
+
+/// Follows other replicas' commits for as long as the store lives: a notification on
+/// [`EVENTS_CHANNEL`] moves the event feed, one on [`TOKENS_CHANNEL`] empties the token cache.
+/// The cache is trusted only while listening; after a lost connection the feed moves once,
+/// since what committed meanwhile was not heard.
+async fn listen_for_commits(
+    pool: PgPool,
+    events: Arc<EventSignal>,
+    tokens: Arc<TokenCache>,
+    mut dropped: tokio::sync::watch::Receiver<()>,
+) {
+    let mut listener: Option<PgListener> = None;
+    loop {
+        let Some(active) = listener.as_mut() else {
+            let connected = async {
+                let mut fresh = PgListener::connect_with(&pool).await?;
+                // Reconnection is done here, where the cache's trust follows it.
+                fresh.ignore_pool_close_event(true);
+                fresh.listen_all([EVENTS_CHANNEL, TOKENS_CHANNEL]).await?;
+                sqlx::Result::<PgListener>::Ok(fresh)
+            };
+            let connected: sqlx::Result<PgListener> = tokio::select! {
+                _ = dropped.changed() => return,
+                connected = connected => connected,
+            };
+            match connected {
+                Ok(fresh) => {
+                    listener = Some(fresh);
+                    tokens.set_trusted(true);
+                    events.moved();
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot listen for other replicas' commits; retrying");
+                    tokio::select! {
+                        _ = dropped.changed() => return,
+                        _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                    }
+                }
+            }
+            continue;
+        };
+        let received = tokio::select! {
+            _ = dropped.changed() => return,
+            received = active.try_recv() => received,
+        };
+        match received {
+            Ok(Some(notification)) if notification.channel() == TOKENS_CHANNEL => tokens.forget(),
+            Ok(Some(_)) => events.moved(),
+            Ok(None) | Err(_) => {
+                tracing::warn!(
+                    "lost the connection listening for other replicas' commits; reconnecting"
+                );
+                tokens.set_trusted(false);
+                listener = None;
+                events.moved();
+            }
+        }
+    }
 }
 
 impl_inventory_store!(
@@ -191,12 +282,16 @@ impl_inventory_store!(
     cluster_lock = "FOR UPDATE OF c",
     principal = ("s.principals::jsonb @> jsonb_build_array(", "::text)"),
 );
-impl_token_store!(PostgresStore, Postgres);
+impl_token_store!(
+    PostgresStore,
+    Postgres,
+    notify = Some("SELECT pg_notify('ferry_tokens', '')"),
+);
 impl_agent_store!(PostgresStore, Postgres);
 impl_job_store!(
     PostgresStore,
     Postgres,
-    event_lock = Some("SELECT pg_advisory_xact_lock(7262000001)"),
+    event_lock = Some("SELECT pg_advisory_xact_lock(7262000001), pg_notify('ferry_events', '')"),
 );
 impl_discovery_store!(PostgresStore, Postgres);
 impl_validation_store!(PostgresStore);

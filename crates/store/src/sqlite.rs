@@ -23,6 +23,7 @@ use crate::idempotency::impl_idempotency_store;
 use crate::inventory::{ShareInsert, impl_inventory_store};
 use crate::jobs::impl_job_store;
 use crate::perf::impl_perf_store;
+use crate::signals::{EventSignal, TokenCache};
 use crate::tokens::impl_token_store;
 use crate::validations::impl_validation_store;
 use crate::webhooks::impl_webhook_store;
@@ -35,6 +36,8 @@ const READ_CONNECTIONS: u32 = 4;
 pub struct SqliteStore {
     write: SqlitePool,
     read: SqlitePool,
+    events: EventSignal,
+    tokens: TokenCache,
 }
 
 impl SqliteStore {
@@ -77,7 +80,12 @@ impl SqliteStore {
                 .connect_with(options)
                 .await?
         };
-        Ok(Self { write, read })
+        Ok(Self {
+            write,
+            read,
+            events: EventSignal::new(),
+            tokens: TokenCache::new(true),
+        })
     }
 
     fn reader(&self) -> &SqlitePool {
@@ -142,6 +150,10 @@ impl Store for SqliteStore {
     async fn subscribe(&self) -> Result<Option<mpsc::Receiver<Change>>> {
         Ok(None)
     }
+
+    async fn event_feed(&self) -> Result<tokio::sync::watch::Receiver<u64>> {
+        Ok(self.events.subscribe())
+    }
 }
 
 impl_inventory_store!(
@@ -154,7 +166,7 @@ impl_inventory_store!(
         ")"
     ),
 );
-impl_token_store!(SqliteStore, Sqlite);
+impl_token_store!(SqliteStore, Sqlite, notify = None);
 impl_agent_store!(SqliteStore, Sqlite);
 // The one writer connection already serialises the writes.
 impl_job_store!(SqliteStore, Sqlite, event_lock = None);

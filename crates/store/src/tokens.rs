@@ -23,6 +23,8 @@ pub trait TokenStore: Send + Sync {
     /// Makes sure a non-revoked, non-expiring admin token with this hash exists.
     async fn ensure_bootstrap_token(&self, token: &TokenRecord) -> Result<()>;
     /// The token with this secret hash, whatever its state (the caller checks expiry/revocation).
+    /// Found tokens are cached until any token changes, here or (heard by notification) on
+    /// another replica, so authentication does not read the database on every request.
     async fn token_by_hash(&self, secret_hash: &str) -> Result<Option<TokenInfo>>;
     /// Ordered by id (creation order), ids strictly after `after`.
     async fn list_tokens(&self, limit: u32, after: Option<Uuid>) -> Result<Vec<TokenInfo>>;
@@ -31,8 +33,25 @@ pub trait TokenStore: Send + Sync {
 }
 
 /// Expands [`TokenStore`] for one backend: `$ty` is the store, `$db` its database.
+///
+/// - `notify`: run inside every transaction that changes an existing token, so other replicas
+///   sharing the database empty their token caches when it commits; `None` where there are none.
+///   Adding a token needs no notice: a cache holds only tokens it found.
 macro_rules! impl_token_store {
-    ($ty:ty, $db:ty $(,)?) => {
+    ($ty:ty, $db:ty, notify = $notify:expr $(,)?) => {
+        impl $ty {
+            /// Tells the replicas' token caches, from inside `tx`, that a token changes.
+            async fn notify_token_change(
+                conn: &mut <$db as sqlx::Database>::Connection,
+            ) -> sqlx::Result<()> {
+                let notify: Option<&str> = $notify;
+                if let Some(notify) = notify {
+                    sqlx::query(notify).execute(&mut *conn).await?;
+                }
+                Ok(())
+            }
+        }
+
         #[async_trait::async_trait]
         impl $crate::TokenStore for $ty {
             async fn insert_token(
@@ -108,7 +127,10 @@ macro_rules! impl_token_store {
                     .await
                     .map_err(db_error)?;
                 }
-                tx.commit().await.map_err(db_error)
+                Self::notify_token_change(&mut tx).await.map_err(db_error)?;
+                tx.commit().await.map_err(db_error)?;
+                self.tokens.forget();
+                Ok(())
             }
 
             async fn token_by_hash(
@@ -117,7 +139,11 @@ macro_rules! impl_token_store {
             ) -> ::ferry_core::error::Result<Option<::ferry_core::model::TokenInfo>> {
                 use $crate::db::db_error;
                 use $crate::rows::TokenRow;
-                sqlx::query_as::<_, TokenRow>(
+                let generation = match self.tokens.get(secret_hash) {
+                    Ok(token) => return Ok(Some(token)),
+                    Err(generation) => generation,
+                };
+                let token = sqlx::query_as::<_, TokenRow>(
                     "SELECT id, name, role, created_at, expires_at, revoked_at FROM tokens \
                      WHERE secret_hash = $1",
                 )
@@ -126,7 +152,11 @@ macro_rules! impl_token_store {
                 .await
                 .map_err(db_error)?
                 .map(TokenRow::into_model)
-                .transpose()
+                .transpose()?;
+                if let Some(token) = &token {
+                    self.tokens.keep(generation, secret_hash, token.clone());
+                }
+                Ok(token)
             }
 
             async fn list_tokens(
@@ -175,7 +205,9 @@ macro_rules! impl_token_store {
                 .await
                 .map_err(db_error)?
                 .ok_or_else(|| ::ferry_core::error::Error::not_found(format!("no token `{id}`")))?;
+                Self::notify_token_change(&mut tx).await.map_err(db_error)?;
                 tx.commit().await.map_err(db_error)?;
+                self.tokens.forget();
                 token.into_model()
             }
         }

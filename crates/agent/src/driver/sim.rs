@@ -25,7 +25,9 @@ use super::{
 };
 use ferry_core::model::{Disk, Group, InventoryDocument, Resource};
 use ferry_sim::ops::{self, DiskFolders, Fault, SourceGroup};
-use ferry_sim::{DISKS_DIR, STATE_FILE, SimOp, SimPaths, SimState, SimWorld, StateFile};
+use ferry_sim::{
+    DISKS_DIR, OperationRecord, STATE_FILE, SimOp, SimPaths, SimState, SimWorld, StateFile,
+};
 
 // The Migration Wizard's rules, reachable from the driver as they were before the operations
 // moved into the simulator.
@@ -229,6 +231,35 @@ impl SimDriver {
         self.transact(f).await?
     }
 
+    /// Runs an operation that changes the cluster, then appends it to the cluster's operation
+    /// log (a file-backed cluster only), whatever its outcome.
+    async fn change<R, F>(&self, op: SimOp, subject: String, f: F) -> Result<R, DriverError>
+    where
+        R: Send + 'static,
+        F: FnOnce(&mut SimState, &DiskFolders, &mut bool) -> Result<R, DriverError>
+            + Send
+            + 'static,
+    {
+        let result = self.run(op, f).await;
+        if let Backend::Dir { file, .. } = &self.inner.backend {
+            let record = OperationRecord {
+                op: op.as_str().to_owned(),
+                subject,
+                outcome: match &result {
+                    Ok(_) => "ok".to_owned(),
+                    Err(e) => e.kind().as_str().to_owned(),
+                },
+                at: Utc::now(),
+            };
+            let file = file.clone();
+            let logged = tokio::task::spawn_blocking(move || file.log_operation(&record)).await;
+            if let Ok(Err(e)) | Err(e) = logged.map_err(std::io::Error::other) {
+                tracing::warn!(error = %e, "could not append to the simulated cluster's operation log");
+            }
+        }
+        result
+    }
+
     /// Reads the group from the source cluster of a migration.
     async fn read_source(&self, source: &str, group: &str) -> Result<SourceGroup, DriverError> {
         if source.eq_ignore_ascii_case(&self.inner.cluster) {
@@ -348,7 +379,7 @@ impl ClusterDriver for SimDriver {
 
     async fn offline_group(&self, group: &str) -> Result<GroupOutcome, DriverError> {
         let group = group.to_string();
-        self.run(SimOp::OfflineGroup, move |s, _, dirty| {
+        self.change(SimOp::OfflineGroup, group.clone(), move |s, _, dirty| {
             ops::offline_group(s, &group, dirty)
         })
         .await
@@ -356,9 +387,11 @@ impl ClusterDriver for SimDriver {
 
     async fn online_group(&self, group: &str) -> Result<GroupOutcome, DriverError> {
         let group = group.to_string();
-        self.run(SimOp::OnlineGroup, move |s, folders, dirty| {
-            ops::online_group(s, folders, &group, dirty)
-        })
+        self.change(
+            SimOp::OnlineGroup,
+            group.clone(),
+            move |s, folders, dirty| ops::online_group(s, folders, &group, dirty),
+        )
         .await
     }
 
@@ -369,7 +402,7 @@ impl ClusterDriver for SimDriver {
     ) -> Result<MigrationReport, DriverError> {
         let source = self.read_source(source_cluster, group).await?;
         let group = group.to_string();
-        self.run(SimOp::MigrateGroup, move |s, _, dirty| {
+        self.change(SimOp::MigrateGroup, group.clone(), move |s, _, dirty| {
             ops::migrate_group(s, source, &group, dirty)
         })
         .await
@@ -377,7 +410,7 @@ impl ClusterDriver for SimDriver {
 
     async fn add_disk_resource(&self, group: &str, disk: &str) -> Result<Resource, DriverError> {
         let (group, disk) = (group.to_string(), disk.to_string());
-        self.run(SimOp::AddDiskResource, move |s, _, dirty| {
+        self.change(SimOp::AddDiskResource, group.clone(), move |s, _, dirty| {
             ops::add_disk_resource(s, &group, &disk, dirty)
         })
         .await
@@ -385,7 +418,7 @@ impl ClusterDriver for SimDriver {
 
     async fn remove_resource(&self, group: &str, resource: &str) -> Result<bool, DriverError> {
         let (group, resource) = (group.to_string(), resource.to_string());
-        self.run(SimOp::RemoveResource, move |s, _, dirty| {
+        self.change(SimOp::RemoveResource, group.clone(), move |s, _, dirty| {
             ops::remove_resource(s, &group, &resource, dirty)
         })
         .await
@@ -399,7 +432,7 @@ impl ClusterDriver for SimDriver {
     ) -> Result<Resource, DriverError> {
         let (group, resource) = (group.to_string(), resource.to_string());
         let depends_on = depends_on.to_vec();
-        self.run(SimOp::SetDependencies, move |s, _, dirty| {
+        self.change(SimOp::SetDependencies, group.clone(), move |s, _, dirty| {
             ops::set_dependencies(s, &group, &resource, &depends_on, dirty)
         })
         .await
@@ -407,15 +440,17 @@ impl ClusterDriver for SimDriver {
 
     async fn assign_drive_letter(&self, disk: &str, letter: &str) -> Result<Disk, DriverError> {
         let (disk, letter) = (disk.to_string(), letter.to_string());
-        self.run(SimOp::AssignDriveLetter, move |s, _, dirty| {
-            ops::assign_drive_letter(s, &disk, &letter, dirty)
-        })
+        self.change(
+            SimOp::AssignDriveLetter,
+            disk.clone(),
+            move |s, _, dirty| ops::assign_drive_letter(s, &disk, &letter, dirty),
+        )
         .await
     }
 
     async fn prepare_disk(&self, letter: &str) -> Result<Disk, DriverError> {
         let letter = letter.to_string();
-        self.run(SimOp::PrepareDisk, move |s, _, dirty| {
+        self.change(SimOp::PrepareDisk, letter.clone(), move |s, _, dirty| {
             ops::prepare_disk(s, &letter, dirty)
         })
         .await
@@ -428,15 +463,17 @@ impl ClusterDriver for SimDriver {
         letter: &str,
     ) -> Result<DiskReplacement, DriverError> {
         let (group, disk, letter) = (group.to_string(), disk.to_string(), letter.to_string());
-        self.run(SimOp::ReplaceDiskResource, move |s, _, dirty| {
-            ops::replace_disk_resource(s, &group, &disk, &letter, dirty)
-        })
+        self.change(
+            SimOp::ReplaceDiskResource,
+            group.clone(),
+            move |s, _, dirty| ops::replace_disk_resource(s, &group, &disk, &letter, dirty),
+        )
         .await
     }
 
     async fn remove_group(&self, group: &str) -> Result<bool, DriverError> {
         let group = group.to_string();
-        self.run(SimOp::RemoveGroup, move |s, _, dirty| {
+        self.change(SimOp::RemoveGroup, group.clone(), move |s, _, dirty| {
             ops::remove_group(s, &group, dirty)
         })
         .await

@@ -16,15 +16,14 @@ use ferry_protocol::convert::jobs::{job_request, watch_job};
 use ferry_protocol::convert::{non_empty, page};
 use ferry_protocol::pb::{self, job_service_server::JobService};
 use ferry_service::auth::Caller;
-use ferry_service::{JobVerb, Service};
+use ferry_service::{EventFollower, JobVerb};
 
 /// The idempotency scope of CreateJob: REST's, as for CreateCluster and CreateToken, so one key
 /// means one job whichever transport a retry takes.
 const CREATE_JOB_ROUTE: &str = "POST /v1/jobs";
 
-/// How often Watch looks for new events: the same cadence as REST's event stream, so both
-/// transports put the same load on the store per follower.
-const EVENT_POLL: Duration = Duration::from_millis(250);
+/// How long Watch waits after a failed read before reading again.
+const READ_RETRY: Duration = Duration::from_secs(1);
 /// Events read per look.
 const EVENT_BATCH: u32 = 500;
 
@@ -263,7 +262,7 @@ impl JobService for Api {
                     .events_after(&caller, job, req.after_seq, 1)
                     .await?;
                 Ok(event_stream(
-                    self.service.clone(),
+                    self.service.follow_events().await?,
                     caller,
                     job,
                     req.after_seq,
@@ -276,9 +275,9 @@ impl JobService for Api {
 }
 
 /// Events after `after` until the server shuts down. tonic drops the stream when the client goes
-/// away, which ends the polling with it.
+/// away, which ends the following with it.
 fn event_stream(
-    service: Service,
+    follower: EventFollower,
     caller: Caller,
     job: Option<Uuid>,
     after: i64,
@@ -289,23 +288,22 @@ fn event_stream(
         let _ = closing.wait_for(|closing| *closing).await;
     };
     let events = futures::stream::unfold(
-        (service, caller, after, VecDeque::<JobEvent>::new()),
-        move |(service, caller, mut after, mut queue)| async move {
+        (follower, caller, after, VecDeque::<JobEvent>::new()),
+        move |(mut follower, caller, mut after, mut queue)| async move {
             loop {
                 if let Some(event) = queue.pop_front() {
-                    return Some((Ok(event.into()), (service, caller, after, queue)));
+                    return Some((Ok(event.into()), (follower, caller, after, queue)));
                 }
-                match service.events_after(&caller, job, after, EVENT_BATCH).await {
-                    Ok(events) if !events.is_empty() => {
+                match follower.next(&caller, job, after, EVENT_BATCH).await {
+                    Ok(events) => {
                         after = events.last().map_or(after, |e| e.seq);
                         queue.extend(events);
                     }
-                    Ok(_) => tokio::time::sleep(EVENT_POLL).await,
                     // A watcher outlives brief database trouble rather than being cut off by it;
                     // its position is kept, so nothing is skipped once reads work again.
                     Err(e) => {
                         tracing::warn!(error = %e, "job event watch read failed; retrying");
-                        tokio::time::sleep(EVENT_POLL * 4).await;
+                        tokio::time::sleep(READ_RETRY).await;
                     }
                 }
             }

@@ -22,11 +22,11 @@ use ferry_core::model::PageParams;
 use ferry_core::model::{
     ApproveRequest, Job, JobDetail, JobEvent, JobGroup, JobRequest, Page, Plan,
 };
-use ferry_service::JobVerb;
 use ferry_service::auth::Caller;
+use ferry_service::{EventFollower, JobVerb};
 
-/// How often an event stream looks for new events.
-const EVENT_POLL: Duration = Duration::from_millis(250);
+/// How long an event stream waits after a failed read before reading again.
+const READ_RETRY: Duration = Duration::from_secs(1);
 /// Events read per look.
 const EVENT_BATCH: u32 = 500;
 
@@ -317,7 +317,8 @@ pub async fn events(
         .service
         .events_after(&caller, query.job, after, 1)
         .await?;
-    let stream = event_stream(state, caller, query.job, after);
+    let follower = state.service.follow_events().await?;
+    let stream = event_stream(state, caller, query.job, after, follower);
     Ok(Sse::new(stream)
         .keep_alive(KeepAlive::default())
         .into_response())
@@ -328,15 +329,18 @@ fn event_stream(
     caller: Caller,
     job: Option<Uuid>,
     after: i64,
+    follower: EventFollower,
 ) -> impl Stream<Item = Result<Event, Infallible>> {
     futures::stream::unfold(
-        (state, caller, after, std::collections::VecDeque::new()),
-        move |(state, caller, mut after, mut queue)| async move {
+        (
+            state,
+            caller,
+            after,
+            std::collections::VecDeque::new(),
+            follower,
+        ),
+        move |(mut state, caller, mut after, mut queue, mut follower)| async move {
             loop {
-                // A graceful shutdown waits for open responses; an endless stream must end.
-                if *state.closing.borrow() {
-                    return None;
-                }
                 if let Some(event) = queue.pop_front() {
                     let event: JobEvent = event;
                     let sse = Event::default()
@@ -344,21 +348,27 @@ fn event_stream(
                         .event(event.kind.clone())
                         .json_data(&event)
                         .unwrap_or_else(|_| Event::default().comment("unserializable event"));
-                    return Some((Ok(sse), (state, caller, after, queue)));
+                    return Some((Ok(sse), (state, caller, after, queue, follower)));
                 }
-                match state
-                    .service
-                    .events_after(&caller, job, after, EVENT_BATCH)
-                    .await
-                {
-                    Ok(events) if !events.is_empty() => {
+                // A graceful shutdown waits for open responses; an endless stream must end.
+                let closing = async {
+                    // A state whose sender is gone (a router built without a server) never closes.
+                    if state.closing.wait_for(|closing| *closing).await.is_err() {
+                        std::future::pending::<()>().await;
+                    }
+                };
+                let next = tokio::select! {
+                    next = follower.next(&caller, job, after, EVENT_BATCH) => next,
+                    _ = closing => return None,
+                };
+                match next {
+                    Ok(events) => {
                         after = events.last().map_or(after, |e| e.seq);
                         queue.extend(events);
                     }
-                    Ok(_) => tokio::time::sleep(EVENT_POLL).await,
                     Err(e) => {
                         tracing::warn!(error = %e, "event stream read failed; retrying");
-                        tokio::time::sleep(EVENT_POLL * 4).await;
+                        tokio::time::sleep(READ_RETRY).await;
                     }
                 }
             }
