@@ -6,7 +6,7 @@
 //! asserts nothing about time.
 //!
 //! Run: `cargo bench --bench rest` (options after `--`: `--connections N`, `--seconds N`,
-//! `--rounds N`).
+//! `--rounds N`, `--path /v1/...` for another read).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -20,6 +20,7 @@ fn main() {
     let mut connections = 32usize;
     let mut seconds = 10u64;
     let mut rounds = 2usize;
+    let mut path = "/v1/clusters".to_owned();
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
         let mut value = || it.next().unwrap_or_else(|| panic!("{arg} needs a value"));
@@ -27,6 +28,7 @@ fn main() {
             "--connections" => connections = value().parse().expect("--connections N"),
             "--seconds" => seconds = value().parse().expect("--seconds N"),
             "--rounds" => rounds = value().parse().expect("--rounds N"),
+            "--path" => path = value(),
             // cargo bench passes `--bench`.
             _ => {}
         }
@@ -35,10 +37,15 @@ fn main() {
         .enable_all()
         .build()
         .unwrap()
-        .block_on(run(connections, Duration::from_secs(seconds), rounds));
+        .block_on(run(
+            &path,
+            connections,
+            Duration::from_secs(seconds),
+            rounds,
+        ));
 }
 
-async fn run(connections: usize, window: Duration, rounds: usize) {
+async fn run(path: &str, connections: usize, window: Duration, rounds: usize) {
     let dir = tempfile::tempdir().unwrap();
     let config = Config {
         database_url: format!("sqlite://{}/ferry.db", dir.path().display()),
@@ -48,10 +55,10 @@ async fn run(connections: usize, window: Duration, rounds: usize) {
         ..Config::default()
     };
     let server = ferry::server::start(&config).await.unwrap();
-    let ferry_url = format!("http://{}/v1/clusters", server.http_addr);
+    let ferry_url = format!("http://{}{path}", server.http_addr);
     let client = client();
     let created = client
-        .post(&ferry_url)
+        .post(format!("http://{}/v1/clusters", server.http_addr))
         .bearer_auth(TOKEN)
         .header("content-type", "application/json")
         .body(r#"{"name": "FS-NEW", "os": "ws2008r2"}"#)
@@ -70,18 +77,18 @@ async fn run(connections: usize, window: Duration, rounds: usize) {
         .unwrap();
 
     let bare = axum::Router::new().route(
-        "/v1/clusters",
+        path,
         axum::routing::get(move || {
             let body = body.clone();
             async move { ([("content-type", "application/json")], body) }
         }),
     );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let bare_url = format!("http://{}/v1/clusters", listener.local_addr().unwrap());
+    let bare_url = format!("http://{}{path}", listener.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(listener, bare).await });
 
     println!(
-        "GET /v1/clusters, {connections} connections, {} s per side per round",
+        "GET {path}, {connections} connections, {} s per side per round",
         window.as_secs()
     );
     println!("| round | bare axum handler | ferry | ferry / bare |");

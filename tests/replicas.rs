@@ -54,6 +54,11 @@ impl Replica {
     }
 
     async fn start(&mut self, db: &str, logs: &Path) {
+        self.start_with(db, logs, &[]).await;
+    }
+
+    /// Starts the replica with `settings` (`FERRY_*` variables) beside the tests' own.
+    async fn start_with(&mut self, db: &str, logs: &Path, settings: &[(&str, &str)]) {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -71,6 +76,7 @@ impl Replica {
             )
             .env("FERRY_AGENT_HEARTBEAT_MS", "500")
             .env("FERRY_AGENT_DOWN_AFTER_MS", "5000")
+            .envs(settings.iter().copied())
             .stdout(Stdio::piped())
             .stderr(log)
             .spawn()
@@ -120,6 +126,8 @@ struct Fleet {
     db: String,
     store: std::sync::Arc<dyn Store>,
     replicas: Vec<Replica>,
+    /// Between each replica and the database, when the fleet was started with them.
+    db_partitions: Vec<Partition>,
     http: reqwest::Client,
     agents: BTreeMap<String, Child>,
 }
@@ -127,7 +135,30 @@ struct Fleet {
 impl Fleet {
     /// `None` when Postgres tests are skipped.
     async fn start(groups: u32, latency_ms: u64) -> Option<Fleet> {
+        Fleet::start_with(groups, latency_ms, &[]).await
+    }
+
+    /// [`Fleet::start`] with `settings` given to every replica.
+    async fn start_with(groups: u32, latency_ms: u64, settings: &[(&str, &str)]) -> Option<Fleet> {
+        Fleet::start_full(groups, latency_ms, settings, false).await
+    }
+
+    /// [`Fleet::start_with`]; with `db_partitions`, each replica reaches the database through
+    /// its own [`Partition`] (`Fleet::db_partitions`, in replica order).
+    async fn start_full(
+        groups: u32,
+        latency_ms: u64,
+        settings: &[(&str, &str)],
+        db_partitions: bool,
+    ) -> Option<Fleet> {
         let db = common::fresh_postgres_database().await?;
+        let mut partitions = Vec::new();
+        if db_partitions {
+            let postgres = database_address(&db);
+            for _ in 0..3 {
+                partitions.push(Partition::start(postgres).await);
+            }
+        }
         let dir = tempfile::tempdir().unwrap();
         std::fs::create_dir_all(dir.path().join("logs")).unwrap();
         let mut replicas: Vec<Replica> = ["a", "b", "c"]
@@ -139,8 +170,14 @@ impl Fleet {
                 child: None,
             })
             .collect();
-        for replica in &mut replicas {
-            replica.start(&db, &dir.path().join("logs")).await;
+        for (i, replica) in replicas.iter_mut().enumerate() {
+            let url = match partitions.get(i) {
+                Some(partition) => through(&db, partition.addr),
+                None => db.clone(),
+            };
+            replica
+                .start_with(&url, &dir.path().join("logs"), settings)
+                .await;
         }
         let store = ferry::store::open(&db).await.unwrap();
         let fleet = Fleet {
@@ -148,6 +185,7 @@ impl Fleet {
             db,
             store,
             replicas,
+            db_partitions: partitions,
             http: ferry::webhooks::outbound_client(None)
                 .unwrap()
                 .build()
@@ -204,12 +242,17 @@ impl Fleet {
 
     /// Starts the agent of `node`, listing the replicas in `order` (it dials the first first).
     async fn start_agent(&mut self, node: &str, order: &[usize]) {
+        let servers: Vec<String> = order.iter().map(|&i| self.replicas[i].grpc()).collect();
+        self.start_agent_at(node, servers).await;
+    }
+
+    /// Starts the agent of `node`, dialling `servers` in turn.
+    async fn start_agent_at(&mut self, node: &str, servers: Vec<String>) {
         let cluster = node.rsplit_once("-n").unwrap().0.to_owned();
         let join = self
             .cli(&["token", "create", "--kind", "join", "--cluster", &cluster])
             .run()
             .await;
-        let servers: Vec<String> = order.iter().map(|&i| self.replicas[i].grpc()).collect();
         let log = std::fs::File::create(self.dir.path().join("logs").join(format!("{node}.log")))
             .unwrap();
         let agent = ferry()
@@ -542,8 +585,9 @@ fn follow_events(
 
 /// The replica holding the scheduler lease is killed with SIGKILL while several groups are in
 /// their cutover. Another takes the lease within the lease term, the job ends `succeeded` with
-/// every share verified and every step run once per attempt, and an event stream that moves
-/// between replicas sees every event of the job in order, with no gap and no repeat.
+/// every share verified and every step run once per attempt, an event stream that moves
+/// between replicas sees every event of the job in order, with no gap and no repeat, and the
+/// job's webhook receives every event in order.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killing_the_lease_holder_mid_cutover_loses_nothing() {
     let groups = 4;
@@ -554,6 +598,15 @@ async fn killing_the_lease_holder_mid_cutover_loses_nothing() {
     let mut request = fleet.prepare_migration(groups).await;
     request["max_active_groups"] = json!(4);
     request["max_cluster_cutovers"] = json!(4);
+    // A webhook registered before the job (it delivers what comes after it).
+    let (receiver, hook) = common::Receiver::start(0).await;
+    fleet
+        .post(
+            1,
+            "/v1/webhooks",
+            json!({"url": format!("http://{hook}/hook")}),
+        )
+        .await;
     let job = fleet.post(0, "/v1/jobs", request).await;
     let id = job["id"].as_str().unwrap().to_owned();
 
@@ -615,6 +668,26 @@ async fn killing_the_lease_holder_mid_cutover_loses_nothing() {
         seen, stored,
         "events seen by a client moving between replicas"
     );
+
+    // Webhook deliveries, made by whichever replicas claimed them: a batch may come twice (a
+    // replica killed between the receiver's 2xx and its mark), but in order and never skipping.
+    let delivered = common::eventually("every event delivered to the webhook", || async {
+        let mut delivered: Vec<i64> = Vec::new();
+        for batch in receiver.received("/hook") {
+            let events = batch.json()["events"].as_array().unwrap().clone();
+            let ours = events.iter().filter(|e| e["job_id"] == id.as_str());
+            for seq in ours.map(|e| e["seq"].as_i64().unwrap()) {
+                if delivered.last().is_none_or(|&last| seq > last) {
+                    delivered.push(seq);
+                } else {
+                    assert!(delivered.contains(&seq), "delivery skipped back to {seq}");
+                }
+            }
+        }
+        (delivered.len() >= stored.len()).then_some(delivered)
+    })
+    .await;
+    assert_eq!(delivered, stored, "webhook deliveries across replicas");
 }
 
 /// Work created on one replica for what another serves: a task for an agent connected to b,
@@ -824,4 +897,270 @@ async fn a_rolling_restart_fails_nothing() {
     }
     let job = fleet.wait_job_end(2, &id, Duration::from_secs(300)).await;
     fleet.assert_migrated_exactly_once(&job).await;
+}
+
+/// A TCP proxy the test partitions: while cut it forwards nothing, and holds what it accepted
+/// without a word, as a network dropping every packet does; healing closes what it held, as the
+/// far side has long given up on those connections.
+struct Partition {
+    addr: std::net::SocketAddr,
+    cut: tokio::sync::watch::Sender<bool>,
+}
+
+impl Partition {
+    async fn start(backend: std::net::SocketAddr) -> Partition {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (cut, _) = tokio::sync::watch::channel(false);
+        let cuts = cut.clone();
+        tokio::spawn(async move {
+            while let Ok((mut client, _)) = listener.accept().await {
+                let mut cut = cuts.subscribe();
+                tokio::spawn(async move {
+                    let partitioned = *cut.borrow_and_update();
+                    if partitioned {
+                        let _ = cut.wait_for(|cut| !*cut).await;
+                        return;
+                    }
+                    let Ok(mut server) = tokio::net::TcpStream::connect(backend).await else {
+                        return;
+                    };
+                    tokio::select! {
+                        _ = tokio::io::copy_bidirectional(&mut client, &mut server) => {}
+                        _ = cut.wait_for(|cut| *cut) => {}
+                    }
+                    // Held silently until the cut heals, then closed.
+                    let _ = cut.wait_for(|cut| !*cut).await;
+                    drop((client, server));
+                });
+            }
+        });
+        Partition { addr, cut }
+    }
+
+    fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    fn set_cut(&self, cut: bool) {
+        self.cut.send_replace(cut);
+    }
+}
+
+/// An agent cut off from every replica while it runs a job's step: its lease runs out, the
+/// attempt is `lost`, the step runs again on the cluster's other node, and the job succeeds with
+/// every share verified. When the cut heals, the agent's late result for the lost attempt is
+/// refused and audited.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_cut_off_loses_its_attempt_to_another_node() {
+    let settings = [
+        ("FERRY_AGENT_LEASE_MS", "3000"),
+        ("FERRY_AGENT_DOWN_AFTER_MS", "2000"),
+    ];
+    let Some(mut fleet) = Fleet::start_with(1, 0, &settings).await else {
+        return;
+    };
+    // The target's operations take long enough to be cut off in the middle of one.
+    fleet
+        .cli(&["sim", "create", "--force", "--dir"])
+        .arg(fleet.sim_dir("FS-NEW"))
+        .args(["--cluster", "FS-NEW", "--os", "ws2008r2", "--nodes", "2"])
+        .args(["--groups", "0", "--latency-ms", "1500"])
+        .run()
+        .await;
+    for node in ["FS-OLD-n1", "FS-OLD-n2", "FS-MID-n1"] {
+        fleet.start_agent(node, &[0, 1, 2]).await;
+    }
+    // Each target agent reaches every replica through its own proxy.
+    let mut partitions = BTreeMap::new();
+    for node in ["FS-NEW-n1", "FS-NEW-n2"] {
+        let mut proxies = Vec::new();
+        for replica in &fleet.replicas {
+            let backend = format!("127.0.0.1:{}", replica.grpc_port).parse().unwrap();
+            proxies.push(Partition::start(backend).await);
+        }
+        let servers = proxies.iter().map(Partition::url).collect();
+        fleet.start_agent_at(node, servers).await;
+        partitions.insert(node.to_owned(), proxies);
+    }
+    fleet.wait_connected(5).await;
+    let request = fleet.prepare_migration(1).await;
+    let job = fleet.post(0, "/v1/jobs", request).await;
+    let id = job["id"].as_str().unwrap().to_owned();
+
+    // The target's first step in flight: which node runs it?
+    let (step, task_id) = common::eventually("a step running on the target", || async {
+        let job = fleet.get(0, &format!("/v1/jobs/{id}")).await;
+        job["groups"][0]["steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["cluster"] == "FS-NEW" && s["state"] == "running")
+            .map(|s| {
+                (
+                    s["seq"].as_u64().unwrap(),
+                    s["task_id"].as_str().unwrap().to_owned(),
+                )
+            })
+    })
+    .await;
+    let task = fleet.get(0, &format!("/v1/tasks/{task_id}")).await;
+    let agent = fleet
+        .get(
+            0,
+            &format!("/v1/agents/{}", task["agent_id"].as_str().unwrap()),
+        )
+        .await;
+    let node = agent["node"].as_str().unwrap().to_owned();
+    for proxy in &partitions[&node] {
+        proxy.set_cut(true);
+    }
+
+    // The attempt is lost and the step runs again, on the other node.
+    let job = fleet.wait_job_end(0, &id, Duration::from_secs(120)).await;
+    fleet.assert_migrated_exactly_once(&job).await;
+    let step = job["groups"][0]["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["seq"].as_u64() == Some(step))
+        .unwrap()
+        .clone();
+    assert_eq!(step["attempt"], 2, "{step}");
+    let retried = fleet
+        .get(
+            0,
+            &format!("/v1/tasks/{}", step["task_id"].as_str().unwrap()),
+        )
+        .await;
+    assert_ne!(
+        retried["agent_id"], task["agent_id"],
+        "the retry ran on the other node"
+    );
+
+    // Healed: the late result is refused, and the audit log says so.
+    for proxy in &partitions[&node] {
+        proxy.set_cut(false);
+    }
+    let agent_id = task["agent_id"].as_str().unwrap().to_owned();
+    let record = common::eventually("the late result audited", || async {
+        let audit = fleet
+            .get(
+                0,
+                &format!("/v1/audit?action=task.result&actor=agent:{agent_id}"),
+            )
+            .await;
+        audit["items"].as_array().unwrap().first().cloned()
+    })
+    .await;
+    assert_eq!(record["target"], format!("task:{task_id}"), "{record}");
+    assert_eq!(record["outcome"], "denied", "{record}");
+    assert!(
+        record["detail"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("stale result"),
+        "{record}"
+    );
+    let lost = fleet.get(0, &format!("/v1/tasks/{task_id}")).await;
+    assert_eq!(
+        lost["state"], "lost",
+        "the late result changed nothing: {lost}"
+    );
+}
+
+/// `host:port` of the Postgres server a URL names.
+fn database_address(url: &str) -> std::net::SocketAddr {
+    let rest = url.split_once("://").unwrap().1;
+    let rest = rest.rsplit_once('@').map_or(rest, |(_, after)| after);
+    let host_port = rest.split(['/', '?']).next().unwrap();
+    let host_port = if host_port.contains(':') {
+        host_port.to_owned()
+    } else {
+        format!("{host_port}:5432")
+    };
+    std::net::ToSocketAddrs::to_socket_addrs(&host_port)
+        .unwrap()
+        .next()
+        .unwrap()
+}
+
+/// `url` with its server replaced by `addr`.
+fn through(url: &str, addr: std::net::SocketAddr) -> String {
+    let (scheme, rest) = url.split_once("://").unwrap();
+    let (user, rest) = match rest.rsplit_once('@') {
+        Some((user, rest)) => (format!("{user}@"), rest),
+        None => (String::new(), rest),
+    };
+    let path = &rest[rest.find(['/', '?']).unwrap_or(rest.len())..];
+    format!("{scheme}://{user}{addr}{path}")
+}
+
+/// The replica holding the scheduler lease is cut off from the database while a job runs: its
+/// `/readyz` turns unready within seconds, another replica takes the lease and finishes the job
+/// with every step run once per attempt (the cut one did not act on), and once the cut heals the
+/// replica is ready again without taking the lease back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_cut_off_from_the_database_stops_acting() {
+    let groups = 3;
+    let Some(mut fleet) = Fleet::start_full(groups, 150, &[], true).await else {
+        return;
+    };
+    fleet.start_all_agents().await;
+    let request = fleet.prepare_migration(groups).await;
+    let job = fleet.post(0, "/v1/jobs", request).await;
+    let id = job["id"].as_str().unwrap().to_owned();
+    let holder = common::eventually("a scheduler lease holder", || fleet.lease_holder()).await;
+    let other = (holder + 1) % 3;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+
+    fleet.db_partitions[holder].set_cut(true);
+    let cut_at = Instant::now();
+    let readyz = |replica: usize| {
+        let url = format!("{}/readyz", fleet.replicas[replica].rest());
+        let http = fleet.http.clone();
+        async move {
+            http.get(url)
+                .timeout(Duration::from_secs(10))
+                .send()
+                .await
+                .map(|r| r.status().as_u16())
+                .unwrap_or(0)
+        }
+    };
+    common::eventually("the cut replica unready", || async {
+        (readyz(holder).await == 503).then_some(())
+    })
+    .await;
+    assert!(
+        cut_at.elapsed() < Duration::from_secs(5),
+        "unready only after {:?}",
+        cut_at.elapsed()
+    );
+    assert_eq!(readyz(other).await, 200);
+    let taken_by = common::eventually("another replica taking the lease", || async {
+        fleet.lease_holder().await.filter(|&h| h != holder)
+    })
+    .await;
+    assert!(
+        cut_at.elapsed() < SCHEDULER_LEASE + Duration::from_secs(3),
+        "the lease moved {:?} after its holder was cut off",
+        cut_at.elapsed()
+    );
+
+    let job = fleet
+        .wait_job_end(other, &id, Duration::from_secs(300))
+        .await;
+    fleet.assert_migrated_exactly_once(&job).await;
+
+    fleet.db_partitions[holder].set_cut(false);
+    common::eventually("the healed replica ready again", || async {
+        (readyz(holder).await == 200).then_some(())
+    })
+    .await;
+    assert_eq!(
+        fleet.lease_holder().await,
+        Some(taken_by),
+        "the healed replica took the lease back"
+    );
 }

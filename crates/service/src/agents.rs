@@ -587,8 +587,8 @@ impl Service {
 
     /// Applies a result (with the task's last progress, when it came along), fenced by (task id,
     /// attempt, generation). A result on a task that is not this agent's is refused with
-    /// `PermissionDenied` and audited; stale and duplicate ones are answered, logged, and change
-    /// nothing. An applied failure of kind `forbidden` (the agent refused a path) is audited as
+    /// `PermissionDenied` and audited; stale ones are answered, audited (`task.result`, denied)
+    /// and change nothing; duplicates are answered, logged, and change nothing. An applied failure of kind `forbidden` (the agent refused a path) is audited as
     /// `task.forbidden`, denied, the agent the actor and its message the detail.
     ///
     /// A discovery's inventory is imported before the result is applied, and the task keeps
@@ -645,7 +645,9 @@ impl Service {
             }
             return Ok(ResultVerdict::Applied(Box::new(applied)));
         }
-        let current = self.held_by(agent.id, task, "task.result", source).await?;
+        let current = self
+            .held_by(agent.id, task, "task.result", source.clone())
+            .await?;
         let same_attempt = current.attempt == task.attempt && current.generation == task.generation;
         if same_attempt && matches!(current.state, TaskState::Succeeded | TaskState::Failed) {
             tracing::info!(agent = %agent.id, task = %task.task_id, "duplicate result ignored");
@@ -666,6 +668,21 @@ impl Service {
             task = %task.task_id,
             "stale result refused: {why}"
         );
+        // A result that comes after its attempt was given up (an agent cut off past its lease,
+        // a replica that lost it) is what an operator must be able to find afterwards: the work
+        // may have been done twice on the cluster.
+        let refused: Result<()> = Err(Error::permission_denied(audit_text(
+            &format!("stale result refused: {why}"),
+            MAX_AUDIT_DETAIL,
+        )));
+        self.audit(
+            &agent_actor(agent.id),
+            source,
+            "task.result",
+            format!("task:{}", current.id),
+            &refused,
+        )
+        .await;
         Ok(ResultVerdict::Stale(why))
     }
 

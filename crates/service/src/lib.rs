@@ -103,6 +103,10 @@ impl Replayable for Task {
     }
 }
 
+/// How long `/readyz` waits for the database: a load balancer asks often, and a replica cut off
+/// from its database must turn unready in seconds, not when TCP gives up.
+pub const READY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+
 #[derive(Clone)]
 pub struct Service {
     store: Arc<dyn Store>,
@@ -188,9 +192,20 @@ impl Service {
         self.links.session_count()
     }
 
-    /// Whether the database answers: what `/readyz` asks.
+    /// Whether the database answers, within [`READY_TIMEOUT`]: what `/readyz` asks. A database
+    /// that cannot be reached, or does not answer in time, is `Unavailable`.
     pub async fn ping(&self) -> Result<()> {
-        self.store.ping().await
+        match tokio::time::timeout(READY_TIMEOUT, self.store.ping()).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(Error::unavailable(format!(
+                "the database does not answer: {}",
+                e.message
+            ))),
+            Err(_) => Err(Error::unavailable(format!(
+                "the database did not answer within {} s",
+                READY_TIMEOUT.as_secs()
+            ))),
+        }
     }
 
     /// The announcements of every replica sharing the database (see [`Change`]); on a store

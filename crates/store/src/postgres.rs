@@ -3,12 +3,13 @@
 //! Writers that could race across replicas lock the cluster row (`FOR UPDATE`) first, so
 //! snapshot numbering and version checks are serialized per cluster.
 
+use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use sqlx::Postgres;
-use sqlx::postgres::{PgConnection, PgListener, PgPool, PgPoolOptions};
+use sqlx::postgres::{PgConnectOptions, PgConnection, PgListener, PgPool, PgPoolOptions};
 use tokio::sync::mpsc;
 
 use crate::agents::impl_agent_store;
@@ -27,6 +28,10 @@ use crate::{Backend, Change, Store};
 use ferry_core::error::Result;
 
 const CONNECTIONS: u32 = 10;
+
+/// How long Postgres lets a session sit in an open transaction without a statement before it
+/// ends the session: far longer than any transaction of Ferry's waits between statements.
+const IDLE_IN_TRANSACTION_TIMEOUT: &str = "30s";
 
 /// The `LISTEN`/`NOTIFY` channel replicas wake each other on; the payload is a [`Change`].
 const CHANGES_CHANNEL: &str = "ferry_changes";
@@ -57,10 +62,17 @@ impl PostgresStore {
     /// Connects and applies the migrations (sqlx serializes concurrent migrators with an
     /// advisory lock, so replicas may start together).
     pub async fn open(url: &str) -> anyhow::Result<Self> {
+        // A replica cut off from the database in the middle of a transaction would otherwise
+        // hold its locks (the job events' sequence lock among them) until TCP gives up, which
+        // can be never while the connection looks open: every other replica would wait.
+        let options = PgConnectOptions::from_str(url)?.options([(
+            "idle_in_transaction_session_timeout",
+            IDLE_IN_TRANSACTION_TIMEOUT,
+        )]);
         let pool = PgPoolOptions::new()
             .max_connections(CONNECTIONS)
             .acquire_timeout(Duration::from_secs(10))
-            .connect(url)
+            .connect_with(options)
             .await?;
         sqlx::migrate!("../../migrations/postgres")
             .run(&pool)
