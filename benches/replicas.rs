@@ -16,6 +16,9 @@
 //! Prints tables; asserts nothing about time. Run: `cargo bench --bench replicas` (options after
 //! `--`: `--tasks N`, `--failovers N`, `--lease-ms N`).
 
+#[path = "../tests/common/ports.rs"]
+mod ports;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -143,22 +146,16 @@ fn verb(dir: &Path, db: &str, rest: &str, args: &[&str]) -> String {
     String::from_utf8(out.stdout).unwrap()
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 async fn fresh_database(server: &str) -> String {
     let name = format!("ferry_bench_replicas_{}", std::process::id());
     let admin = sqlx::PgPool::connect(server).await.unwrap();
     // The name is this process's own, built from its id: nothing outside reaches it.
-    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {name}")))
-        .execute(&admin)
-        .await
-        .unwrap();
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+        "DROP DATABASE IF EXISTS {name}"
+    )))
+    .execute(&admin)
+    .await
+    .unwrap();
     sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
         .execute(&admin)
         .await
@@ -210,8 +207,8 @@ async fn run(server: &str, tasks: usize, failovers: usize, lease_ms: u64) {
     let root = dir.path();
     let mut replicas: Vec<Replica> = (0..3)
         .map(|_| Replica {
-            http_port: free_port(),
-            grpc_port: free_port(),
+            http_port: ports::steady_port(),
+            grpc_port: ports::steady_port(),
             child: None,
         })
         .collect();

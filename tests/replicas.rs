@@ -86,13 +86,17 @@ impl Replica {
         let mut lines = tokio::io::AsyncBufReadExt::lines(tokio::io::BufReader::new(stdout));
         let line = tokio::time::timeout(Duration::from_secs(60), lines.next_line())
             .await
-            .unwrap_or_else(|_| panic!("{} did not start", self.name))
-            .unwrap();
-        assert!(
-            line.as_deref().is_some_and(|l| l.contains("REST on")),
-            "{}: {line:?}",
-            self.name
-        );
+            .ok()
+            .and_then(Result::ok)
+            .flatten();
+        if !line.as_deref().is_some_and(|l| l.contains("REST on")) {
+            let log = std::fs::read_to_string(logs.join(format!("{}.log", self.name)));
+            panic!(
+                "{} did not start: {line:?}\n{}",
+                self.name,
+                log.unwrap_or_default()
+            );
+        }
         self.child = Some(child);
     }
 
@@ -165,8 +169,8 @@ impl Fleet {
             .into_iter()
             .map(|name| Replica {
                 name,
-                http_port: common::free_port(),
-                grpc_port: common::free_port(),
+                http_port: common::ports::steady_port(),
+                grpc_port: common::ports::steady_port(),
                 child: None,
             })
             .collect();
@@ -821,6 +825,63 @@ async fn work_crosses_replicas() {
         );
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
+
+    // b's cached cluster list shows a cluster created on a, and then a new snapshot of it.
+    let names_on_b = || async {
+        let list = fleet.get(1, "/v1/clusters").await;
+        list["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| {
+                (
+                    c["name"].as_str().unwrap().to_owned(),
+                    c["latest_snapshot"].clone(),
+                )
+            })
+            .collect::<Vec<_>>()
+    };
+    let before = names_on_b().await;
+    assert_eq!(names_on_b().await, before);
+    fleet
+        .post(
+            0,
+            "/v1/clusters",
+            json!({"name": "FS-LATER", "os": "ws2012r2"}),
+        )
+        .await;
+    let created_at = Instant::now();
+    while !names_on_b()
+        .await
+        .iter()
+        .any(|(name, _)| name == "FS-LATER")
+    {
+        assert!(
+            created_at.elapsed() < Duration::from_millis(500),
+            "b's cluster list still lacks a cluster created on a after {:?}",
+            created_at.elapsed()
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let document =
+        json!({"nodes": [{"name": "LATER-N1"}], "groups": [], "disks": [], "networks": []});
+    let (status, body) = fleet
+        .send(
+            0,
+            reqwest::Method::PUT,
+            "/v1/clusters/FS-LATER/inventory",
+            Some(document),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    common::eventually("b's list showing the new snapshot", || async {
+        names_on_b()
+            .await
+            .iter()
+            .any(|(name, snapshot)| name == "FS-LATER" && *snapshot == json!(1))
+            .then_some(())
+    })
+    .await;
 
     // b dies while n2 runs a task it got from b: n2 reconnects to c, and the result is applied
     // once.

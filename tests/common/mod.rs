@@ -8,6 +8,8 @@
 
 #![allow(dead_code)]
 
+pub mod ports;
+
 use std::future::Future;
 use std::io::Write;
 use std::net::SocketAddr;

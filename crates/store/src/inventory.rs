@@ -324,14 +324,29 @@ pub(crate) fn has_duplicate_group(document: &InventoryDocument) -> bool {
 ///   (see [`impl_validation_store!`](crate::validations::impl_validation_store)).
 /// - `principal`: SQL around the bound lowercased principal, true when `s.principals` (a JSON
 ///   array of strings) contains it.
+/// - `notify_clusters`: run inside every transaction that changes what the cluster list shows
+///   (a cluster created, changed or deleted, a new snapshot), so other replicas sharing the
+///   database empty their cached pages of it when it commits; `None` where there are none.
 macro_rules! impl_inventory_store {
     (
         $ty:ty,
         $db:ty,
+        notify_clusters = $notify_clusters:expr,
         cluster_lock = $lock:literal,
         principal = ($principal_open:literal, $principal_close:literal) $(,)?
     ) => {
         impl $ty {
+            /// Tells the replicas' caches of the cluster list, from inside `tx`, that it changes.
+            async fn notify_cluster_change(
+                conn: &mut <$db as sqlx::Database>::Connection,
+            ) -> sqlx::Result<()> {
+                let notify: Option<&str> = $notify_clusters;
+                if let Some(notify) = notify {
+                    sqlx::query(notify).execute(&mut *conn).await?;
+                }
+                Ok(())
+            }
+
             async fn lock_cluster(
                 conn: &mut <$db as sqlx::Database>::Connection,
                 id: uuid::Uuid,
@@ -427,8 +442,10 @@ macro_rules! impl_inventory_store {
                 &self,
                 new: &::ferry_core::model::NewCluster,
             ) -> ::ferry_core::error::Result<::ferry_core::model::Cluster> {
+                use $crate::db::db_error;
                 let id = uuid::Uuid::now_v7();
                 let at = $crate::db::now();
+                let mut tx = self.writer().begin().await.map_err(db_error)?;
                 sqlx::query(
                     "INSERT INTO clusters (id, name, os, description, version, created_at, \
                      updated_at, discovery_interval_seconds) VALUES ($1, $2, $3, $4, 1, $5, $5, $6)",
@@ -439,7 +456,7 @@ macro_rules! impl_inventory_store {
                 .bind(&new.description)
                 .bind(at)
                 .bind(new.discovery_interval_seconds.map($crate::db::seconds_column))
-                .execute(self.writer())
+                .execute(&mut *tx)
                 .await
                 .map_err(|e| {
                     $crate::db::unique_or(e, || {
@@ -449,6 +466,9 @@ macro_rules! impl_inventory_store {
                         ))
                     })
                 })?;
+                Self::notify_cluster_change(&mut tx).await.map_err(db_error)?;
+                tx.commit().await.map_err(db_error)?;
+                self.clusters.forget();
                 Ok(::ferry_core::model::Cluster {
                     id,
                     name: new.name.clone(),
@@ -496,18 +516,26 @@ macro_rules! impl_inventory_store {
             ) -> ::ferry_core::error::Result<Vec<::ferry_core::model::Cluster>> {
                 use $crate::db::db_error;
                 use $crate::rows::{select_cluster, ClusterRow};
+                let key = format!("{limit}/{}", after.unwrap_or_default());
+                let generation = match self.clusters.get(&key) {
+                    Ok(page) => return Ok(page),
+                    Err(generation) => generation,
+                };
                 let mut qb = sqlx::QueryBuilder::<$db>::new(select_cluster!());
                 if let Some(after) = after {
                     qb.push("WHERE c.name > ").push_bind(after);
                 }
                 qb.push(" ORDER BY c.name LIMIT ").push_bind(i64::from(limit));
-                qb.build_query_as::<ClusterRow>()
+                let page = qb
+                    .build_query_as::<ClusterRow>()
                     .fetch_all(self.reader())
                     .await
                     .map_err(db_error)?
                     .into_iter()
                     .map(ClusterRow::into_model)
-                    .collect()
+                    .collect::<::ferry_core::error::Result<Vec<_>>>()?;
+                self.clusters.keep(generation, &key, page.clone());
+                Ok(page)
             }
 
             async fn update_cluster(
@@ -557,7 +585,9 @@ macro_rules! impl_inventory_store {
                         ))
                     })
                 })?;
+                Self::notify_cluster_change(&mut tx).await.map_err(db_error)?;
                 tx.commit().await.map_err(db_error)?;
+                self.clusters.forget();
                 Ok(::ferry_core::model::Cluster {
                     name: name.clone(),
                     os,
@@ -584,7 +614,10 @@ macro_rules! impl_inventory_store {
                     .execute(&mut *tx)
                     .await
                     .map_err(db_error)?;
-                tx.commit().await.map_err(db_error)
+                Self::notify_cluster_change(&mut tx).await.map_err(db_error)?;
+                tx.commit().await.map_err(db_error)?;
+                self.clusters.forget();
+                Ok(())
             }
 
             // ---- inventory ----------------------------------------------------------------
@@ -705,7 +738,9 @@ macro_rules! impl_inventory_store {
                     .await
                     .map_err(db_error)?;
                 }
+                Self::notify_cluster_change(&mut tx).await.map_err(db_error)?;
                 tx.commit().await.map_err(db_error)?;
+                self.clusters.forget();
                 if change.is_some() {
                     self.events.moved();
                 }

@@ -20,7 +20,9 @@ use crate::idempotency::impl_idempotency_store;
 use crate::inventory::{ShareInsert, impl_inventory_store};
 use crate::jobs::impl_job_store;
 use crate::perf::impl_perf_store;
-use crate::signals::{EventSignal, TokenCache};
+use crate::signals::{
+    CACHED_CLUSTER_PAGES, CACHED_TOKENS, ClusterListCache, EventSignal, TokenCache,
+};
 use crate::tokens::impl_token_store;
 use crate::validations::impl_validation_store;
 use crate::webhooks::impl_webhook_store;
@@ -43,6 +45,9 @@ const EVENTS_CHANNEL: &str = "ferry_events";
 /// The channel every commit of a token write notifies, so each replica's token cache forgets;
 /// the token store's `notify` below names it.
 const TOKENS_CHANNEL: &str = "ferry_tokens";
+/// The channel every commit changing the cluster list notifies (a cluster created, changed or
+/// deleted, a new snapshot); the inventory store's `notify_clusters` below names it.
+const CLUSTERS_CHANNEL: &str = "ferry_clusters";
 
 /// Shares per `INSERT ... SELECT FROM UNNEST`, to bound the size of one message.
 const UNNEST_CHUNK: usize = 20_000;
@@ -51,6 +56,7 @@ pub struct PostgresStore {
     pool: PgPool,
     events: Arc<EventSignal>,
     tokens: Arc<TokenCache>,
+    clusters: Arc<ClusterListCache>,
     /// Dropped with the store, which ends its listener.
     _listening: tokio::sync::watch::Sender<()>,
 }
@@ -78,18 +84,23 @@ impl PostgresStore {
             .run(&pool)
             .await?;
         let events = Arc::new(EventSignal::new());
-        let tokens = Arc::new(TokenCache::new(false));
+        let tokens = Arc::new(TokenCache::new(false, CACHED_TOKENS));
+        let clusters = Arc::new(ClusterListCache::new(false, CACHED_CLUSTER_PAGES));
         let (listening, dropped) = tokio::sync::watch::channel(());
         tokio::spawn(listen_for_commits(
             pool.clone(),
             events.clone(),
-            tokens.clone(),
+            Caches {
+                tokens: tokens.clone(),
+                clusters: clusters.clone(),
+            },
             dropped,
         ));
         Ok(Self {
             pool,
             events,
             tokens,
+            clusters,
             _listening: listening,
         })
     }
@@ -229,14 +240,27 @@ impl Store for PostgresStore {
     }
 }
 
+/// The caches a store's listener empties on other replicas' commits.
+struct Caches {
+    tokens: Arc<TokenCache>,
+    clusters: Arc<ClusterListCache>,
+}
+
+impl Caches {
+    fn set_trusted(&self, trusted: bool) {
+        self.tokens.set_trusted(trusted);
+        self.clusters.set_trusted(trusted);
+    }
+}
+
 /// Follows other replicas' commits for as long as the store lives: a notification on
-/// [`EVENTS_CHANNEL`] moves the event feed, one on [`TOKENS_CHANNEL`] empties the token cache.
-/// The cache is trusted only while listening; after a lost connection the feed moves once,
-/// since what committed meanwhile was not heard.
+/// [`EVENTS_CHANNEL`] moves the event feed, one on [`TOKENS_CHANNEL`] or [`CLUSTERS_CHANNEL`]
+/// empties that cache. The caches are trusted only while listening; after a lost connection the
+/// feed moves once, since what committed meanwhile was not heard.
 async fn listen_for_commits(
     pool: PgPool,
     events: Arc<EventSignal>,
-    tokens: Arc<TokenCache>,
+    caches: Caches,
     mut dropped: tokio::sync::watch::Receiver<()>,
 ) {
     let mut listener: Option<PgListener> = None;
@@ -244,9 +268,11 @@ async fn listen_for_commits(
         let Some(active) = listener.as_mut() else {
             let connected = async {
                 let mut fresh = PgListener::connect_with(&pool).await?;
-                // Reconnection is done here, where the cache's trust follows it.
+                // Reconnection is done here, where the caches' trust follows it.
                 fresh.ignore_pool_close_event(true);
-                fresh.listen_all([EVENTS_CHANNEL, TOKENS_CHANNEL]).await?;
+                fresh
+                    .listen_all([EVENTS_CHANNEL, TOKENS_CHANNEL, CLUSTERS_CHANNEL])
+                    .await?;
                 sqlx::Result::<PgListener>::Ok(fresh)
             };
             let connected: sqlx::Result<PgListener> = tokio::select! {
@@ -256,7 +282,7 @@ async fn listen_for_commits(
             match connected {
                 Ok(fresh) => {
                     listener = Some(fresh);
-                    tokens.set_trusted(true);
+                    caches.set_trusted(true);
                     events.moved();
                 }
                 Err(e) => {
@@ -274,13 +300,16 @@ async fn listen_for_commits(
             received = active.try_recv() => received,
         };
         match received {
-            Ok(Some(notification)) if notification.channel() == TOKENS_CHANNEL => tokens.forget(),
-            Ok(Some(_)) => events.moved(),
+            Ok(Some(notification)) => match notification.channel() {
+                TOKENS_CHANNEL => caches.tokens.forget(),
+                CLUSTERS_CHANNEL => caches.clusters.forget(),
+                _ => events.moved(),
+            },
             Ok(None) | Err(_) => {
                 tracing::warn!(
                     "lost the connection listening for other replicas' commits; reconnecting"
                 );
-                tokens.set_trusted(false);
+                caches.set_trusted(false);
                 listener = None;
                 events.moved();
             }
@@ -291,6 +320,7 @@ async fn listen_for_commits(
 impl_inventory_store!(
     PostgresStore,
     Postgres,
+    notify_clusters = Some("SELECT pg_notify('ferry_clusters', '')"),
     cluster_lock = "FOR UPDATE OF c",
     principal = ("s.principals::jsonb @> jsonb_build_array(", "::text)"),
 );

@@ -1,13 +1,12 @@
-//! What a store keeps in memory about commits: the event feed readers wait on, and the cache of
-//! token lookups that authentication reads on every request. Both follow this store's own commits
-//! at once and, on Postgres, other replicas' commits through `LISTEN` (see
+//! What a store keeps in memory about commits: the event feed readers wait on, and the caches of
+//! reads made on nearly every request (token lookups, the list of clusters). All follow this
+//! store's own commits at once and, on Postgres, other replicas' commits through `LISTEN` (see
 //! `postgres::listen_for_commits`).
 
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use ferry_core::model::TokenInfo;
 use tokio::sync::watch;
 
 /// Moves after each commit that wrote job events (see [`crate::Store::event_feed`]).
@@ -28,72 +27,87 @@ impl EventSignal {
     }
 }
 
-/// Most tokens a cache holds before it starts over: a bound on memory, far above any real
-/// number of API tokens.
-const MAX_CACHED_TOKENS: usize = 10_000;
+/// Most tokens a store's cache holds: far above any real number of API tokens.
+pub(crate) const CACHED_TOKENS: usize = 10_000;
+/// Most pages of the cluster list a store's cache holds: a page can hold 1,000 clusters.
+pub(crate) const CACHED_CLUSTER_PAGES: usize = 64;
 
-/// Token lookups by secret hash, so a request is authenticated without a database read.
+/// Answers of one kind of read, by key, kept until a commit changes what they read.
 ///
-/// Emptied by every token write of this store and, where other replicas share the database, by
-/// their notifications; while no notification can be heard (the listener is down) it answers
-/// nothing, so a revocation elsewhere is never missed. A lookup that raced with a write is not
-/// kept: [`TokenCache::keep`] takes the generation read before the lookup.
+/// Emptied by every write of this store to what they read and, where other replicas share the
+/// database, by their notifications; while no notification can be heard (the listener is down)
+/// it answers nothing, so a change elsewhere (a token revoked) is never missed. An answer read
+/// while a write landed is not kept: [`CommitCache::keep`] takes the generation read before the
+/// read.
 #[derive(Debug)]
-pub(crate) struct TokenCache {
-    inner: Mutex<Cached>,
+pub(crate) struct CommitCache<V> {
+    inner: Mutex<Cached<V>>,
     /// Whether every write that could change a cached answer is heard.
     trusted: AtomicBool,
+    /// Most answers kept before the cache starts over: a bound on memory.
+    capacity: usize,
 }
 
-#[derive(Debug, Default)]
-struct Cached {
+#[derive(Debug)]
+struct Cached<V> {
     generation: u64,
-    tokens: HashMap<String, TokenInfo>,
+    answers: HashMap<String, V>,
 }
 
-impl TokenCache {
-    /// `trusted` when nothing but this store writes tokens (SQLite: one server owns the file,
-    /// and `ferry token create` only adds).
-    pub(crate) fn new(trusted: bool) -> Self {
-        TokenCache {
-            inner: Mutex::default(),
+/// Token lookups by secret hash, so a request is authenticated without a database read. Unknown
+/// hashes are not kept: a token created by another process (`ferry token create`) must work at
+/// once.
+pub(crate) type TokenCache = CommitCache<ferry_core::model::TokenInfo>;
+
+/// Pages of the cluster list by `limit/after`: what dashboards and pipelines poll.
+pub(crate) type ClusterListCache = CommitCache<Vec<ferry_core::model::Cluster>>;
+
+impl<V: Clone> CommitCache<V> {
+    /// `trusted` when nothing but this store writes what the answers read (SQLite: one server
+    /// owns the file, and `ferry token create` only adds tokens).
+    pub(crate) fn new(trusted: bool, capacity: usize) -> Self {
+        CommitCache {
+            inner: Mutex::new(Cached {
+                generation: 0,
+                answers: HashMap::new(),
+            }),
             trusted: AtomicBool::new(trusted),
+            capacity,
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Cached> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Cached<V>> {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// The cached token of `secret_hash`, or the generation to pass to [`TokenCache::keep`]
-    /// after reading the database. Unknown hashes are not cached: a token created by another
-    /// process (`ferry token create`) must work at once.
-    pub(crate) fn get(&self, secret_hash: &str) -> Result<TokenInfo, u64> {
+    /// The cached answer for `key`, or the generation to pass to [`CommitCache::keep`] after
+    /// reading the database.
+    pub(crate) fn get(&self, key: &str) -> Result<V, u64> {
         let cached = self.lock();
-        match cached.tokens.get(secret_hash) {
+        match cached.answers.get(key) {
             Some(answer) if self.trusted.load(Ordering::Acquire) => Ok(answer.clone()),
             _ => Err(cached.generation),
         }
     }
 
-    /// Keeps what the database answered for `secret_hash`, unless a write was heard since
-    /// `generation` was read.
-    pub(crate) fn keep(&self, generation: u64, secret_hash: &str, token: TokenInfo) {
+    /// Keeps what the database answered for `key`, unless a write was heard since `generation`
+    /// was read.
+    pub(crate) fn keep(&self, generation: u64, key: &str, answer: V) {
         let mut cached = self.lock();
         if cached.generation != generation || !self.trusted.load(Ordering::Acquire) {
             return;
         }
-        if cached.tokens.len() >= MAX_CACHED_TOKENS {
-            cached.tokens.clear();
+        if cached.answers.len() >= self.capacity {
+            cached.answers.clear();
         }
-        cached.tokens.insert(secret_hash.to_owned(), token);
+        cached.answers.insert(key.to_owned(), answer);
     }
 
     /// Forgets every answer: a token was written.
     pub(crate) fn forget(&self) {
         let mut cached = self.lock();
         cached.generation = cached.generation.wrapping_add(1);
-        cached.tokens.clear();
+        cached.answers.clear();
     }
 
     /// Whether other replicas' writes are heard from now on; either way what was cached is
@@ -108,8 +122,8 @@ impl TokenCache {
 mod tests {
     use super::*;
 
-    fn token(name: &str) -> TokenInfo {
-        TokenInfo {
+    fn token(name: &str) -> ferry_core::model::TokenInfo {
+        ferry_core::model::TokenInfo {
             id: uuid::Uuid::now_v7(),
             name: name.into(),
             role: ferry_core::model::Role::Viewer,
@@ -121,7 +135,7 @@ mod tests {
 
     #[test]
     fn a_write_heard_during_a_lookup_keeps_its_answer_out() {
-        let cache = TokenCache::new(true);
+        let cache = TokenCache::new(true, 10);
         let generation = cache.get("h").unwrap_err();
         cache.forget();
         cache.keep(generation, "h", token("a"));
@@ -135,7 +149,7 @@ mod tests {
 
     #[test]
     fn an_untrusted_cache_answers_nothing() {
-        let cache = TokenCache::new(false);
+        let cache = TokenCache::new(false, 10);
         let generation = cache.get("h").unwrap_err();
         cache.keep(generation, "h", token("a"));
         assert!(cache.get("h").is_err());

@@ -23,7 +23,9 @@ use crate::idempotency::impl_idempotency_store;
 use crate::inventory::{ShareInsert, impl_inventory_store};
 use crate::jobs::impl_job_store;
 use crate::perf::impl_perf_store;
-use crate::signals::{EventSignal, TokenCache};
+use crate::signals::{
+    CACHED_CLUSTER_PAGES, CACHED_TOKENS, ClusterListCache, EventSignal, TokenCache,
+};
 use crate::tokens::impl_token_store;
 use crate::validations::impl_validation_store;
 use crate::webhooks::impl_webhook_store;
@@ -38,6 +40,7 @@ pub struct SqliteStore {
     read: SqlitePool,
     events: EventSignal,
     tokens: TokenCache,
+    clusters: ClusterListCache,
 }
 
 impl SqliteStore {
@@ -84,7 +87,8 @@ impl SqliteStore {
             write,
             read,
             events: EventSignal::new(),
-            tokens: TokenCache::new(true),
+            tokens: TokenCache::new(true, CACHED_TOKENS),
+            clusters: ClusterListCache::new(true, CACHED_CLUSTER_PAGES),
         })
     }
 
@@ -159,6 +163,7 @@ impl Store for SqliteStore {
 impl_inventory_store!(
     SqliteStore,
     Sqlite,
+    notify_clusters = None,
     // The single writer connection already serializes writing transactions.
     cluster_lock = "",
     principal = (
