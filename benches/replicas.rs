@@ -222,8 +222,9 @@ async fn run(server: &str, tasks: usize, failovers: usize, lease_ms: u64) {
         .unwrap();
     let client = Client { http };
 
-    // A long job's clusters: 60 groups of two shares, every operation 150 ms.
-    let groups = "60";
+    // A long job's clusters (it must outlast every failover): 100 groups (the most spare disks
+    // an interim takes) of two shares, every operation 250 ms.
+    let groups = "100";
     let sims: [(&str, &str, &str, &[&str]); 3] = [
         (
             "FS-OLD",
@@ -243,7 +244,7 @@ async fn run(server: &str, tasks: usize, failovers: usize, lease_ms: u64) {
         let sim = root.join("sims").join(cluster);
         let mut args = vec!["sim", "create", "--dir", sim.to_str().unwrap()];
         args.extend(["--cluster", cluster, "--os", os, "--nodes", nodes]);
-        args.extend(["--latency-ms", "150", "--letters-repeat"]);
+        args.extend(["--latency-ms", "250", "--letters-repeat"]);
         args.extend(rest);
         verb(root, &db, &a, &args);
         verb(root, &db, &a, &["cluster", "create", cluster, "--os", os]);
@@ -341,7 +342,7 @@ async fn run(server: &str, tasks: usize, failovers: usize, lease_ms: u64) {
         verb(root, &db, &a, &["cluster", "discover", cluster, "--wait"]);
     }
     let mut mapping = serde_json::Map::new();
-    for n in 1..=60 {
+    for n in 1..=100 {
         let disk = format!("Cluster Disk {n}");
         let presented = verb(
             root,
