@@ -467,8 +467,8 @@ macro_rules! impl_inventory_store {
                     })
                 })?;
                 Self::notify_cluster_change(&mut tx).await.map_err(db_error)?;
+                let _forget = self.clusters.forget_after();
                 tx.commit().await.map_err(db_error)?;
-                self.clusters.forget();
                 Ok(::ferry_core::model::Cluster {
                     id,
                     name: new.name.clone(),
@@ -586,8 +586,8 @@ macro_rules! impl_inventory_store {
                     })
                 })?;
                 Self::notify_cluster_change(&mut tx).await.map_err(db_error)?;
+                let _forget = self.clusters.forget_after();
                 tx.commit().await.map_err(db_error)?;
-                self.clusters.forget();
                 Ok(::ferry_core::model::Cluster {
                     name: name.clone(),
                     os,
@@ -615,8 +615,8 @@ macro_rules! impl_inventory_store {
                     .await
                     .map_err(db_error)?;
                 Self::notify_cluster_change(&mut tx).await.map_err(db_error)?;
+                let _forget = self.clusters.forget_after();
                 tx.commit().await.map_err(db_error)?;
-                self.clusters.forget();
                 Ok(())
             }
 
@@ -739,8 +739,8 @@ macro_rules! impl_inventory_store {
                     .map_err(db_error)?;
                 }
                 Self::notify_cluster_change(&mut tx).await.map_err(db_error)?;
+                let _forget = self.clusters.forget_after();
                 tx.commit().await.map_err(db_error)?;
-                self.clusters.forget();
                 if change.is_some() {
                     self.events.moved();
                 }

@@ -42,6 +42,11 @@ const CHANGES_CHANNEL: &str = "ferry_changes";
 /// notification is delivered at commit and only then), for [`Store::event_feed`]; the job store's
 /// `event_lock` below names it.
 const EVENTS_CHANNEL: &str = "ferry_events";
+/// How often a quiet listener checks that its connection still answers, and how long it waits:
+/// a listener that cannot tell stops trusting the caches within their sum.
+const LISTENER_PROBE_EVERY: Duration = Duration::from_secs(5);
+const LISTENER_PROBE_TIMEOUT: Duration = Duration::from_secs(3);
+
 /// The channel every commit of a token write notifies, so each replica's token cache forgets;
 /// the token store's `notify` below names it.
 const TOKENS_CHANNEL: &str = "ferry_tokens";
@@ -298,6 +303,15 @@ async fn listen_for_commits(
         let received = tokio::select! {
             _ = dropped.changed() => return,
             received = active.try_recv() => received,
+            // A connection can die without a word (a database host gone without a reset):
+            // nothing would arrive, and the caches would be trusted without hearing anything.
+            _ = tokio::time::sleep(LISTENER_PROBE_EVERY) => {
+                let probe = sqlx::query("SELECT 1").execute(&mut *active);
+                match tokio::time::timeout(LISTENER_PROBE_TIMEOUT, probe).await {
+                    Ok(Ok(_)) => continue,
+                    _ => Ok(None),
+                }
+            }
         };
         match received {
             Ok(Some(notification)) => match notification.channel() {

@@ -103,7 +103,14 @@ impl<V: Clone> CommitCache<V> {
         cached.answers.insert(key.to_owned(), answer);
     }
 
-    /// Forgets every answer: a token was written.
+    /// Forgets every answer when the guard is dropped: made just before a writing transaction
+    /// commits, so the answers are forgotten after the commit, and also when the caller stops
+    /// waiting for it (the commit may have landed all the same).
+    pub(crate) fn forget_after(&self) -> ForgetOnDrop<'_, V> {
+        ForgetOnDrop(self)
+    }
+
+    /// Forgets every answer: what they read was written.
     pub(crate) fn forget(&self) {
         let mut cached = self.lock();
         cached.generation = cached.generation.wrapping_add(1);
@@ -115,6 +122,15 @@ impl<V: Clone> CommitCache<V> {
     pub(crate) fn set_trusted(&self, trusted: bool) {
         self.trusted.store(trusted, Ordering::Release);
         self.forget();
+    }
+}
+
+/// See [`CommitCache::forget_after`].
+pub(crate) struct ForgetOnDrop<'a, V: Clone>(&'a CommitCache<V>);
+
+impl<V: Clone> Drop for ForgetOnDrop<'_, V> {
+    fn drop(&mut self) {
+        self.0.forget();
     }
 }
 

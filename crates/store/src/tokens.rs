@@ -128,8 +128,8 @@ macro_rules! impl_token_store {
                     .map_err(db_error)?;
                 }
                 Self::notify_token_change(&mut tx).await.map_err(db_error)?;
+                let _forget = self.tokens.forget_after();
                 tx.commit().await.map_err(db_error)?;
-                self.tokens.forget();
                 Ok(())
             }
 
@@ -206,8 +206,8 @@ macro_rules! impl_token_store {
                 .map_err(db_error)?
                 .ok_or_else(|| ::ferry_core::error::Error::not_found(format!("no token `{id}`")))?;
                 Self::notify_token_change(&mut tx).await.map_err(db_error)?;
+                let _forget = self.tokens.forget_after();
                 tx.commit().await.map_err(db_error)?;
-                self.tokens.forget();
                 token.into_model()
             }
         }
