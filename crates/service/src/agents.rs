@@ -588,8 +588,9 @@ impl Service {
     /// Applies a result (with the task's last progress, when it came along), fenced by (task id,
     /// attempt, generation). A result on a task that is not this agent's is refused with
     /// `PermissionDenied` and audited; stale ones are answered, audited (`task.result`, denied)
-    /// and change nothing; duplicates are answered, logged, and change nothing. An applied failure of kind `forbidden` (the agent refused a path) is audited as
-    /// `task.forbidden`, denied, the agent the actor and its message the detail.
+    /// and change nothing; duplicates are answered, logged, and change nothing. An applied
+    /// failure of kind `forbidden` (the agent refused a path) is audited as `task.forbidden`,
+    /// denied, the agent the actor and its message the detail.
     ///
     /// A discovery's inventory is imported before the result is applied, and the task keeps
     /// only the [`DiscoveryReceipt`]: the import of a large cluster takes seconds, and a caller

@@ -324,29 +324,18 @@ pub(crate) fn has_duplicate_group(document: &InventoryDocument) -> bool {
 ///   (see [`impl_validation_store!`](crate::validations::impl_validation_store)).
 /// - `principal`: SQL around the bound lowercased principal, true when `s.principals` (a JSON
 ///   array of strings) contains it.
-/// - `notify_clusters`: run inside every transaction that changes what the cluster list shows
-///   (a cluster created, changed or deleted, a new snapshot), so other replicas sharing the
-///   database empty their cached pages of it when it commits; `None` where there are none.
+///
+/// Every transaction that changes what the cluster list shows (a cluster created, changed or
+/// deleted, a new snapshot) notifies the clusters channel, so other replicas sharing the
+/// database empty their cached pages of it when it commits.
 macro_rules! impl_inventory_store {
     (
         $ty:ty,
         $db:ty,
-        notify_clusters = $notify_clusters:expr,
         cluster_lock = $lock:literal,
         principal = ($principal_open:literal, $principal_close:literal) $(,)?
     ) => {
         impl $ty {
-            /// Tells the replicas' caches of the cluster list, from inside `tx`, that it changes.
-            async fn notify_cluster_change(
-                conn: &mut <$db as sqlx::Database>::Connection,
-            ) -> sqlx::Result<()> {
-                let notify: Option<&str> = $notify_clusters;
-                if let Some(notify) = notify {
-                    sqlx::query(notify).execute(&mut *conn).await?;
-                }
-                Ok(())
-            }
-
             async fn lock_cluster(
                 conn: &mut <$db as sqlx::Database>::Connection,
                 id: uuid::Uuid,
@@ -466,7 +455,9 @@ macro_rules! impl_inventory_store {
                         ))
                     })
                 })?;
-                Self::notify_cluster_change(&mut tx).await.map_err(db_error)?;
+                Self::notify_at_commit(&mut tx, $crate::channels::CLUSTERS)
+                    .await
+                    .map_err(db_error)?;
                 let _forget = self.clusters.forget_after();
                 tx.commit().await.map_err(db_error)?;
                 Ok(::ferry_core::model::Cluster {
@@ -585,7 +576,9 @@ macro_rules! impl_inventory_store {
                         ))
                     })
                 })?;
-                Self::notify_cluster_change(&mut tx).await.map_err(db_error)?;
+                Self::notify_at_commit(&mut tx, $crate::channels::CLUSTERS)
+                    .await
+                    .map_err(db_error)?;
                 let _forget = self.clusters.forget_after();
                 tx.commit().await.map_err(db_error)?;
                 Ok(::ferry_core::model::Cluster {
@@ -614,7 +607,9 @@ macro_rules! impl_inventory_store {
                     .execute(&mut *tx)
                     .await
                     .map_err(db_error)?;
-                Self::notify_cluster_change(&mut tx).await.map_err(db_error)?;
+                Self::notify_at_commit(&mut tx, $crate::channels::CLUSTERS)
+                    .await
+                    .map_err(db_error)?;
                 let _forget = self.clusters.forget_after();
                 tx.commit().await.map_err(db_error)?;
                 Ok(())
@@ -738,7 +733,9 @@ macro_rules! impl_inventory_store {
                     .await
                     .map_err(db_error)?;
                 }
-                Self::notify_cluster_change(&mut tx).await.map_err(db_error)?;
+                Self::notify_at_commit(&mut tx, $crate::channels::CLUSTERS)
+                    .await
+                    .map_err(db_error)?;
                 let _forget = self.clusters.forget_after();
                 tx.commit().await.map_err(db_error)?;
                 if change.is_some() {

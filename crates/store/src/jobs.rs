@@ -185,7 +185,9 @@ pub trait JobStore: Send + Sync {
 /// in the same transaction.
 ///
 /// - `event_lock`: run before inserting job events, so their sequence numbers commit in order
-///   (an advisory lock where several writers can race); `None` where writers are serialised.
+///   (an advisory lock where several writers can race), with the events channel bound as `$1`
+///   so that it also notifies it at commit; `None` where writers are serialised, and the
+///   backend's `notify_at_commit` is called instead.
 macro_rules! impl_job_store {
     ($ty:ty, $db:ty, event_lock = $event_lock:expr $(,)?) => {
         impl $ty {
@@ -201,8 +203,15 @@ macro_rules! impl_job_store {
                     return Ok(());
                 }
                 let lock: Option<&str> = $event_lock;
-                if let Some(lock) = lock {
-                    sqlx::query(lock).execute(&mut *conn).await?;
+                match lock {
+                    // One round trip for the lock and the notice, on the hot path of every pass.
+                    Some(lock) => {
+                        sqlx::query(lock)
+                            .bind($crate::channels::EVENTS)
+                            .execute(&mut *conn)
+                            .await?;
+                    }
+                    None => Self::notify_at_commit(&mut *conn, $crate::channels::EVENTS).await?,
                 }
                 for chunk in events.chunks(Self::MAX_BINDS / 10) {
                     let mut qb = sqlx::QueryBuilder::<$db>::new(

@@ -122,6 +122,18 @@ pub trait Store:
     async fn event_feed(&self) -> Result<tokio::sync::watch::Receiver<u64>>;
 }
 
+/// Channels a commit notifies other replicas on (see `postgres::listen_for_commits`): every
+/// writing transaction names its channel through its backend's `notify_at_commit`.
+pub(crate) mod channels {
+    /// Job events were written: followers of the event log read again.
+    pub const EVENTS: &str = "ferry_events";
+    /// A token changed: token caches forget.
+    pub const TOKENS: &str = "ferry_tokens";
+    /// The cluster list changed (a cluster created, changed or deleted, a new snapshot): its
+    /// caches forget.
+    pub const CLUSTERS: &str = "ferry_clusters";
+}
+
 /// The next announcement of another replica from [`Store::subscribe`]'s receiver; pends forever
 /// where there are none (`None`), so it can sit in a `select!` beside a timer.
 pub async fn next_change(

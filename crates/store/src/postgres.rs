@@ -26,7 +26,7 @@ use crate::signals::{
 use crate::tokens::impl_token_store;
 use crate::validations::impl_validation_store;
 use crate::webhooks::impl_webhook_store;
-use crate::{Backend, Change, Store};
+use crate::{Backend, Change, Store, channels};
 use ferry_core::error::Result;
 
 const CONNECTIONS: u32 = 10;
@@ -38,21 +38,10 @@ const IDLE_IN_TRANSACTION_TIMEOUT: &str = "30s";
 /// The `LISTEN`/`NOTIFY` channel replicas wake each other on; the payload is a [`Change`].
 const CHANGES_CHANNEL: &str = "ferry_changes";
 
-/// The channel every commit of job events notifies (from inside its transaction, so the
-/// notification is delivered at commit and only then), for [`Store::event_feed`]; the job store's
-/// `event_lock` below names it.
-const EVENTS_CHANNEL: &str = "ferry_events";
 /// How often a quiet listener checks that its connection still answers, and how long it waits:
 /// a listener that cannot tell stops trusting the caches within their sum.
 const LISTENER_PROBE_EVERY: Duration = Duration::from_secs(5);
 const LISTENER_PROBE_TIMEOUT: Duration = Duration::from_secs(3);
-
-/// The channel every commit of a token write notifies, so each replica's token cache forgets;
-/// the token store's `notify` below names it.
-const TOKENS_CHANNEL: &str = "ferry_tokens";
-/// The channel every commit changing the cluster list notifies (a cluster created, changed or
-/// deleted, a new snapshot); the inventory store's `notify_clusters` below names it.
-const CLUSTERS_CHANNEL: &str = "ferry_clusters";
 
 /// Shares per `INSERT ... SELECT FROM UNNEST`, to bound the size of one message.
 const UNNEST_CHUNK: usize = 20_000;
@@ -108,6 +97,16 @@ impl PostgresStore {
             clusters,
             _listening: listening,
         })
+    }
+
+    /// Notifies `channel` from inside the transaction on `conn`: Postgres delivers it when the
+    /// transaction commits, and only then, to every replica's listener (this one's included).
+    async fn notify_at_commit(conn: &mut PgConnection, channel: &str) -> sqlx::Result<()> {
+        sqlx::query("SELECT pg_notify($1, '')")
+            .bind(channel)
+            .execute(conn)
+            .await?;
+        Ok(())
     }
 
     fn reader(&self) -> &PgPool {
@@ -259,7 +258,7 @@ impl Caches {
 }
 
 /// Follows other replicas' commits for as long as the store lives: a notification on
-/// [`EVENTS_CHANNEL`] moves the event feed, one on [`TOKENS_CHANNEL`] or [`CLUSTERS_CHANNEL`]
+/// [`channels::EVENTS`] moves the event feed, one on [`channels::TOKENS`] or [`channels::CLUSTERS`]
 /// empties that cache. The caches are trusted only while listening; after a lost connection the
 /// feed moves once, since what committed meanwhile was not heard.
 async fn listen_for_commits(
@@ -276,7 +275,7 @@ async fn listen_for_commits(
                 // Reconnection is done here, where the caches' trust follows it.
                 fresh.ignore_pool_close_event(true);
                 fresh
-                    .listen_all([EVENTS_CHANNEL, TOKENS_CHANNEL, CLUSTERS_CHANNEL])
+                    .listen_all([channels::EVENTS, channels::TOKENS, channels::CLUSTERS])
                     .await?;
                 sqlx::Result::<PgListener>::Ok(fresh)
             };
@@ -315,8 +314,8 @@ async fn listen_for_commits(
         };
         match received {
             Ok(Some(notification)) => match notification.channel() {
-                TOKENS_CHANNEL => caches.tokens.forget(),
-                CLUSTERS_CHANNEL => caches.clusters.forget(),
+                channels::TOKENS => caches.tokens.forget(),
+                channels::CLUSTERS => caches.clusters.forget(),
                 _ => events.moved(),
             },
             Ok(None) | Err(_) => {
@@ -334,20 +333,15 @@ async fn listen_for_commits(
 impl_inventory_store!(
     PostgresStore,
     Postgres,
-    notify_clusters = Some("SELECT pg_notify('ferry_clusters', '')"),
     cluster_lock = "FOR UPDATE OF c",
     principal = ("s.principals::jsonb @> jsonb_build_array(", "::text)"),
 );
-impl_token_store!(
-    PostgresStore,
-    Postgres,
-    notify = Some("SELECT pg_notify('ferry_tokens', '')"),
-);
+impl_token_store!(PostgresStore, Postgres);
 impl_agent_store!(PostgresStore, Postgres);
 impl_job_store!(
     PostgresStore,
     Postgres,
-    event_lock = Some("SELECT pg_advisory_xact_lock(7262000001), pg_notify('ferry_events', '')"),
+    event_lock = Some("SELECT pg_advisory_xact_lock(7262000001), pg_notify($1, '')"),
 );
 impl_discovery_store!(PostgresStore, Postgres);
 impl_validation_store!(PostgresStore);

@@ -44,6 +44,11 @@ pub struct SqliteStore {
 }
 
 impl SqliteStore {
+    /// One server owns a SQLite database: a commit has nobody else to tell.
+    async fn notify_at_commit(_conn: &mut SqliteConnection, _channel: &str) -> sqlx::Result<()> {
+        Ok(())
+    }
+
     /// SQLITE_MAX_VARIABLE_NUMBER of the bundled SQLite.
     const MAX_BINDS: usize = 32766;
 
@@ -163,7 +168,6 @@ impl Store for SqliteStore {
 impl_inventory_store!(
     SqliteStore,
     Sqlite,
-    notify_clusters = None,
     // The single writer connection already serializes writing transactions.
     cluster_lock = "",
     principal = (
@@ -171,7 +175,7 @@ impl_inventory_store!(
         ")"
     ),
 );
-impl_token_store!(SqliteStore, Sqlite, notify = None);
+impl_token_store!(SqliteStore, Sqlite);
 impl_agent_store!(SqliteStore, Sqlite);
 // The one writer connection already serialises the writes.
 impl_job_store!(SqliteStore, Sqlite, event_lock = None);

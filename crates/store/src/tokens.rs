@@ -34,24 +34,11 @@ pub trait TokenStore: Send + Sync {
 
 /// Expands [`TokenStore`] for one backend: `$ty` is the store, `$db` its database.
 ///
-/// - `notify`: run inside every transaction that changes an existing token, so other replicas
-///   sharing the database empty their token caches when it commits; `None` where there are none.
-///   Adding a token needs no notice: a cache holds only tokens it found.
+/// Every transaction that changes an existing token notifies the tokens channel, so other
+/// replicas sharing the database empty their token caches when it commits. Adding a token needs
+/// no notice: a cache holds only tokens it found.
 macro_rules! impl_token_store {
-    ($ty:ty, $db:ty, notify = $notify:expr $(,)?) => {
-        impl $ty {
-            /// Tells the replicas' token caches, from inside `tx`, that a token changes.
-            async fn notify_token_change(
-                conn: &mut <$db as sqlx::Database>::Connection,
-            ) -> sqlx::Result<()> {
-                let notify: Option<&str> = $notify;
-                if let Some(notify) = notify {
-                    sqlx::query(notify).execute(&mut *conn).await?;
-                }
-                Ok(())
-            }
-        }
-
+    ($ty:ty, $db:ty $(,)?) => {
         #[async_trait::async_trait]
         impl $crate::TokenStore for $ty {
             async fn insert_token(
@@ -127,7 +114,9 @@ macro_rules! impl_token_store {
                     .await
                     .map_err(db_error)?;
                 }
-                Self::notify_token_change(&mut tx).await.map_err(db_error)?;
+                Self::notify_at_commit(&mut tx, $crate::channels::TOKENS)
+                    .await
+                    .map_err(db_error)?;
                 let _forget = self.tokens.forget_after();
                 tx.commit().await.map_err(db_error)?;
                 Ok(())
@@ -205,7 +194,9 @@ macro_rules! impl_token_store {
                 .await
                 .map_err(db_error)?
                 .ok_or_else(|| ::ferry_core::error::Error::not_found(format!("no token `{id}`")))?;
-                Self::notify_token_change(&mut tx).await.map_err(db_error)?;
+                Self::notify_at_commit(&mut tx, $crate::channels::TOKENS)
+                    .await
+                    .map_err(db_error)?;
                 let _forget = self.tokens.forget_after();
                 tx.commit().await.map_err(db_error)?;
                 token.into_model()
