@@ -10,11 +10,12 @@
 //!
 //! Query: a day of those samples (8.64 million), compacted; then the cluster-wide view of one
 //! volume over 24 hours at 1-minute steps (`Service::perf_volume`, and `GET
-//! /v1/clusters/{id}/perf/volume` over HTTP), p50 / p99 / max.
+//! /v1/clusters/{id}/perf/volume` over HTTP), p50 / p99 / max, the size of its JSON, and the
+//! time writing that JSON and reading it take alone.
 //!
 //! Run: `cargo bench --bench perf` (options after `--`: `--minutes N` of ingest data, default
-//! 170 = 1.02 million samples; `--queries N`, default 200). Postgres runs when
-//! `FERRY_BENCH_POSTGRES_URL` or `FERRY_TEST_POSTGRES_URL` is set.
+//! 170 = 1.02 million samples; `--queries N`, default 200; `--only ingest` or `--only query`).
+//! Postgres runs when `FERRY_BENCH_POSTGRES_URL` or `FERRY_TEST_POSTGRES_URL` is set.
 
 use std::io::Write;
 use std::path::Path;
@@ -238,6 +239,11 @@ struct QueryRow {
     compact: Duration,
     service: (f64, f64, f64),
     http: (f64, f64, f64),
+    /// The JSON answer's size, as the server writes it.
+    json_bytes: usize,
+    /// Writing that JSON, and a client reading it, alone.
+    serialise: (f64, f64, f64),
+    parse: (f64, f64, f64),
 }
 
 fn percentiles(mut ms: Vec<f64>) -> (f64, f64, f64) {
@@ -316,6 +322,8 @@ async fn query_run(backend: &'static str, store: Arc<dyn Store>, queries: usize)
     let admin = Caller::local(Role::Admin);
     let range = PerfRange::new(Some(now - day), Some(now), Some(60_000)).unwrap();
     let mut times = Vec::with_capacity(queries);
+    let mut json_bytes = 0;
+    let (mut serialise, mut parse) = (Vec::new(), Vec::new());
     for q in 0..queries {
         let started = Instant::now();
         let view = service
@@ -331,6 +339,15 @@ async fn query_run(backend: &'static str, store: Arc<dyn Store>, queries: usize)
         times.push(started.elapsed().as_secs_f64() * 1000.0);
         assert_eq!(view.nodes.len(), NODES);
         assert_eq!(view.steps.len(), 1440);
+        let started = Instant::now();
+        // As the server writes it.
+        let mut json = Vec::with_capacity(view.json_capacity());
+        serde_json::to_writer(&mut json, &view).unwrap();
+        serialise.push(started.elapsed().as_secs_f64() * 1000.0);
+        let started = Instant::now();
+        let _: serde::de::IgnoredAny = serde_json::from_slice(&json).unwrap();
+        parse.push(started.elapsed().as_secs_f64() * 1000.0);
+        json_bytes = json.len();
     }
     let service_times = percentiles(times);
     let client = ferry::client::ApiClient::new(
@@ -372,18 +389,45 @@ async fn query_run(backend: &'static str, store: Arc<dyn Store>, queries: usize)
         compact,
         service: service_times,
         http: http_times,
+        json_bytes,
+        serialise: percentiles(serialise),
+        parse: percentiles(parse),
     }
+}
+
+/// Each backend's ingest against its own bulk loader, the same samples for all.
+async fn ingest_runs(dir: &Path, postgres: Option<&str>, minutes: i64) -> Vec<IngestRow> {
+    let steps = minutes * 60_000 / INTERVAL_MS;
+    let csv = dir.join("samples.csv");
+    let rows = write_csv(&csv, &batches(0, steps));
+    eprintln!("baselines: {rows} rows");
+    let sqlite_baseline = sqlite_import(dir, &csv);
+    let url = format!("sqlite://{}", dir.join("ingest.db").display());
+    let store = ferry::store::open(&url).await.unwrap();
+    let mut rows = vec![ingest_run("sqlite", store, sqlite_baseline, minutes).await];
+    if let Some(url) = postgres {
+        let baseline = psql_copy(url, &csv).await;
+        let store = ferry::store::open(&fresh_database(url).await)
+            .await
+            .unwrap();
+        rows.push(ingest_run("postgres", store, baseline, minutes).await);
+    } else {
+        eprintln!("postgres skipped: set FERRY_BENCH_POSTGRES_URL");
+    }
+    rows
 }
 
 fn main() {
     let mut minutes = 170i64;
     let mut queries = 200usize;
+    let mut only: Option<String> = None;
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
         let mut value = || it.next().unwrap_or_else(|| panic!("{arg} needs a value"));
         match arg.as_str() {
             "--minutes" => minutes = value().parse().expect("--minutes N"),
             "--queries" => queries = value().parse().expect("--queries N"),
+            "--only" => only = Some(value()),
             _ => {}
         }
     }
@@ -394,36 +438,20 @@ fn main() {
     let postgres = std::env::var("FERRY_BENCH_POSTGRES_URL")
         .or_else(|_| std::env::var("FERRY_TEST_POSTGRES_URL"))
         .ok();
+    let runs = |part: &str| only.as_deref().is_none_or(|o| o == part);
     let dir = tempfile::tempdir().unwrap();
     let mut ingest = Vec::new();
     let mut query = Vec::new();
     runtime.block_on(async {
-        let steps = minutes * 60_000 / INTERVAL_MS;
-        let csv = dir.path().join("samples.csv");
-        let rows = write_csv(&csv, &batches(0, steps));
-        eprintln!("baselines: {rows} rows");
-        let sqlite_baseline = sqlite_import(dir.path(), &csv);
         let open_sqlite = |name: &str| {
             let url = format!("sqlite://{}", dir.path().join(name).display());
             async move { ferry::store::open(&url).await.unwrap() }
         };
-        ingest.push(
-            ingest_run(
-                "sqlite",
-                open_sqlite("ingest.db").await,
-                sqlite_baseline,
-                minutes,
-            )
-            .await,
-        );
-        if let Some(url) = &postgres {
-            let baseline = psql_copy(url, &csv).await;
-            let store = ferry::store::open(&fresh_database(url).await)
-                .await
-                .unwrap();
-            ingest.push(ingest_run("postgres", store, baseline, minutes).await);
-        } else {
-            eprintln!("postgres skipped: set FERRY_BENCH_POSTGRES_URL");
+        if runs("ingest") {
+            ingest = ingest_runs(dir.path(), postgres.as_deref(), minutes).await;
+        }
+        if !runs("query") {
+            return;
         }
         query.push(query_run("sqlite", open_sqlite("query.db").await, queries).await);
         if let Some(url) = &postgres {
@@ -454,14 +482,14 @@ fn main() {
         );
     }
     println!(
-        "\n| backend  | samples   | load    | compaction | view 24 h at 1 min: service p50 / p99 / max | over HTTP p50 / p99 / max |"
+        "\n| backend  | samples   | load    | compaction | view 24 h at 1 min: service p50 / p99 / max | over HTTP p50 / p99 / max | JSON     |"
     );
     println!(
-        "|----------|-----------|---------|------------|---------------------------------------------|---------------------------|"
+        "|----------|-----------|---------|------------|---------------------------------------------|---------------------------|----------|"
     );
     for r in &query {
         println!(
-            "| {:<8} | {:>9} | {:>5.1} s | {:>8.1} s | {:>11.1} / {:>5.1} / {:>5.1} ms                  | {:>6.1} / {:>5.1} / {:>5.1} ms |",
+            "| {:<8} | {:>9} | {:>5.1} s | {:>8.1} s | {:>11.1} / {:>5.1} / {:>5.1} ms                  | {:>6.1} / {:>5.1} / {:>5.1} ms | {:>5} KB |",
             r.backend,
             r.samples,
             r.load.as_secs_f64(),
@@ -472,6 +500,17 @@ fn main() {
             r.http.0,
             r.http.1,
             r.http.2,
+            r.json_bytes / 1000,
+        );
+    }
+    println!(
+        "\n| backend  | of which: writing the JSON p50 / p99 | a client reading it p50 / p99 |"
+    );
+    println!("|----------|------------------------------------|-------------------------------|");
+    for r in &query {
+        println!(
+            "| {:<8} | {:>17.1} / {:>5.1} ms              | {:>12.1} / {:>5.1} ms          |",
+            r.backend, r.serialise.0, r.serialise.1, r.parse.0, r.parse.1,
         );
     }
 }

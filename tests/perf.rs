@@ -589,12 +589,20 @@ async fn cluster_wide_view_and_storage_gap_on_the_notes_numbers() {
             .await
             .unwrap();
         assert_eq!(view.nodes, vec!["node1", "node2"]);
-        assert_eq!(view.steps.len(), 5);
-        for step in &view.steps {
-            assert_eq!(step.node_sum, Some(1582.0));
-            assert_eq!(step.values, vec![Some(867.0), Some(715.0)]);
-            assert_eq!(step.storage, Some(1505.0));
-            let gap = step.gap_pct.unwrap();
+        let steps = &view.steps;
+        assert_eq!(steps.len(), 5);
+        assert_eq!(
+            steps.at_ms,
+            (0..5).map(|i| t0 + i * MINUTE).collect::<Vec<_>>()
+        );
+        assert_eq!(
+            steps.values,
+            vec![vec![Some(867.0); 5], vec![Some(715.0); 5]]
+        );
+        assert_eq!(steps.node_sum, vec![Some(1582.0); 5]);
+        assert_eq!(steps.storage, vec![Some(1505.0); 5]);
+        for gap in &steps.gap_pct {
+            let gap = gap.unwrap();
             assert!(
                 (gap - (1505.0 - 1582.0) / 1505.0 * 100.0).abs() < 1e-9,
                 "{gap}"
@@ -632,6 +640,98 @@ async fn cluster_wide_view_and_storage_gap_on_the_notes_numbers() {
             .await
             .unwrap_err();
         assert_eq!(missing.code, ferry::error::ErrorCode::NotFound);
+    })
+    .await;
+}
+
+/// The console draws this answer as it comes: one column per series, every column as long as
+/// `at_ms`, gaps as null, values cut to six significant digits (the means over the range are not).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn volume_view_over_http_is_aligned_columns() {
+    on_each_backend(|_, store| async move {
+        let server = start(store.clone()).await;
+        let addr = server.http_addr;
+        let (status, body) = http_json(
+            addr,
+            "POST",
+            "/v1/clusters",
+            Some(BOOTSTRAP),
+            Some(json!({"name": "V", "os": "ws2012r2"})),
+        )
+        .await;
+        assert_eq!(status, 201, "{body}");
+        let t0 = recent_hour();
+        let sample = |node: &str, source: &str, at: i64, value: f64| {
+            json!({"node": node, "volume": CSV, "counter": "transfers_per_sec",
+                   "source": source, "at": rfc3339(at), "value": value})
+        };
+        // node1 every 10 s of three minutes at 1000/3; node2 only in the first minute at 2e6/3;
+        // the storage server only in the second minute.
+        let mut samples = Vec::new();
+        for i in 0..18 {
+            samples.push(sample("node1", "node", t0 + i * 10_000, 1000.0 / 3.0));
+            if i < 6 {
+                samples.push(sample("node2", "node", t0 + i * 10_000, 2e6 / 3.0));
+            } else if i < 12 {
+                samples.push(sample("array", "storage", t0 + i * 10_000, 1e6));
+            }
+        }
+        let (status, body) = http_json(
+            addr,
+            "POST",
+            "/v1/perf/samples",
+            Some(BOOTSTRAP),
+            Some(json!({"cluster": "V", "samples": samples})),
+        )
+        .await;
+        assert_eq!(status, 200, "{body}");
+
+        let query = format!(
+            "volume={}&from={}&to={}&step=1m",
+            CSV.replace('\\', "%5C").replace(':', "%3A"),
+            rfc3339(t0).replace('+', "%2B"),
+            rfc3339(t0 + 4 * MINUTE).replace('+', "%2B"),
+        );
+        let (status, view) = http_json(
+            addr,
+            "GET",
+            &format!("/v1/clusters/V/perf/volume?{query}"),
+            Some(BOOTSTRAP),
+            None,
+        )
+        .await;
+        assert_eq!(status, 200, "{view}");
+        assert_eq!(view["nodes"], json!(["node1", "node2"]), "{view}");
+        let steps = &view["steps"];
+        let at: Vec<i64> = (0..4).map(|i| t0 + i * MINUTE).collect();
+        assert_eq!(steps["at_ms"], json!(at), "{view}");
+        // Numbers as a JSON reader gets them: 667000 and 667000.0 are the same number.
+        let column = |v: &Value| -> Vec<Option<f64>> {
+            v.as_array()
+                .unwrap_or_else(|| panic!("a column: {view}"))
+                .iter()
+                .map(Value::as_f64)
+                .collect()
+        };
+        let third = Some(333.333);
+        let values = steps["values"].as_array().unwrap();
+        assert_eq!(values.len(), 2, "{view}");
+        assert_eq!(column(&values[0]), vec![third, third, third, None]);
+        assert_eq!(column(&values[1]), vec![Some(666_667.0), None, None, None]);
+        assert_eq!(
+            column(&steps["node_sum"]),
+            vec![Some(667_000.0), third, third, None]
+        );
+        assert_eq!(column(&steps["storage"]), vec![None, Some(1e6), None, None]);
+        assert_eq!(
+            column(&steps["gap_pct"]),
+            vec![None, Some(99.9667), None, None]
+        );
+        // The range's means keep every digit.
+        let node_sum = view["node_sum"].as_f64().unwrap();
+        let exact = (2e6 / 3.0 + 1000.0 / 3.0 + 2.0 * 1000.0 / 3.0) / 3.0;
+        assert!((node_sum - exact).abs() < 1e-9, "{view}");
+        server.stop().await.unwrap();
     })
     .await;
 }

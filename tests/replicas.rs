@@ -381,6 +381,18 @@ impl Fleet {
         answer
     }
 
+    /// A receiver, registered on `replica` as a webhook for every event from now on, at `/hook`.
+    async fn webhook_on(&self, replica: usize) -> common::Receiver {
+        let (receiver, addr) = common::Receiver::start(0).await;
+        self.post(
+            replica,
+            "/v1/webhooks",
+            json!({"url": format!("http://{addr}/hook")}),
+        )
+        .await;
+        receiver
+    }
+
     /// Which replica holds the scheduler lease now (its holder name starts with the pid).
     async fn lease_holder(&self) -> Option<usize> {
         let holder: Option<(String, chrono::DateTime<chrono::Utc>)> =
@@ -603,14 +615,7 @@ async fn killing_the_lease_holder_mid_cutover_loses_nothing() {
     request["max_active_groups"] = json!(4);
     request["max_cluster_cutovers"] = json!(4);
     // A webhook registered before the job (it delivers what comes after it).
-    let (receiver, hook) = common::Receiver::start(0).await;
-    fleet
-        .post(
-            1,
-            "/v1/webhooks",
-            json!({"url": format!("http://{hook}/hook")}),
-        )
-        .await;
+    let receiver = fleet.webhook_on(1).await;
     let job = fleet.post(0, "/v1/jobs", request).await;
     let id = job["id"].as_str().unwrap().to_owned();
 
@@ -960,6 +965,122 @@ async fn a_rolling_restart_fails_nothing() {
     }
     let job = fleet.wait_job_end(2, &id, Duration::from_secs(300)).await;
     fleet.assert_migrated_exactly_once(&job).await;
+}
+
+/// Each replica's count of the periods of timed work it did, from its `/metrics`
+/// (`ferry_periods_done_total{duty="..."}`), by duty.
+async fn periods_done(fleet: &Fleet) -> Vec<BTreeMap<String, u64>> {
+    let mut per_replica = Vec::new();
+    for replica in &fleet.replicas {
+        let text = fleet
+            .http
+            .get(format!("{}/metrics", replica.rest()))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        let mut done = BTreeMap::new();
+        for line in text.lines() {
+            let Some(rest) = line.strip_prefix("ferry_periods_done_total{duty=\"") else {
+                continue;
+            };
+            let (duty, count) = rest.split_once("\"} ").unwrap();
+            done.insert(duty.to_owned(), count.trim().parse().unwrap());
+        }
+        per_replica.push(done);
+    }
+    per_replica
+}
+
+/// Timed work (reaping leases, compacting and expiring perf data, the discovery schedule) is
+/// done once per period by one replica, not once per period by each; the replicas split the
+/// periods between them, and a webhook gets each batch once when no replica dies.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn timed_work_is_done_once_per_period_across_replicas() {
+    let groups = 2;
+    // Reaping every 0.5 s (the heartbeat's), compacting every 0.5 s, the discovery schedule
+    // every 15 s and retention every 60 s: fixed periods.
+    let Some(mut fleet) = Fleet::start_with(groups, 0, &[("FERRY_PERF_COMPACT_MS", "500")]).await
+    else {
+        return;
+    };
+    let receiver = fleet.webhook_on(2).await;
+    fleet.start_all_agents().await;
+
+    let before = periods_done(&fleet).await;
+    let window_started = Instant::now();
+    let request = fleet.prepare_migration(groups).await;
+    let job = fleet.post(0, "/v1/jobs", request).await;
+    let id = job["id"].as_str().unwrap().to_owned();
+    let job = fleet.wait_job_end(1, &id, Duration::from_secs(300)).await;
+    fleet.assert_migrated_exactly_once(&job).await;
+    let least = Duration::from_secs(32);
+    if let Some(rest) = least.checked_sub(window_started.elapsed()) {
+        tokio::time::sleep(rest).await;
+    }
+    let after = periods_done(&fleet).await;
+    let window = window_started.elapsed().as_secs_f64();
+
+    for (duty, period_s) in [
+        ("reap", 0.5),
+        ("perf_compaction", 0.5),
+        ("discovery_schedule", 15.0),
+        ("perf_retention", 60.0),
+    ] {
+        let done: Vec<u64> = (0..3)
+            .map(|r| {
+                after[r].get(duty).copied().unwrap_or(0) - before[r].get(duty).copied().unwrap_or(0)
+            })
+            .collect();
+        let total: u64 = done.iter().sum();
+        eprintln!("{duty}: {total} periods in {window:.1} s, by replica {done:?}");
+        // A claim holds nine tenths of a period, and the window may cut into one at each end.
+        let most = (window / (period_s * 0.9)).floor() as u64 + 2;
+        assert!(
+            total <= most,
+            "{duty}: {total} periods done in {window:.1} s by the replicas ({done:?}); one \
+             replica alone would do at most {most}"
+        );
+        if period_s < window / 4.0 {
+            // Still done: three replicas skipping each other's periods do not skip the work.
+            let least = (window / period_s / 2.0) as u64;
+            assert!(
+                total >= least,
+                "{duty}: only {total} periods done in {window:.1} s ({done:?})"
+            );
+        }
+    }
+
+    // Every event the webhook was due, once: no batch posted by two replicas.
+    let mut events = fleet.stored_event_seqs(&id).await;
+    events.sort_unstable();
+    let delivered = common::eventually("the job's events delivered", || async {
+        let mut seqs: Vec<i64> = Vec::new();
+        for batch in receiver.received("/hook") {
+            for event in batch.json()["events"].as_array().unwrap() {
+                if event["job_id"] == id.as_str() {
+                    seqs.push(event["seq"].as_i64().unwrap());
+                }
+            }
+        }
+        (seqs.len() >= events.len()).then_some(seqs)
+    })
+    .await;
+    assert_eq!(
+        delivered, events,
+        "each of the job's events delivered once, in order"
+    );
+    let mut batches: Vec<String> = receiver
+        .received("/hook")
+        .iter()
+        .map(|r| r.headers["x-ferry-delivery"].to_str().unwrap().to_owned())
+        .collect();
+    let posted = batches.len();
+    batches.sort();
+    batches.dedup();
+    assert_eq!(batches.len(), posted, "a batch posted twice");
 }
 
 /// A TCP proxy the test partitions: while cut it forwards nothing, and holds what it accepted

@@ -2373,3 +2373,114 @@ async fn validations_are_numbered_per_cluster_and_settled_once() {
     })
     .await;
 }
+
+/// One replica posts each webhook batch: a claim holds until it runs out, is refused once the
+/// mark moved, and a record older than the stored mark leaves it where it is.
+#[tokio::test]
+async fn a_webhook_batch_is_claimed_once_and_its_mark_never_moves_back() {
+    on_each_backend(|_, store| async move {
+        let now = Utc::now();
+        let hook = ferry::model::Webhook {
+            id: Uuid::now_v7(),
+            url: "http://127.0.0.1:9/hook".into(),
+            secret: "s".into(),
+            job_id: None,
+            delivered: 0,
+            failures: 0,
+            next_attempt: None,
+            last_error: None,
+            created_by: "test".into(),
+            created_at: now,
+        };
+        store.create_webhook(&hook).await.unwrap();
+        let until = now + chrono::Duration::seconds(30);
+        assert!(
+            store
+                .claim_webhook_delivery(hook.id, 0, now, until)
+                .await
+                .unwrap()
+        );
+        // Held: another replica reading the same mark is refused until the claim runs out.
+        assert!(
+            !store
+                .claim_webhook_delivery(hook.id, 0, now, until)
+                .await
+                .unwrap()
+        );
+        let later = until + chrono::Duration::seconds(1);
+        assert!(
+            store
+                .claim_webhook_delivery(hook.id, 0, later, later + chrono::Duration::seconds(30))
+                .await
+                .unwrap()
+        );
+        let delivered = |mark: i64| ferry::model::WebhookDelivery {
+            delivered: mark,
+            failures: 0,
+            next_attempt: None,
+            last_error: None,
+        };
+        store
+            .record_webhook_delivery(hook.id, &delivered(5))
+            .await
+            .unwrap();
+        // A replica that read the old mark cannot claim; one that read the new one can.
+        assert!(
+            !store
+                .claim_webhook_delivery(hook.id, 0, now, until)
+                .await
+                .unwrap()
+        );
+        store
+            .record_webhook_delivery(hook.id, &delivered(3))
+            .await
+            .unwrap();
+        let stored = store.list_webhooks().await.unwrap();
+        assert_eq!(stored[0].delivered, 5, "the mark moved back");
+        assert!(
+            store
+                .claim_webhook_delivery(hook.id, 5, now, until)
+                .await
+                .unwrap()
+        );
+        assert!(store.delete_webhook(hook.id).await.unwrap());
+        assert!(
+            !store
+                .claim_webhook_delivery(hook.id, 5, later, later)
+                .await
+                .unwrap()
+        );
+    })
+    .await;
+}
+
+/// A period of timed work goes to the first replica that claims it, and to the next only once
+/// it ran out; each duty has its own periods. On SQLite the one server has them all.
+#[tokio::test]
+async fn a_period_of_timed_work_goes_to_one_replica() {
+    on_each_backend(|_, store| async move {
+        let now = Utc::now();
+        let second = chrono::Duration::seconds(1);
+        let claim = |duty: &'static str, holder: &'static str, at: chrono::DateTime<Utc>| {
+            let store = store.clone();
+            async move {
+                store
+                    .claim_period(duty, holder, at, at + second)
+                    .await
+                    .unwrap()
+            }
+        };
+        assert!(claim("reap", "a", now).await);
+        let shared = store.backend() == Backend::Postgres;
+        assert_eq!(claim("reap", "b", now).await, !shared);
+        assert_eq!(
+            claim("reap", "a", now).await,
+            !shared,
+            "a period is done once, even by its holder"
+        );
+        assert!(claim("perf_compaction", "b", now).await);
+        assert!(claim("reap", "b", now + second).await);
+        assert_eq!(claim("reap", "a", now + second).await, !shared);
+    })
+    .await;
+}

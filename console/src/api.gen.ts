@@ -2858,29 +2858,25 @@ export interface components {
             passed: boolean;
             unexpected: string[];
         };
-        VolumeStep: {
-            /** Format: int64 */
-            at_ms: number;
+        /**
+         * @description The steps of a volume view as columns, each holding one entry per step: the shape a chart
+         *     plots without reshaping, and a fraction of the bytes of one object per step (a day at
+         *     1-minute steps over 100 nodes is 144,000 values).
+         */
+        VolumeColumns: {
+            /** @description Each step's start, in milliseconds since the epoch. */
+            at_ms: number[];
+            /** @description `(storage - node_sum) / storage`, in percent: I/O the nodes' counters do not show. */
+            gap_pct: (number | null)[];
+            /** @description The sum over the nodes that sent a sample in the step. */
+            node_sum: (number | null)[];
+            /** @description What the storage server saw of the volume. */
+            storage: (number | null)[];
             /**
-             * Format: double
-             * @description `(storage - node_sum) / storage`, in percent: I/O the nodes' counters do not show.
+             * @description One column per node, aligned with `VolumeView.nodes`: the node's value in each step,
+             *     null where it sent no sample. A node's share of a step is its value over `node_sum`.
              */
-            gap_pct?: number | null;
-            /**
-             * Format: double
-             * @description The sum over the nodes that sent a sample in the step.
-             */
-            node_sum?: number | null;
-            /**
-             * Format: double
-             * @description What the storage server saw of the volume.
-             */
-            storage?: number | null;
-            /**
-             * @description Per node, aligned with `VolumeView.nodes`; null where the node sent no sample. A node's
-             *     share of the step is its value over `node_sum`.
-             */
-            values: (number | null)[];
+            values: (number | null)[][];
         };
         /**
          * @description The cluster-wide view of one volume: the sum of every node's I/O against it, each node's
@@ -2901,7 +2897,7 @@ export interface components {
             shares: components["schemas"]["NodeShare"][];
             /** Format: int64 */
             step_ms: number;
-            steps: components["schemas"]["VolumeStep"][];
+            steps: components["schemas"]["VolumeColumns"];
             /** Format: double */
             storage?: number | null;
             volume: string;

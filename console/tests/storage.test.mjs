@@ -62,7 +62,8 @@ test("the storage page shows each node, their sum and the storage server for Vol
   await waitFor(
     async () => {
       const { body } = await ferry.api("GET", `/v1/clusters/FS-NEW/perf/volume?volume=${V}&step=10s&${sinceMinutes(5)}`);
-      return body.steps.some((s) => s.storage !== null && near(s.values[0] ?? 0, 867) && near(s.values[1] ?? 0, 715));
+      const { at_ms, storage, values } = body.steps;
+      return at_ms.some((_, k) => storage[k] !== null && near(values[0][k] ?? 0, 867) && near(values[1][k] ?? 0, 715));
     },
     90_000,
     "both nodes' workloads in the volume view",

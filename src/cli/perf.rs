@@ -121,21 +121,22 @@ struct VolumeView {
     resolution: String,
     step_ms: i64,
     nodes: Vec<String>,
-    steps: Vec<VolumeStep>,
+    steps: VolumeColumns,
     shares: Vec<NodeShare>,
     node_sum: Option<f64>,
     storage: Option<f64>,
     gap_pct: Option<f64>,
 }
 
+/// One entry per step in each column.
 #[derive(Deserialize)]
-struct VolumeStep {
-    at_ms: i64,
-    node_sum: Option<f64>,
-    /// Aligned with `VolumeView::nodes`.
-    values: Vec<Option<f64>>,
-    storage: Option<f64>,
-    gap_pct: Option<f64>,
+struct VolumeColumns {
+    at_ms: Vec<i64>,
+    /// One column per node, aligned with `VolumeView::nodes`.
+    values: Vec<Vec<Option<f64>>>,
+    node_sum: Vec<Option<f64>>,
+    storage: Vec<Option<f64>>,
+    gap_pct: Vec<Option<f64>>,
 }
 
 #[derive(Deserialize)]
@@ -165,11 +166,11 @@ async fn volume_view(
         "{} of {cluster}: {}, {} steps of {} s, resolution {}",
         view.volume,
         view.counter,
-        view.steps.len(),
+        view.steps.at_ms.len(),
         view.step_ms as f64 / 1000.0,
         view.resolution
     );
-    if view.steps.is_empty() {
+    if view.steps.at_ms.is_empty() {
         outln!("no samples in the range");
         return Ok(());
     }
@@ -179,16 +180,15 @@ async fn volume_view(
         .chain(["NODE SUM", "STORAGE", "GAP %"].map(String::from));
     let numeric: Vec<usize> = (1..=view.nodes.len() + 3).collect();
     let mut table = Table::new(headers).right(&numeric);
-    for step in &view.steps {
-        let node_values = view
-            .nodes
-            .iter()
-            .enumerate()
-            .map(|(i, _)| number(step.values.get(i).copied().flatten()));
-        table.row([time_ms(step.at_ms)].into_iter().chain(node_values).chain([
-            number(step.node_sum),
-            number(step.storage),
-            number(step.gap_pct),
+    let steps = &view.steps;
+    let column = |values: &[Option<f64>], i: usize| number(values.get(i).copied().flatten());
+    for (i, &at_ms) in steps.at_ms.iter().enumerate() {
+        let node_values = (0..view.nodes.len())
+            .map(|n| column(steps.values.get(n).map_or(&[][..], Vec::as_slice), i));
+        table.row([time_ms(at_ms)].into_iter().chain(node_values).chain([
+            column(&steps.node_sum, i),
+            column(&steps.storage, i),
+            column(&steps.gap_pct, i),
         ]));
     }
     table.row(

@@ -51,22 +51,18 @@ interface Columns {
  * reported stays a gap.
  */
 function columns(view: VolumeView): Columns {
-  const xs = view.steps.map((s) => s.at_ms / 1000);
-  const raw = view.nodes.map((_, i) => view.steps.map((s) => s.values[i] ?? null));
-  const anyNode = view.steps.map((s) => s.values.some((v) => v !== null && v !== undefined));
-  const running = view.steps.map(() => 0);
+  const steps = view.steps;
+  const xs = steps.at_ms.map((ms) => ms / 1000);
+  const raw = view.nodes.map((_, i) => steps.values[i] ?? steps.at_ms.map(() => null));
+  const anyNode = steps.at_ms.map((_, k) => raw.some((values) => values[k] !== null && values[k] !== undefined));
+  const running = steps.at_ms.map(() => 0);
   const stacked = raw.map((values) =>
     values.map((v, k) => {
       running[k] = (running[k] ?? 0) + (v ?? 0);
       return anyNode[k] ? (running[k] ?? 0) : null;
     }),
   );
-  const data: (number | null)[][] = [
-    ...stacked,
-    view.steps.map((s) => s.node_sum ?? null),
-    view.steps.map((s) => s.storage ?? null),
-    view.steps.map((s) => s.gap_pct ?? null),
-  ];
+  const data: (number | null)[][] = [...stacked, steps.node_sum, steps.storage, steps.gap_pct];
   return { data: [xs, ...data] as uPlot.AlignedData, raw };
 }
 

@@ -236,13 +236,14 @@ export const storagePage: Page = async (root, ctx) => {
     if (mine !== ticket) return;
     replace(volumeProblem);
     readFine(s);
-    const hasSamples = view.steps.some((st) => st.node_sum !== null && st.node_sum !== undefined) || view.steps.some((st) => st.storage !== null && st.storage !== undefined);
+    const present = (v: number | null | undefined) => v !== null && v !== undefined;
+    const hasSamples = view.steps.node_sum.some(present) || view.steps.storage.some(present);
     if (!hasSamples) {
       showEmpty(`No samples yet for ${view.volume} on ${s.cluster} in this range.`);
       return;
     }
     chartBox.hidden = false;
-    volumeNote.textContent = `${view.counter} · ${view.steps.length} steps of ${view.step_ms / 1000} s, read from ${view.resolution === "raw" ? "raw samples" : `${view.resolution} rollups`}. Stacked areas: each node's own I/O; shaded: redirected I/O.`;
+    volumeNote.textContent = `${view.counter} · ${view.steps.at_ms.length} steps of ${view.step_ms / 1000} s, read from ${view.resolution === "raw" ? "raw samples" : `${view.resolution} rollups`}. Stacked areas: each node's own I/O; shaded: redirected I/O.`;
     chart.update(view, intervals);
     replace(summary, summaryTable(view));
     replace(redirectedList, intervalList(intervals));
@@ -284,11 +285,35 @@ export const storagePage: Page = async (root, ctx) => {
   };
 };
 
+/** One step of a view, read across its columns. */
+interface StepRow {
+  at_ms: number;
+  values: (number | null | undefined)[];
+  node_sum: number | null | undefined;
+  storage: number | null | undefined;
+  gap_pct: number | null | undefined;
+}
+
+function stepAt(view: VolumeView, k: number): StepRow {
+  const steps = view.steps;
+  return {
+    at_ms: steps.at_ms[k] ?? 0,
+    values: view.nodes.map((_, i) => steps.values[i]?.[k]),
+    node_sum: steps.node_sum[k],
+    storage: steps.storage[k],
+    gap_pct: steps.gap_pct[k],
+  };
+}
+
 /** The newest step in which every node and the storage server reported: a partial step would understate the sum. */
-function lastComplete(view: VolumeView): Schemas["VolumeStep"] | undefined {
-  const complete = (st: Schemas["VolumeStep"]) => st.values.every((v) => v !== null && v !== undefined) && st.storage !== null && st.storage !== undefined;
-  for (let i = view.steps.length - 1; i >= 0; i--) if (complete(view.steps[i]!)) return view.steps[i];
-  for (let i = view.steps.length - 1; i >= 0; i--) if (view.steps[i]!.node_sum !== null && view.steps[i]!.node_sum !== undefined) return view.steps[i];
+function lastComplete(view: VolumeView): StepRow | undefined {
+  const present = (v: number | null | undefined) => v !== null && v !== undefined;
+  const count = view.steps.at_ms.length;
+  for (let k = count - 1; k >= 0; k--) {
+    const step = stepAt(view, k);
+    if (step.values.every(present) && present(step.storage)) return step;
+  }
+  for (let k = count - 1; k >= 0; k--) if (present(view.steps.node_sum[k])) return stepAt(view, k);
   return undefined;
 }
 
@@ -323,11 +348,11 @@ function summaryTable(view: VolumeView): HTMLElement {
       null,
       ...view.nodes.map((node, i) => {
         const share = shares.get(node);
-        return row(node, node, rate(mean(view.steps.map((st) => st.values[i]))), rate(last?.values[i]), share ? percent(share.share_pct) : "—");
+        return row(node, node, rate(mean(view.steps.values[i] ?? [])), rate(last?.values[i]), share ? percent(share.share_pct) : "—");
       }),
-      row("Node sum", "node-sum", rate(mean(view.steps.map((st) => st.node_sum))), rate(last?.node_sum), view.node_sum ? percent(100) : "—"),
-      row("Storage server", "storage", rate(mean(view.steps.map((st) => st.storage))), rate(last?.storage), "—"),
-      row("Gap (storage vs node sum)", "gap", percent(mean(view.steps.map((st) => st.gap_pct))), percent(last?.gap_pct), "—"),
+      row("Node sum", "node-sum", rate(mean(view.steps.node_sum)), rate(last?.node_sum), view.node_sum ? percent(100) : "—"),
+      row("Storage server", "storage", rate(mean(view.steps.storage)), rate(last?.storage), "—"),
+      row("Gap (storage vs node sum)", "gap", percent(mean(view.steps.gap_pct)), percent(last?.gap_pct), "—"),
     ),
   );
 }

@@ -30,8 +30,17 @@ pub struct VerdictLabels {
     pub verdict: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DutyLabels {
+    /// `reap`, `perf_compaction`, `perf_retention` or `discovery_schedule`.
+    pub duty: &'static str,
+}
+
 pub struct Metrics {
     registry: Registry,
+    /// Copied from the service's own counts at each scrape; the lock keeps two scrapes from
+    /// adding the same difference twice.
+    periods_done: std::sync::Mutex<Family<DutyLabels, Counter>>,
     requests: Family<RequestLabels, Counter>,
     durations: Family<RouteLabels, Histogram>,
     agent_results: Family<VerdictLabels, Counter>,
@@ -114,8 +123,16 @@ impl Metrics {
             "Progress reports received from agents on their own, not inside a result",
             agent_progress_reports.clone(),
         );
+        let periods_done = Family::<DutyLabels, Counter>::default();
+        registry.register(
+            "periods_done",
+            "Periods of timed work this replica claimed and did; replicas sharing a database \
+             split the periods between them",
+            periods_done.clone(),
+        );
         Self {
             registry,
+            periods_done: std::sync::Mutex::new(periods_done),
             requests,
             durations,
             agent_results,
@@ -125,6 +142,20 @@ impl Metrics {
             agent_inventory_reports,
             agent_inventory_reports_refused,
             agent_progress_reports,
+        }
+    }
+
+    /// Brings `ferry_periods_done_total` up to the service's counts.
+    pub fn record_periods(&self, done: &[(ferry_service::periodic::Duty, u64)]) {
+        let family = self
+            .periods_done
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        for &(duty, count) in done {
+            let counter = family.get_or_create(&DutyLabels {
+                duty: duty.as_str(),
+            });
+            counter.inc_by(count.saturating_sub(counter.get()));
         }
     }
 

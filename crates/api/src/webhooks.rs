@@ -3,13 +3,13 @@
 //! forward, anything else backs it off exponentially. Events are never skipped: the mark only
 //! moves on success, so a failed batch is posted again, whole.
 //!
-//! Delivery is at least once. A receiver can see a batch twice when a server dies (or stops)
-//! between the receiver's 2xx and the write of the mark, and when two replicas sharing a
-//! database pick the same webhook at the same instant: before posting, a replica pushes the
-//! webhook's `next_attempt` past the request timeout (a claim that makes the others skip it),
-//! but the store has no compare-and-set on webhooks, so two replicas that read the row before
-//! either claim was written both post. Receivers dedupe by event `seq` (or by the batch's
-//! `X-Ferry-Delivery`, the last seq in it); the sequence numbers are stable across retries.
+//! Delivery is at least once. Replicas sharing a database all run the loop, and one posts each
+//! batch: before posting, a replica claims the webhook by pushing its `next_attempt` past the
+//! request timeout, on the condition that its mark is still what the replica read and nobody
+//! else holds it; the mark never moves back. A receiver sees a batch twice only when a server
+//! dies (or stops) between the receiver's 2xx and the write of the mark, or when a post outlives
+//! its claim. Receivers dedupe by event `seq` (or by the batch's `X-Ferry-Delivery`, the last
+//! seq in it); the sequence numbers are stable across retries.
 //!
 //! Receivers may be `http://` or `https://`. HTTPS receivers are verified against the public web
 //! roots, or only against the CA the server's `webhook_ca` pins. A redirect is a failed delivery,
@@ -160,13 +160,13 @@ async fn deliver(
             return Ok(());
         };
         let full = events.len() == BATCH as usize;
-        let claimed = WebhookDelivery {
-            delivered: hook.delivered,
-            failures: hook.failures,
-            next_attempt: Some(Utc::now() + CLAIM),
-            last_error: hook.last_error.clone(),
-        };
-        service.record_webhook_delivery(hook.id, &claimed).await?;
+        if !service
+            .claim_webhook_delivery(&hook, Utc::now() + CLAIM)
+            .await?
+        {
+            // Another replica is posting it, or already moved its mark.
+            return Ok(());
+        }
         let body = serde_json::to_vec(&WebhookPayload { events })
             .map_err(ferry_core::error::Error::internal)?;
         match post(http, &hook, last, body).await {

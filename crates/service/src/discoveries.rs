@@ -20,6 +20,7 @@ use uuid::Uuid;
 use crate::agents::{agent_actor, parse_id};
 use crate::auth::Caller;
 use crate::imports::Precondition;
+use crate::periodic::Duty;
 use crate::{Replayable, Service, page_window, paginate};
 use ferry_core::error::{ErrorCode, Result};
 use ferry_core::model::{
@@ -363,6 +364,12 @@ pub fn start_schedule(
             tokio::select! {
                 _ = tick.tick() => {}
                 _ = stopped.wait_for(|s| *s) => break,
+            }
+            if !service
+                .claim_period(Duty::DiscoverySchedule, SCHEDULE_TICK)
+                .await
+            {
+                continue;
             }
             if let Err(e) = service.discovery_pass(default_interval).await {
                 tracing::warn!(error = %e, "discovery schedule pass failed; retrying");

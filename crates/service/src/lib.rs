@@ -16,6 +16,7 @@ mod imports;
 mod jobs;
 mod links;
 pub mod perf;
+pub mod periodic;
 pub mod scheduler;
 mod validations;
 mod webhooks;
@@ -125,6 +126,8 @@ pub struct Service {
     /// One compaction at a time in this process: queries that find batches waiting queue here
     /// instead of each holding a database connection while the store's lock makes them wait.
     perf_compacting: Arc<tokio::sync::Mutex<()>>,
+    /// Which periods of timed work this replica claimed (see [`periodic`]).
+    periods: Arc<periodic::Periods>,
 }
 
 impl Service {
@@ -141,6 +144,7 @@ impl Service {
             scheduler_totals: Arc::default(),
             perf: PerfSettings::default(),
             perf_compacting: Arc::default(),
+            periods: Arc::default(),
         }
     }
 

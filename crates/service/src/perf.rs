@@ -18,6 +18,7 @@ use uuid::Uuid;
 
 use crate::Service;
 use crate::auth::Caller;
+use crate::periodic::Duty;
 use ferry_core::error::{Error, Result};
 use ferry_core::model::{FieldError, InventoryDocument, ResourceKind, Role};
 use ferry_core::perf::analysis::{
@@ -165,18 +166,168 @@ pub struct NodeShare {
     pub share_pct: f64,
 }
 
+/// The steps of a volume view as columns, each holding one entry per step: the shape a chart
+/// plots without reshaping, and a fraction of the bytes of one object per step (a day at
+/// 1-minute steps over 100 nodes is 144,000 values).
 #[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
-pub struct VolumeStep {
-    pub at_ms: i64,
+pub struct VolumeColumns {
+    /// Each step's start, in milliseconds since the epoch.
+    pub at_ms: Vec<i64>,
+    /// One column per node, aligned with `VolumeView.nodes`: the node's value in each step,
+    /// null where it sent no sample. A node's share of a step is its value over `node_sum`.
+    #[serde(serialize_with = "significant::columns")]
+    #[schema(value_type = Vec<Vec<Option<f64>>>)]
+    pub values: Vec<Vec<Option<f64>>>,
     /// The sum over the nodes that sent a sample in the step.
-    pub node_sum: Option<f64>,
-    /// Per node, aligned with `VolumeView.nodes`; null where the node sent no sample. A node's
-    /// share of the step is its value over `node_sum`.
-    pub values: Vec<Option<f64>>,
+    #[serde(serialize_with = "significant::column")]
+    pub node_sum: Vec<Option<f64>>,
     /// What the storage server saw of the volume.
-    pub storage: Option<f64>,
+    #[serde(serialize_with = "significant::column")]
+    pub storage: Vec<Option<f64>>,
     /// `(storage - node_sum) / storage`, in percent: I/O the nodes' counters do not show.
-    pub gap_pct: Option<f64>,
+    #[serde(serialize_with = "significant::column")]
+    pub gap_pct: Vec<Option<f64>>,
+}
+
+impl VolumeView {
+    /// About the bytes of this view as JSON: a day of 1-minute steps over 100 nodes is a
+    /// megabyte, better written into a buffer of that size than one doubled twenty times.
+    pub fn json_capacity(&self) -> usize {
+        let values = self.steps.len() * (self.nodes.len() + 3);
+        1024 + values * 9 + self.steps.len() * 14 + self.nodes.len() * 128
+    }
+}
+
+impl VolumeColumns {
+    pub fn len(&self) -> usize {
+        self.at_ms.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.at_ms.is_empty()
+    }
+}
+
+/// Step values go out with six significant digits: a counter's mean of several samples prints
+/// sixteen or seventeen, which no chart or table shows and which made up most of the bytes.
+mod significant {
+    use serde::ser::{SerializeSeq, Serializer};
+
+    const DIGITS: i32 = 6;
+    const POW10: [f64; 23] = [
+        1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15, 1e16,
+        1e17, 1e18, 1e19, 1e20, 1e21, 1e22,
+    ];
+
+    /// `value` rounded to [`DIGITS`] significant digits: the double nearest that decimal, which
+    /// prints with at most that many. Outside 1e-6..1e15 (never a perf counter) it is left as
+    /// is; the powers of ten come from a table, as `log10` and `powi` per value cost more than
+    /// printing it.
+    pub(crate) fn round(value: f64) -> f64 {
+        let magnitude = value.abs();
+        if !(1e-6..1e15).contains(&magnitude) {
+            return value;
+        }
+        // 10^exponent <= magnitude < 10^(exponent + 1)
+        let exponent = if magnitude >= 1.0 {
+            POW10.partition_point(|&p| p <= magnitude) as i32 - 1
+        } else {
+            -(POW10.partition_point(|&p| magnitude * p < 1.0) as i32)
+        };
+        // Scaling by an exact power of ten and back keeps the result the double nearest the
+        // rounded decimal.
+        let shift = DIGITS - 1 - exponent;
+        if shift >= 0 {
+            let scale = POW10[shift as usize];
+            (value * scale).round() / scale
+        } else {
+            let scale = POW10[(-shift) as usize];
+            (value / scale).round() * scale
+        }
+    }
+
+    pub(crate) fn column<S: Serializer>(values: &[Option<f64>], s: S) -> Result<S::Ok, S::Error> {
+        let mut seq = s.serialize_seq(Some(values.len()))?;
+        for value in values {
+            seq.serialize_element(&value.map(round))?;
+        }
+        seq.end()
+    }
+
+    pub(crate) fn columns<S: Serializer>(
+        columns: &[Vec<Option<f64>>],
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
+        struct Column<'a>(&'a [Option<f64>]);
+        impl serde::Serialize for Column<'_> {
+            fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                column(self.0, s)
+            }
+        }
+        let mut seq = s.serialize_seq(Some(columns.len()))?;
+        for values in columns {
+            seq.serialize_element(&Column(values))?;
+        }
+        seq.end()
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        fn text(value: f64) -> String {
+            serde_json::to_string(&round(value)).unwrap()
+        }
+
+        #[test]
+        fn six_significant_digits() {
+            for (value, expected) in [
+                (1000.0 / 3.0, "333.333"),
+                (2e6 / 3.0, "666667.0"),
+                (867.0, "867.0"),
+                (1505.25, "1505.25"),
+                (99.966_666_666, "99.9667"),
+                (999_999.7, "1000000.0"),
+                (0.000_123_456_78, "0.000123457"),
+                (0.5, "0.5"),
+                (-5.116_279, "-5.11628"),
+                (12_345_678_901.0, "12345700000.0"),
+                (0.0, "0.0"),
+            ] {
+                assert_eq!(text(value), expected, "{value}");
+            }
+        }
+
+        #[test]
+        fn every_rounded_value_is_within_half_a_unit_of_the_sixth_digit() {
+            let mut x: f64 = 1.234_567_890_123e-6;
+            while x < 1e15 {
+                for value in [x, -x, x * 9.999_99, x * std::f64::consts::PI] {
+                    if !(1e-6..1e15).contains(&value.abs()) {
+                        continue;
+                    }
+                    let written = text(value);
+                    let read: f64 = written.parse().unwrap();
+                    let unit = 10f64.powi(value.abs().log10().floor() as i32 - (DIGITS - 1));
+                    assert!(
+                        (read - value).abs() <= unit * 0.5000001,
+                        "{value} written as {written}"
+                    );
+                    // Small and large numbers print with an exponent; its mantissa counts.
+                    let mantissa = written.split(['e', 'E']).next().unwrap();
+                    let significant = mantissa
+                        .trim_end_matches(".0")
+                        .trim_start_matches(['-', '0', '.'])
+                        .replace('.', "");
+                    assert!(
+                        significant.trim_end_matches('0').len() <= DIGITS as usize,
+                        "{value} written as {written}"
+                    );
+                }
+                x *= 7.3;
+            }
+        }
+    }
 }
 
 /// The cluster-wide view of one volume: the sum of every node's I/O against it, each node's
@@ -188,7 +339,7 @@ pub struct VolumeView {
     pub resolution: String,
     pub step_ms: i64,
     pub nodes: Vec<String>,
-    pub steps: Vec<VolumeStep>,
+    pub steps: VolumeColumns,
     /// Each node's mean over the range and its share of the node sum.
     pub shares: Vec<NodeShare>,
     /// Means over the steps that have them.
@@ -502,30 +653,22 @@ impl Service {
         let mut nodes: Vec<(String, Vec<Option<f64>>)> = Vec::new();
         let mut storage: Vec<Option<f64>> = vec![None; times.len()];
         for s in &series {
-            let means = means(&mut steps, s.id);
+            let mut means = means(&mut steps, s.id);
+            // A series without data in the range still gets its full column, of gaps.
+            means.resize(times.len(), None);
             match s.key.source {
                 // Several storage servers behind one volume name add up.
                 Source::Storage => add_into(&mut storage, &means),
                 _ => nodes.push((s.key.node.clone(), means)),
             }
         }
-        let steps: Vec<VolumeStep> = times
+        let node_sum: Vec<Option<f64>> = (0..times.len())
+            .map(|i| nodes.iter().filter_map(|(_, v)| v[i]).reduce(|a, b| a + b))
+            .collect();
+        let gap: Vec<Option<f64>> = storage
             .iter()
-            .enumerate()
-            .map(|(i, &at_ms)| {
-                let values: Vec<Option<f64>> = nodes
-                    .iter()
-                    .map(|(_, v)| v.get(i).copied().flatten())
-                    .collect();
-                let node_sum = values.iter().flatten().copied().reduce(|a, b| a + b);
-                VolumeStep {
-                    at_ms,
-                    node_sum,
-                    gap_pct: gap_pct(storage[i], node_sum),
-                    storage: storage[i],
-                    values,
-                }
-            })
+            .zip(&node_sum)
+            .map(|(&storage, &sum)| gap_pct(storage, sum))
             .collect();
         let node_means: Vec<f64> = nodes
             .iter()
@@ -541,19 +684,26 @@ impl Service {
                 share_pct: if total > 0.0 { m / total * 100.0 } else { 0.0 },
             })
             .collect();
-        let node_sum = mean(steps.iter().filter_map(|s| s.node_sum));
-        let storage_mean = mean(steps.iter().filter_map(|s| s.storage));
+        let node_sum_mean = mean(node_sum.iter().flatten().copied());
+        let storage_mean = mean(storage.iter().flatten().copied());
+        let (nodes, values): (Vec<String>, Vec<Vec<Option<f64>>>) = nodes.into_iter().unzip();
         Ok(VolumeView {
             volume: series[0].key.volume.clone(),
             counter,
             resolution: resolution.as_str().to_string(),
             step_ms: range.step_ms,
-            nodes: nodes.into_iter().map(|(n, _)| n).collect(),
-            steps,
+            nodes,
+            steps: VolumeColumns {
+                at_ms: times,
+                values,
+                node_sum,
+                storage,
+                gap_pct: gap,
+            },
             shares,
-            node_sum,
+            node_sum: node_sum_mean,
             storage: storage_mean,
-            gap_pct: gap_pct(storage_mean, node_sum),
+            gap_pct: gap_pct(storage_mean, node_sum_mean),
         })
     }
 
@@ -916,20 +1066,34 @@ pub fn start_maintenance(
                 _ = tick.tick() => {}
                 _ = stopped.wait_for(|s| *s) => return Ok(()),
             }
-            match service.compact_perf().await {
-                Ok(stats) if stats.batches > 0 => tracing::debug!(
-                    batches = stats.batches,
-                    samples = stats.samples,
-                    expired = stats.expired,
-                    chunks = stats.chunks_written,
-                    "perf batches compacted"
-                ),
-                Ok(_) => {}
-                Err(e) => tracing::warn!(error = %e, "perf compaction failed; retrying next tick"),
+            if service
+                .claim_period(Duty::PerfCompaction, service.perf.compact_every)
+                .await
+            {
+                match service.compact_perf().await {
+                    Ok(stats) if stats.batches > 0 => tracing::debug!(
+                        batches = stats.batches,
+                        samples = stats.samples,
+                        expired = stats.expired,
+                        chunks = stats.chunks_written,
+                        "perf batches compacted"
+                    ),
+                    Ok(_) => {}
+                    Err(e) => {
+                        tracing::warn!(error = %e, "perf compaction failed; retrying next tick")
+                    }
+                }
             }
             // Retention moves with the clock, a minute at a time is exact enough to be worth
-            // its scan; compaction has to keep up with ingest.
+            // its scan; compaction has to keep up with ingest. This replica asks for the period
+            // only when it has not run retention for one itself.
             if expired_at.is_some_and(|at| at.elapsed() < EXPIRE_EVERY) {
+                continue;
+            }
+            if !service
+                .claim_period(Duty::PerfRetention, EXPIRE_EVERY)
+                .await
+            {
                 continue;
             }
             let now = Utc::now().timestamp_millis();

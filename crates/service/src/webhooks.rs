@@ -165,6 +165,17 @@ impl Service {
         self.store.job_events(&filter, hook.delivered, limit).await
     }
 
+    /// Takes `hook`'s next delivery until `until`: false when another replica has it.
+    pub async fn claim_webhook_delivery(
+        &self,
+        hook: &Webhook,
+        until: chrono::DateTime<Utc>,
+    ) -> Result<bool> {
+        self.store
+            .claim_webhook_delivery(hook.id, hook.delivered, Utc::now(), until)
+            .await
+    }
+
     /// Records a delivery attempt: `delivered` is the last event sequence acknowledged.
     pub async fn record_webhook_delivery(
         &self,

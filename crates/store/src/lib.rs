@@ -120,6 +120,17 @@ pub trait Store:
     /// waits on it instead of polling; a lost notification connection moves it too (what was
     /// committed meanwhile is unknown), so a reader re-reads rather than missing events.
     async fn event_feed(&self) -> Result<tokio::sync::watch::Receiver<u64>>;
+
+    /// Claims the period of `duty` that starts `now`, for `holder` until `next`: true when no
+    /// replica holds it past `now`, so of the replicas sharing the database one does the work
+    /// of each period. Always true where one server owns the database.
+    async fn claim_period(
+        &self,
+        duty: &str,
+        holder: &str,
+        now: chrono::DateTime<chrono::Utc>,
+        next: chrono::DateTime<chrono::Utc>,
+    ) -> Result<bool>;
 }
 
 /// Channels a commit notifies other replicas on (see `postgres::listen_for_commits`): every

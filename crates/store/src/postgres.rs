@@ -242,6 +242,29 @@ impl Store for PostgresStore {
     async fn event_feed(&self) -> Result<tokio::sync::watch::Receiver<u64>> {
         Ok(self.events.subscribe())
     }
+
+    async fn claim_period(
+        &self,
+        duty: &str,
+        holder: &str,
+        now: chrono::DateTime<chrono::Utc>,
+        next: chrono::DateTime<chrono::Utc>,
+    ) -> Result<bool> {
+        let claimed = sqlx::query(
+            "INSERT INTO periods (duty, holder, next_at) VALUES ($1, $2, $3) \
+             ON CONFLICT (duty) DO UPDATE SET holder = excluded.holder, next_at = excluded.next_at \
+             WHERE periods.next_at <= $4",
+        )
+        .bind(duty)
+        .bind(holder)
+        .bind(crate::db::truncate(next))
+        .bind(crate::db::truncate(now))
+        .execute(&self.pool)
+        .await
+        .map_err(db_error)?
+        .rows_affected();
+        Ok(claimed > 0)
+    }
 }
 
 /// The caches a store's listener empties on other replicas' commits.

@@ -3,6 +3,7 @@
 //! for each backend.
 
 use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use ferry_core::error::Result;
@@ -15,7 +16,18 @@ pub trait WebhookStore: Send + Sync {
     async fn list_webhooks(&self) -> Result<Vec<Webhook>>;
     /// False when there was no such webhook.
     async fn delete_webhook(&self, id: Uuid) -> Result<bool>;
+    /// Takes the next delivery of webhook `id` until `until`, if its mark is still `delivered`
+    /// and nobody holds it past `now`: false when another replica delivers it (or has moved its
+    /// mark) meanwhile, so one replica posts each batch.
+    async fn claim_webhook_delivery(
+        &self,
+        id: Uuid,
+        delivered: i64,
+        now: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> Result<bool>;
     /// Records a delivery attempt: `delivered` is the last event sequence it has acknowledged.
+    /// A mark never moves back: a record older than the stored mark is dropped.
     async fn record_webhook_delivery(&self, id: Uuid, delivery: &WebhookDelivery) -> Result<()>;
 }
 
@@ -78,6 +90,29 @@ macro_rules! impl_webhook_store {
                     > 0)
             }
 
+            async fn claim_webhook_delivery(
+                &self,
+                id: uuid::Uuid,
+                delivered: i64,
+                now: chrono::DateTime<chrono::Utc>,
+                until: chrono::DateTime<chrono::Utc>,
+            ) -> ::ferry_core::error::Result<bool> {
+                use $crate::db::{db_error, truncate};
+                let claimed = sqlx::query(
+                    "UPDATE webhooks SET next_attempt = $3 WHERE id = $1 AND delivered = $2 \
+                     AND (next_attempt IS NULL OR next_attempt <= $4)",
+                )
+                .bind(id.to_string())
+                .bind(delivered)
+                .bind(truncate(until))
+                .bind(truncate(now))
+                .execute(self.writer())
+                .await
+                .map_err(db_error)?
+                .rows_affected();
+                Ok(claimed > 0)
+            }
+
             async fn record_webhook_delivery(
                 &self,
                 id: uuid::Uuid,
@@ -86,7 +121,7 @@ macro_rules! impl_webhook_store {
                 use $crate::db::{db_error, truncate};
                 sqlx::query(
                     "UPDATE webhooks SET delivered = $2, failures = $3, next_attempt = $4, \
-                     last_error = $5 WHERE id = $1",
+                     last_error = $5 WHERE id = $1 AND delivered <= $2",
                 )
                 .bind(id.to_string())
                 .bind(delivery.delivered)

@@ -26,6 +26,7 @@ use uuid::Uuid;
 
 use ferry_core::model::Task;
 use ferry_protocol::{convert, pb};
+use ferry_service::periodic::Duty;
 use ferry_service::{AgentLinks, Disconnect, Service};
 
 /// Messages to one agent; `Err` ends its stream with that status.
@@ -308,7 +309,11 @@ pub async fn start_reaper(
                     tracing::warn!(error = %e, "could not record agent heartbeats; retrying");
                 }
             }
-            if let Err(e) = service.reap().await {
+            if service
+                .claim_period(Duty::Reap, settings.reap_every())
+                .await
+                && let Err(e) = service.reap().await
+            {
                 tracing::warn!(error = %e, "reaper pass failed; retrying");
             }
         }

@@ -240,19 +240,20 @@ fn volume_view(v: VolumeView) -> pb::VolumeViewResponse {
         resolution: v.resolution,
         step_ms: v.step_ms,
         nodes: v.nodes,
-        steps: v
-            .steps
-            .into_iter()
-            .map(|s| pb::VolumeStep {
-                at_ms: s.at_ms,
-                node_sum: s.node_sum,
-                values: s
+        // gRPC keeps a message per step: protobuf packs no nullable doubles into columns, and
+        // its binary floats do not have JSON's digits to save.
+        steps: (0..v.steps.len())
+            .map(|i| pb::VolumeStep {
+                at_ms: v.steps.at_ms[i],
+                node_sum: v.steps.node_sum[i],
+                values: v
+                    .steps
                     .values
-                    .into_iter()
-                    .map(|v| v.unwrap_or(f64::NAN))
+                    .iter()
+                    .map(|column| column[i].unwrap_or(f64::NAN))
                     .collect(),
-                storage: s.storage,
-                gap_pct: s.gap_pct,
+                storage: v.steps.storage[i],
+                gap_pct: v.steps.gap_pct[i],
             })
             .collect(),
         shares: v

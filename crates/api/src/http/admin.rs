@@ -160,6 +160,7 @@ pub async fn readyz(State(state): State<AppState>) -> Result<Json<Health>, HttpE
 #[utoipa::path(get, path = "/metrics", tag = "operations", security(()),
     responses((status = 200, description = "Metrics", body = String, content_type = "application/openmetrics-text")))]
 pub async fn metrics(State(state): State<AppState>) -> Response {
+    state.metrics.record_periods(&state.service.periods_done());
     (
         [(
             header::CONTENT_TYPE,

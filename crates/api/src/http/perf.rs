@@ -7,7 +7,9 @@
 use super::problem::HttpError;
 use axum::Json;
 use axum::extract::State;
+use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
+use http::header;
 use serde::Deserialize;
 use utoipa::{IntoParams, ToSchema};
 
@@ -206,15 +208,16 @@ pub async fn volume(
     caller: Caller,
     ApiPath(id): ApiPath<String>,
     ApiQuery(q): ApiQuery<VolumeParams>,
-) -> Result<Json<VolumeView>, HttpError> {
+) -> Result<Response, HttpError> {
     let range = range(q.from, q.to, q.step.as_deref())?;
     let counter = q.counter.unwrap_or(Counter::TransfersPerSec);
-    Ok(Json(
-        state
-            .service
-            .perf_volume(&caller, &id, &q.volume, counter, range)
-            .await?,
-    ))
+    let view = state
+        .service
+        .perf_volume(&caller, &id, &q.volume, counter, range)
+        .await?;
+    let mut body = Vec::with_capacity(view.json_capacity());
+    serde_json::to_writer(&mut body, &view).map_err(Error::internal)?;
+    Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response())
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
