@@ -427,7 +427,14 @@ fn main() {
         match arg.as_str() {
             "--minutes" => minutes = value().parse().expect("--minutes N"),
             "--queries" => queries = value().parse().expect("--queries N"),
-            "--only" => only = Some(value()),
+            "--only" => {
+                let part = value();
+                assert!(
+                    ["ingest", "query"].contains(&part.as_str()),
+                    "--only ingest or --only query, not `{part}`"
+                );
+                only = Some(part);
+            }
             _ => {}
         }
     }

@@ -6,7 +6,6 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use chrono::Utc;
 use uuid::Uuid;
 
 use crate::Service;
@@ -60,19 +59,15 @@ impl Default for Periods {
 impl Service {
     /// Whether this replica does `duty` for the period starting now. The claim lasts nine tenths
     /// of `period`: a replica whose timer fires a little early still gets its next period, and
-    /// no two replicas do the work closer together than that.
+    /// no two replicas do the work closer together than that. Callers claim first thing after
+    /// their timer fires, so the work before the claim does not eat into that tenth.
     ///
     /// A store that cannot be reached answers false, and the period is skipped: the work it
     /// would have done waits for the next.
     pub async fn claim_period(&self, duty: Duty, period: Duration) -> bool {
-        let now = Utc::now();
-        let hold = chrono::Duration::from_std(period.mul_f64(0.9)).unwrap_or(chrono::Duration::MAX);
-        let next = now
-            .checked_add_signed(hold)
-            .unwrap_or(chrono::DateTime::<Utc>::MAX_UTC);
         match self
             .store
-            .claim_period(duty.as_str(), &self.periods.replica, now, next)
+            .claim_period(duty.as_str(), &self.periods.replica, period.mul_f64(0.9))
             .await
         {
             Ok(true) => {

@@ -121,15 +121,16 @@ pub trait Store:
     /// committed meanwhile is unknown), so a reader re-reads rather than missing events.
     async fn event_feed(&self) -> Result<tokio::sync::watch::Receiver<u64>>;
 
-    /// Claims the period of `duty` that starts `now`, for `holder` until `next`: true when no
-    /// replica holds it past `now`, so of the replicas sharing the database one does the work
-    /// of each period. Always true where one server owns the database.
+    /// Claims the period of `duty` that starts now, for `holder`, for `hold`: true when no
+    /// replica holds it any more, so of the replicas sharing the database one does the work of
+    /// each period. Times are the database's, so replicas whose clocks disagree, or one whose
+    /// clock steps back, still split the periods. Always true where one server owns the
+    /// database.
     async fn claim_period(
         &self,
         duty: &str,
         holder: &str,
-        now: chrono::DateTime<chrono::Utc>,
-        next: chrono::DateTime<chrono::Utc>,
+        hold: std::time::Duration,
     ) -> Result<bool>;
 }
 

@@ -247,18 +247,18 @@ impl Store for PostgresStore {
         &self,
         duty: &str,
         holder: &str,
-        now: chrono::DateTime<chrono::Utc>,
-        next: chrono::DateTime<chrono::Utc>,
+        hold: std::time::Duration,
     ) -> Result<bool> {
         let claimed = sqlx::query(
-            "INSERT INTO periods (duty, holder, next_at) VALUES ($1, $2, $3) \
+            "INSERT INTO periods (duty, holder, next_at) \
+             VALUES ($1, $2, now() + $3::bigint * interval '1 microsecond') \
              ON CONFLICT (duty) DO UPDATE SET holder = excluded.holder, next_at = excluded.next_at \
-             WHERE periods.next_at <= $4",
+             WHERE periods.next_at <= now()",
         )
         .bind(duty)
         .bind(holder)
-        .bind(crate::db::truncate(next))
-        .bind(crate::db::truncate(now))
+        // A day bounds it, well inside what an interval holds.
+        .bind(i64::try_from(hold.min(Duration::from_secs(86_400)).as_micros()).unwrap_or(0))
         .execute(&self.pool)
         .await
         .map_err(db_error)?

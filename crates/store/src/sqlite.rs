@@ -169,8 +169,7 @@ impl Store for SqliteStore {
         &self,
         _duty: &str,
         _holder: &str,
-        _now: chrono::DateTime<chrono::Utc>,
-        _next: chrono::DateTime<chrono::Utc>,
+        _hold: std::time::Duration,
     ) -> Result<bool> {
         Ok(true)
     }

@@ -296,6 +296,12 @@ pub async fn start_reaper(
                 Some(_) = changes.next() => true,
                 _ = stopped.wait_for(|s| *s) => break,
             };
+            // The period is claimed as the timer fires: the sweep's and the flush's varying
+            // round trips would otherwise eat into the slack a claim leaves.
+            let reaps = !woken
+                && service
+                    .claim_period(Duty::Reap, settings.reap_every())
+                    .await;
             match service.sweep(revoked_seen - REVOCATION_LOOKBACK).await {
                 Ok(newest) => revoked_seen = revoked_seen.max(newest),
                 Err(e) => tracing::warn!(error = %e, "dispatch sweep failed; retrying"),
@@ -309,11 +315,7 @@ pub async fn start_reaper(
                     tracing::warn!(error = %e, "could not record agent heartbeats; retrying");
                 }
             }
-            if service
-                .claim_period(Duty::Reap, settings.reap_every())
-                .await
-                && let Err(e) = service.reap().await
-            {
+            if reaps && let Err(e) = service.reap().await {
                 tracing::warn!(error = %e, "reaper pass failed; retrying");
             }
         }
