@@ -244,6 +244,61 @@ struct QueryRow {
     /// Writing that JSON, and a client reading it, alone.
     serialise: (f64, f64, f64),
     parse: (f64, f64, f64),
+    /// The same for the row shape answered before.
+    row_bytes: usize,
+    row_serialise: (f64, f64, f64),
+    row_parse: (f64, f64, f64),
+}
+
+/// The volume view as it was answered before its steps became columns: one object per step,
+/// values with every digit.
+#[derive(serde::Serialize)]
+struct RowView<'a> {
+    volume: &'a str,
+    counter: Counter,
+    resolution: &'a str,
+    step_ms: i64,
+    nodes: &'a [String],
+    steps: Vec<RowStep>,
+    shares: &'a [ferry::service::perf::NodeShare],
+    node_sum: Option<f64>,
+    storage: Option<f64>,
+    gap_pct: Option<f64>,
+}
+
+#[derive(serde::Serialize)]
+struct RowStep {
+    at_ms: i64,
+    node_sum: Option<f64>,
+    values: Vec<Option<f64>>,
+    storage: Option<f64>,
+    gap_pct: Option<f64>,
+}
+
+impl<'a> From<&'a ferry::service::perf::VolumeView> for RowView<'a> {
+    fn from(view: &'a ferry::service::perf::VolumeView) -> Self {
+        let columns = &view.steps;
+        RowView {
+            volume: &view.volume,
+            counter: view.counter,
+            resolution: &view.resolution,
+            step_ms: view.step_ms,
+            nodes: &view.nodes,
+            steps: (0..columns.len())
+                .map(|i| RowStep {
+                    at_ms: columns.at_ms[i],
+                    node_sum: columns.node_sum[i],
+                    values: columns.values.iter().map(|c| c[i]).collect(),
+                    storage: columns.storage[i],
+                    gap_pct: columns.gap_pct[i],
+                })
+                .collect(),
+            shares: &view.shares,
+            node_sum: view.node_sum,
+            storage: view.storage,
+            gap_pct: view.gap_pct,
+        }
+    }
 }
 
 fn percentiles(mut ms: Vec<f64>) -> (f64, f64, f64) {
@@ -324,6 +379,7 @@ async fn query_run(backend: &'static str, store: Arc<dyn Store>, queries: usize)
     let mut times = Vec::with_capacity(queries);
     let mut json_bytes = 0;
     let (mut serialise, mut parse) = (Vec::new(), Vec::new());
+    let (mut row_serialise, mut row_parse, mut row_bytes) = (Vec::new(), Vec::new(), 0);
     for q in 0..queries {
         let started = Instant::now();
         let view = service
@@ -348,6 +404,16 @@ async fn query_run(backend: &'static str, store: Arc<dyn Store>, queries: usize)
         let _: serde::de::IgnoredAny = serde_json::from_slice(&json).unwrap();
         parse.push(started.elapsed().as_secs_f64() * 1000.0);
         json_bytes = json.len();
+        // The baseline: the same view in the shape answered before, one object per step with
+        // every digit, written as axum's `Json` writes (into a buffer that grows).
+        let rows = RowView::from(&view);
+        let started = Instant::now();
+        let json = serde_json::to_vec(&rows).unwrap();
+        row_serialise.push(started.elapsed().as_secs_f64() * 1000.0);
+        let started = Instant::now();
+        let _: serde::de::IgnoredAny = serde_json::from_slice(&json).unwrap();
+        row_parse.push(started.elapsed().as_secs_f64() * 1000.0);
+        row_bytes = json.len();
     }
     let service_times = percentiles(times);
     let client = ferry::client::ApiClient::new(
@@ -392,6 +458,9 @@ async fn query_run(backend: &'static str, store: Arc<dyn Store>, queries: usize)
         json_bytes,
         serialise: percentiles(serialise),
         parse: percentiles(parse),
+        row_bytes,
+        row_serialise: percentiles(row_serialise),
+        row_parse: percentiles(row_parse),
     }
 }
 
@@ -511,13 +580,25 @@ fn main() {
         );
     }
     println!(
-        "\n| backend  | of which: writing the JSON p50 / p99 | a client reading it p50 / p99 |"
+        "\n| backend  | JSON of the view (columns) / before (rows) | writing it p50 / p99, columns / rows | a client reading it p50 / p99, columns / rows |"
     );
-    println!("|----------|------------------------------------|-------------------------------|");
+    println!(
+        "|----------|--------------------------------------------|--------------------------------------|-----------------------------------------------|"
+    );
     for r in &query {
         println!(
-            "| {:<8} | {:>17.1} / {:>5.1} ms              | {:>12.1} / {:>5.1} ms          |",
-            r.backend, r.serialise.0, r.serialise.1, r.parse.0, r.parse.1,
+            "| {:<8} | {:>15} KB / {:>8} KB                  | {:>4.1} / {:>4.1} ms / {:>4.1} / {:>4.1} ms          | {:>4.1} / {:>4.1} ms / {:>4.1} / {:>4.1} ms                   |",
+            r.backend,
+            r.json_bytes / 1000,
+            r.row_bytes / 1000,
+            r.serialise.0,
+            r.serialise.1,
+            r.row_serialise.0,
+            r.row_serialise.1,
+            r.parse.0,
+            r.parse.1,
+            r.row_parse.0,
+            r.row_parse.1,
         );
     }
 }
