@@ -10,10 +10,14 @@
 //! scheduler passes per step (reading the store, deciding, writing, on a machine the agents
 //! keep busy, so it includes waiting for a core); and the scheduler's reaction per step, from a
 //! task's result being stored to its step settled and the next step's task stored (p50, p99).
+//! The CPU time is split: the part in SQLite's connection threads, and the wall time spent
+//! compacting the perf batches the agents send meanwhile (every 10 s, for every disk of their
+//! clusters: work that grows with the disks and the minutes, not the steps).
 //! Prints a table; asserts nothing about time.
 //!
-//! Run: `cargo bench --bench jobs` (options after `--`: `--groups N`, `--shares N`,
-//! `--parallel N`). With `FERRY_BENCH_SQL=1` every statement is logged to stderr.
+//! Run: `cargo bench --bench jobs` (options after `--`: `--groups N`, or a list such as
+//! `--groups 200,1000` for one run each in one table, `--shares N`, `--parallel N`). With
+//! `FERRY_BENCH_SQL=1` every statement is logged to stderr.
 
 #[path = "support/proc_stat.rs"]
 mod proc_stat;
@@ -45,10 +49,14 @@ struct Row {
     reaction: (f64, f64),
     /// CPU time of this process (server, scheduler, store; not the agents) during the job.
     server_cpu: Duration,
+    /// The part of `server_cpu` spent in SQLite's connection threads.
+    sqlite_cpu: Duration,
+    /// Wall time spent compacting the perf batches the agents sent during the job.
+    compacting: Duration,
 }
 
 fn main() {
-    let mut groups = 1000u32;
+    let mut sizes = vec![1000u32];
     let mut shares = 2u32;
     // At most 20 groups at once: the simulator's drive letters repeat every 21 groups, and two
     // groups holding one letter on the interim at the same time is a conflict a real cluster
@@ -58,7 +66,12 @@ fn main() {
     while let Some(arg) = it.next() {
         let mut value = || it.next().unwrap_or_else(|| panic!("{arg} needs a value"));
         match arg.as_str() {
-            "--groups" => groups = value().parse().expect("--groups N"),
+            "--groups" => {
+                sizes = value()
+                    .split(',')
+                    .map(|n| n.trim().parse().expect("--groups N[,N...]"))
+                    .collect()
+            }
             "--shares" => shares = value().parse().expect("--shares N"),
             "--parallel" => parallel = value().parse().expect("--parallel N"),
             _ => {}
@@ -76,41 +89,46 @@ fn main() {
         .build()
         .unwrap();
     let mut rows = Vec::new();
+    let url = std::env::var("FERRY_BENCH_POSTGRES_URL")
+        .or_else(|_| std::env::var("FERRY_TEST_POSTGRES_URL"))
+        .ok();
+    if url.is_none() {
+        eprintln!("postgres skipped: set FERRY_BENCH_POSTGRES_URL");
+    }
     runtime.block_on(async {
-        let dir = tempfile::tempdir().unwrap();
-        let sqlite = ferry::store::open(&format!(
-            "sqlite://{}",
-            dir.path().join("bench.db").display()
-        ))
-        .await
-        .unwrap();
-        rows.push(run("sqlite", sqlite, groups, shares, parallel).await);
-        let url = std::env::var("FERRY_BENCH_POSTGRES_URL")
-            .or_else(|_| std::env::var("FERRY_TEST_POSTGRES_URL"))
-            .ok();
-        if let Some(url) = url {
-            let store = fresh_postgres(&url).await;
-            rows.push(run("postgres", store, groups, shares, parallel).await);
-        } else {
-            eprintln!("postgres skipped: set FERRY_BENCH_POSTGRES_URL");
+        for &groups in &sizes {
+            let dir = tempfile::tempdir().unwrap();
+            let sqlite = ferry::store::open(&format!(
+                "sqlite://{}",
+                dir.path().join("bench.db").display()
+            ))
+            .await
+            .unwrap();
+            rows.push(run("sqlite", sqlite, groups, shares, parallel).await);
+            if let Some(url) = &url {
+                let store = fresh_postgres(url).await;
+                rows.push(run("postgres", store, groups, shares, parallel).await);
+            }
         }
     });
     println!(
-        "\n| backend  | groups | state     | steps  | total    | server CPU per step | in passes per step | passes | reaction p50 / p99 |"
+        "\n| backend  | groups | state     | steps  | total    | server CPU per step | of which SQLite | in passes per step | perf compaction per step | passes | reaction p50 / p99 |"
     );
     println!(
-        "|----------|--------|-----------|--------|----------|---------------------|--------------------|--------|--------------------|"
+        "|----------|--------|-----------|--------|----------|---------------------|-----------------|--------------------|--------------------------|--------|--------------------|"
     );
     for r in rows {
         println!(
-            "| {:<8} | {:>6} | {:<9} | {:>6} | {:>6.1} s | {:>16.3} ms | {:>15.3} ms | {:>6} | {:>6.1} / {:>6.1} ms |",
+            "| {:<8} | {:>6} | {:<9} | {:>6} | {:>6.1} s | {:>16.3} ms | {:>12.3} ms | {:>15.3} ms | {:>21.3} ms | {:>6} | {:>6.1} / {:>6.1} ms |",
             r.backend,
             r.groups,
             r.state.as_str(),
             r.steps,
             r.total.as_secs_f64(),
             r.server_cpu.as_secs_f64() * 1000.0 / r.steps.max(1) as f64,
+            r.sqlite_cpu.as_secs_f64() * 1000.0 / r.steps.max(1) as f64,
             r.busy.as_secs_f64() * 1000.0 / r.steps.max(1) as f64,
+            r.compacting.as_secs_f64() * 1000.0 / r.steps.max(1) as f64,
             r.passes,
             r.reaction.0,
             r.reaction.1
@@ -257,7 +275,10 @@ async fn run(
     };
     let totals = service.scheduler_totals().clone();
     let (busy0, passes0) = (totals.busy_nanos.load(Relaxed), totals.passes.load(Relaxed));
+    let compaction = service.compaction_totals().clone();
+    let compacting0 = compaction.busy_nanos.load(Relaxed);
     let cpu_before = cpu_ticks(std::process::id());
+    let sqlite_before = sqlite_thread_ticks();
     let started = Instant::now();
     let job = service.create_job(&admin, &request).await.unwrap();
     eprintln!("[{backend}] job {} running", job.job.id);
@@ -276,6 +297,9 @@ async fn run(
     let total = started.elapsed();
     let server_cpu = Duration::from_secs_f64(
         (cpu_ticks(std::process::id()) - cpu_before) as f64 / clock_ticks() as f64,
+    );
+    let sqlite_cpu = Duration::from_secs_f64(
+        sqlite_thread_ticks().saturating_sub(sqlite_before) as f64 / clock_ticks() as f64,
     );
     let groups_done = store.job_groups(detail.id).await.unwrap();
     let steps: u64 = groups_done
@@ -299,6 +323,8 @@ async fn run(
     let row = Row {
         reaction,
         server_cpu,
+        sqlite_cpu,
+        compacting: Duration::from_nanos(compaction.busy_nanos.load(Relaxed) - compacting0),
         backend,
         groups: groups_done.len(),
         steps,
@@ -313,6 +339,27 @@ async fn run(
     }
     server.stop().await.unwrap();
     row
+}
+
+/// CPU ticks so far of this process's live threads that run SQLite statements (sqlx gives each
+/// SQLite connection a worker thread, `sqlx-sqlite-worker-N`): the share of the server's time
+/// that is the database's, against the async runtime's (scheduler, gRPC, JSON).
+fn sqlite_thread_ticks() -> u64 {
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return 0;
+    };
+    tasks
+        .flatten()
+        .filter_map(|task| std::fs::read_to_string(task.path().join("stat")).ok())
+        .filter_map(|stat| {
+            let name = &stat[stat.find('(')? + 1..stat.rfind(')')?];
+            if !name.starts_with("sqlx-sqlite") {
+                return None;
+            }
+            let fields: Vec<&str> = stat[stat.rfind(')')? + 2..].split_whitespace().collect();
+            Some(fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?)
+        })
+        .sum()
 }
 
 /// p50 and p99 of the time from a step's task result being stored to the step being settled.

@@ -397,8 +397,7 @@ async fn query_run(backend: &'static str, store: Arc<dyn Store>, queries: usize)
         assert_eq!(view.steps.len(), 1440);
         let started = Instant::now();
         // As the server writes it.
-        let mut json = Vec::with_capacity(view.json_capacity());
-        serde_json::to_writer(&mut json, &view).unwrap();
+        let json = view.to_json().unwrap();
         serialise.push(started.elapsed().as_secs_f64() * 1000.0);
         let started = Instant::now();
         let _: serde::de::IgnoredAny = serde_json::from_slice(&json).unwrap();

@@ -99,7 +99,7 @@ impl Default for Config {
             perf_raw_retention_hours: 48,
             perf_minute_retention_days: 30,
             perf_hour_retention_days: 365,
-            perf_compact_ms: 2_000,
+            perf_compact_ms: 60_000,
             discovery_interval: std::time::Duration::from_secs(3600),
             console_dir: None,
         }

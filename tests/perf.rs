@@ -384,6 +384,54 @@ async fn rollups_equal_what_the_raw_samples_give() {
     .await;
 }
 
+/// A query merges its own cluster's waiting batches, so its answer has every accepted sample,
+/// and leaves the other clusters' batches to the compactor.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_query_merges_its_own_clusters_waiting_batches_only() {
+    on_each_backend(|_, store| async move {
+        let service = Service::new(store.clone());
+        let asked = store.create_cluster(&new_cluster("ASKED")).await.unwrap();
+        let other = store.create_cluster(&new_cluster("OTHER")).await.unwrap();
+        let t0 = recent_hour();
+        let points: Vec<(i64, f64)> = (0..30).map(|i| (t0 + i * 10_000, i as f64)).collect();
+        for cluster in ["ASKED", "OTHER"] {
+            service
+                .ingest_perf(
+                    &admin(),
+                    cluster,
+                    vec![series(
+                        "n1",
+                        "F:",
+                        Counter::TransfersPerSec,
+                        Source::Node,
+                        &points,
+                    )],
+                )
+                .await
+                .unwrap();
+        }
+        let result = service
+            .perf_series(
+                &admin(),
+                "ASKED",
+                &SeriesQuery::default(),
+                PerfRange::new(Some(t0), Some(t0 + HOUR), Some(10_000)).unwrap(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(result.series[0].points.len(), points.len());
+        assert!(!store.perf_pending(Some(asked.id)).await.unwrap());
+        assert!(
+            store.perf_pending(Some(other.id)).await.unwrap(),
+            "another cluster's batches wait for the compactor"
+        );
+        let stats = service.compact_perf().await.unwrap();
+        assert_eq!((stats.batches, stats.samples), (1, points.len()));
+        assert!(!store.perf_pending(None).await.unwrap());
+    })
+    .await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn retention_deletes_exactly_the_points_past_each_horizon() {
     on_each_backend(|_, store| async move {

@@ -126,6 +126,7 @@ pub struct Service {
     /// One compaction at a time in this process: queries that find batches waiting queue here
     /// instead of each holding a database connection while the store's lock makes them wait.
     perf_compacting: Arc<tokio::sync::Mutex<()>>,
+    compaction_totals: Arc<crate::perf::CompactionTotals>,
     /// Which periods of timed work this replica claimed (see [`periodic`]).
     periods: Arc<periodic::Periods>,
 }
@@ -144,6 +145,7 @@ impl Service {
             scheduler_totals: Arc::default(),
             perf: PerfSettings::default(),
             perf_compacting: Arc::default(),
+            compaction_totals: Arc::default(),
             periods: Arc::default(),
         }
     }
@@ -175,6 +177,11 @@ impl Service {
     /// What this server's scheduler has done so far.
     pub fn scheduler_totals(&self) -> &Arc<crate::scheduler::SchedulerTotals> {
         &self.scheduler_totals
+    }
+
+    /// What this server's perf compactions have done so far.
+    pub fn compaction_totals(&self) -> &Arc<crate::perf::CompactionTotals> {
+        &self.compaction_totals
     }
 
     /// What the scheduler waits on between passes.

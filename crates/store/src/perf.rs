@@ -82,9 +82,11 @@ pub trait PerfStore: Send + Sync {
     /// Whether landed rows wait for the compactor (for one cluster, or any).
     async fn perf_pending(&self, cluster_id: Option<Uuid>) -> Result<bool>;
 
-    /// Merges landed rows, oldest first, up to about `max_samples`, into chunks and rollups.
+    /// Merges landed rows (of one cluster, or of every cluster), oldest first, up to about
+    /// `max_samples`, into chunks and rollups.
     async fn compact_perf(
         &self,
+        cluster_id: Option<Uuid>,
         now_ms: i64,
         retention: &Retention,
         max_samples: usize,
@@ -354,6 +356,7 @@ macro_rules! impl_perf_store {
 
             async fn compact_perf(
                 &self,
+                cluster_id: Option<uuid::Uuid>,
                 now_ms: i64,
                 retention: &::ferry_core::perf::Retention,
                 max_samples: usize,
@@ -371,10 +374,14 @@ macro_rules! impl_perf_store {
                 if let Some(lock) = lock {
                     sqlx::query(lock).execute(&mut *tx).await.map_err(db_error)?;
                 }
+                // A cluster's series are its own: its batches merge in their order whatever
+                // the other clusters' wait.
                 let landed: Vec<(i64, String, i64)> = sqlx::query_as(
-                    "SELECT id, cluster_id, samples FROM perf_landed ORDER BY id LIMIT $1",
+                    "SELECT id, cluster_id, samples FROM perf_landed \
+                     WHERE $2 IS NULL OR cluster_id = $2 ORDER BY id LIMIT $1",
                 )
                 .bind($crate::perf::COMPACT_ROUND_ROWS)
+                .bind(cluster_id.map(|c| c.to_string()))
                 .fetch_all(&mut *tx)
                 .await
                 .map_err(db_error)?;

@@ -215,8 +215,7 @@ pub async fn volume(
         .service
         .perf_volume(&caller, &id, &q.volume, counter, range)
         .await?;
-    let mut body = Vec::with_capacity(view.json_capacity());
-    serde_json::to_writer(&mut body, &view).map_err(Error::internal)?;
+    let body = view.to_json().map_err(Error::internal)?;
     Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response())
 }
 

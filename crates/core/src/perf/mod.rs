@@ -145,7 +145,10 @@ impl Default for Retention {
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct PerfSettings {
     pub retention: Retention,
-    /// How often the background compactor merges landed batches and applies retention.
+    /// How often the background compactor merges landed batches and applies retention. Each
+    /// merge re-encodes every open chunk of each series it touches, however few samples are new,
+    /// so its cost follows how often it runs, not the samples; a query merges its cluster's
+    /// waiting batches first, so no answer waits for it.
     pub compact_every: Duration,
 }
 
@@ -153,7 +156,7 @@ impl Default for PerfSettings {
     fn default() -> Self {
         Self {
             retention: Retention::default(),
-            compact_every: Duration::from_secs(2),
+            compact_every: Duration::from_secs(60),
         }
     }
 }
