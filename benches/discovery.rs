@@ -41,6 +41,8 @@
 //! group, `--folders`). With `FERRY_BENCH_SQL=1` every statement is logged to stderr;
 //! `FERRY_BENCH_LOG=<filter>` (e.g. `info`) logs the server's and the agent's tracing there too.
 
+#[path = "support/postgres.rs"]
+mod postgres;
 #[path = "support/proc_stat.rs"]
 mod proc_stat;
 
@@ -197,7 +199,12 @@ fn main() {
             .or_else(|_| std::env::var("FERRY_TEST_POSTGRES_URL"))
             .ok();
         if let Some(url) = url {
-            let (store, name) = fresh_postgres(&url).await;
+            let database = postgres::fresh_database(&url).await;
+            let store = ferry::store::open(&database).await.unwrap();
+            let name = database
+                .rsplit_once('/')
+                .map_or("", |(_, name)| name)
+                .to_owned();
             results.push(run("postgres", store, sims.path(), &body, shares).await);
             drop_postgres(&url, &name).await;
         } else {
@@ -612,20 +619,6 @@ async fn http(
     })
     .await
     .unwrap()
-}
-
-/// A new database on the server of `url`, so runs never see each other's rows; and its name.
-async fn fresh_postgres(url: &str) -> (Arc<dyn Store>, String) {
-    use sqlx::Connection;
-    let name = format!("ferry_bench_{}", uuid::Uuid::now_v7().simple());
-    let mut conn = sqlx::PgConnection::connect(url).await.unwrap();
-    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE \"{name}\"")))
-        .execute(&mut conn)
-        .await
-        .unwrap();
-    let base = url.rsplit_once('/').map_or(url, |(b, _)| b);
-    let store = ferry::store::open(&format!("{base}/{name}")).await.unwrap();
-    (store, name)
 }
 
 /// Drops the benchmark's database: a 100,000-share inventory is not worth keeping.

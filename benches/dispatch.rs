@@ -1,4 +1,5 @@
-//! Dispatch latency: a real server on port 0 (SQLite in a temporary directory), 100 agents
+//! Dispatch latency: a real server on port 0 (SQLite in a temporary directory, then Postgres
+//! when `FERRY_BENCH_POSTGRES_URL` or `FERRY_TEST_POSTGRES_URL` is set), 100 agents
 //! enrolled through the real `Enroll` RPC and connected over their own TCP connections, each a
 //! hand-driven `Connect` stream that answers every assignment with a result at once. Tasks
 //! (`echo`, sleep 0) are created through `Service::run_task`, first one after another, then 16 at
@@ -11,6 +12,9 @@
 //!
 //! Run: `cargo bench --bench dispatch` (options after `--`: `--agents N`, `--tasks N`,
 //! `--concurrency N`).
+
+#[path = "support/postgres.rs"]
+mod postgres;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -59,13 +63,25 @@ fn main() {
         .enable_all()
         .build()
         .unwrap()
-        .block_on(run(agents, tasks, concurrency));
+        .block_on(async {
+            let dir = tempfile::tempdir().unwrap();
+            let sqlite = format!("sqlite://{}/bench.db", dir.path().display());
+            run("SQLite", &sqlite, agents, tasks, concurrency).await;
+            match std::env::var("FERRY_BENCH_POSTGRES_URL")
+                .or_else(|_| std::env::var("FERRY_TEST_POSTGRES_URL"))
+            {
+                Ok(url) => {
+                    let url = postgres::fresh_database(&url).await;
+                    run("Postgres", &url, agents, tasks, concurrency).await;
+                }
+                Err(_) => eprintln!("postgres skipped: set FERRY_BENCH_POSTGRES_URL"),
+            }
+        });
 }
 
-async fn run(agents: usize, tasks: usize, concurrency: usize) {
-    let dir = tempfile::tempdir().unwrap();
+async fn run(backend: &str, database_url: &str, agents: usize, tasks: usize, concurrency: usize) {
     let config = Config {
-        database_url: format!("sqlite://{}/bench.db", dir.path().display()),
+        database_url: database_url.to_owned(),
         http_addr: "127.0.0.1:0".parse().unwrap(),
         grpc_addr: "127.0.0.1:0".parse().unwrap(),
         bootstrap_token: Some(BOOTSTRAP.into()),
@@ -110,7 +126,7 @@ async fn run(agents: usize, tasks: usize, concurrency: usize) {
     let concurrent = measure(&service, &caller, &ids, tasks, concurrency, &seen).await;
 
     println!();
-    println!("dispatch latency, {agents} connected agents, echo tasks (sleep 0), SQLite");
+    println!("dispatch latency, {agents} connected agents, echo tasks (sleep 0), {backend}");
     println!("t0 = just before Service::run_task (store + audit + push included)");
     println!(
         "{:<42} {:>7} {:>9} {:>9} {:>9} {:>9} {:>9}",

@@ -19,6 +19,8 @@
 //! `--groups 200,1000` for one run each in one table, `--shares N`, `--parallel N`). With
 //! `FERRY_BENCH_SQL=1` every statement is logged to stderr.
 
+#[path = "support/postgres.rs"]
+mod postgres;
 #[path = "support/proc_stat.rs"]
 mod proc_stat;
 
@@ -106,7 +108,8 @@ fn main() {
             .unwrap();
             rows.push(run("sqlite", sqlite, groups, shares, parallel).await);
             if let Some(url) = &url {
-                let store = fresh_postgres(url).await;
+                let database = postgres::fresh_database(url).await;
+                let store = ferry::store::open(&database).await.unwrap();
                 rows.push(run("postgres", store, groups, shares, parallel).await);
             }
         }
@@ -134,19 +137,6 @@ fn main() {
             r.reaction.1
         );
     }
-}
-
-/// A new database on the server of `url`, so runs never see each other's jobs.
-async fn fresh_postgres(url: &str) -> Arc<dyn Store> {
-    use sqlx::Connection;
-    let name = format!("ferry_bench_{}", uuid::Uuid::now_v7().simple());
-    let mut conn = sqlx::PgConnection::connect(url).await.unwrap();
-    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE \"{name}\"")))
-        .execute(&mut conn)
-        .await
-        .unwrap();
-    let base = url.rsplit_once('/').map_or(url, |(b, _)| b);
-    ferry::store::open(&format!("{base}/{name}")).await.unwrap()
 }
 
 async fn run(

@@ -17,6 +17,9 @@
 //! 170 = 1.02 million samples; `--queries N`, default 200; `--only ingest` or `--only query`).
 //! Postgres runs when `FERRY_BENCH_POSTGRES_URL` or `FERRY_TEST_POSTGRES_URL` is set.
 
+#[path = "support/postgres.rs"]
+mod postgres;
+
 use std::io::Write;
 use std::path::Path;
 use std::process::Command;
@@ -131,7 +134,7 @@ fn sqlite_import(dir: &Path, csv: &Path) -> Duration {
 }
 
 async fn psql_copy(server_url: &str, csv: &Path) -> Duration {
-    let url = fresh_database(server_url).await;
+    let url = postgres::fresh_database(server_url).await;
     let status = Command::new("psql")
         .args(["-q", "-v", "ON_ERROR_STOP=1", &url, "-c", ROW_TABLE])
         .status()
@@ -152,19 +155,6 @@ async fn psql_copy(server_url: &str, csv: &Path) -> Duration {
     let took = started.elapsed();
     assert!(status.success());
     took
-}
-
-/// A new, empty database on the server of `url`; its URL.
-async fn fresh_database(url: &str) -> String {
-    use sqlx::Connection;
-    let name = format!("ferry_bench_{}", uuid::Uuid::now_v7().simple());
-    let mut conn = sqlx::PgConnection::connect(url).await.unwrap();
-    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE \"{name}\"")))
-        .execute(&mut conn)
-        .await
-        .unwrap();
-    let base = url.rsplit_once('/').map_or(url, |(b, _)| b);
-    format!("{base}/{name}")
 }
 
 struct Server {
@@ -475,7 +465,7 @@ async fn ingest_runs(dir: &Path, postgres: Option<&str>, minutes: i64) -> Vec<In
     let mut rows = vec![ingest_run("sqlite", store, sqlite_baseline, minutes).await];
     if let Some(url) = postgres {
         let baseline = psql_copy(url, &csv).await;
-        let store = ferry::store::open(&fresh_database(url).await)
+        let store = ferry::store::open(&postgres::fresh_database(url).await)
             .await
             .unwrap();
         rows.push(ingest_run("postgres", store, baseline, minutes).await);
@@ -530,7 +520,7 @@ fn main() {
         }
         query.push(query_run("sqlite", open_sqlite("query.db").await, queries).await);
         if let Some(url) = &postgres {
-            let store = ferry::store::open(&fresh_database(url).await)
+            let store = ferry::store::open(&postgres::fresh_database(url).await)
                 .await
                 .unwrap();
             query.push(query_run("postgres", store, queries).await);
