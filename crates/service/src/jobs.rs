@@ -925,10 +925,15 @@ impl Service {
         ))
     }
 
-    /// Wakes the scheduler here and, through the store, on the replica running it.
+    /// Wakes the scheduler here and, through the store, on the replica running it. When this
+    /// replica runs the jobs for a while yet, the announcement would only cost a round trip to
+    /// the database and wake this scheduler a second time; should its lease lapse meanwhile,
+    /// the replica taking over reads every job afresh.
     pub async fn wake_scheduler(&self) {
         self.scheduler_wake.notify_one();
-        self.announce(Change::Jobs).await;
+        if !self.scheduler_lease_here.held_for(LEASE_MARGIN) {
+            self.announce(Change::Jobs).await;
+        }
     }
 }
 
@@ -962,6 +967,9 @@ impl JobVerb {
 /// moves on every commit of events, here at once and from other replicas by notification, so
 /// this only bounds the delay after a notification lost between two reconnections.
 const EVENT_FALLBACK: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// How long this replica's scheduler lease must still run for a wake-up to stay local.
+const LEASE_MARGIN: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Follows the event log from a position; see [`Service::follow_events`].
 pub struct EventFollower {

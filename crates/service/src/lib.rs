@@ -122,6 +122,7 @@ pub struct Service {
     /// Wakes this server's scheduler: a job changed, or a task finished.
     scheduler_wake: Arc<tokio::sync::Notify>,
     scheduler_totals: Arc<crate::scheduler::SchedulerTotals>,
+    scheduler_lease_here: Arc<crate::scheduler::LeaseHere>,
     perf: PerfSettings,
     /// One compaction at a time in this process: queries that find batches waiting queue here
     /// instead of each holding a database connection while the store's lock makes them wait.
@@ -143,6 +144,7 @@ impl Service {
             hops: Arc::new(ferry_core::plan::HopTable::builtin()),
             scheduler_wake: Arc::new(tokio::sync::Notify::new()),
             scheduler_totals: Arc::default(),
+            scheduler_lease_here: Arc::default(),
             perf: PerfSettings::default(),
             perf_compacting: Arc::default(),
             compaction_totals: Arc::default(),
@@ -177,6 +179,11 @@ impl Service {
     /// What this server's scheduler has done so far.
     pub fn scheduler_totals(&self) -> &Arc<crate::scheduler::SchedulerTotals> {
         &self.scheduler_totals
+    }
+
+    /// Whether this server's scheduler holds the lease, and until when.
+    pub fn scheduler_lease_here(&self) -> &Arc<crate::scheduler::LeaseHere> {
+        &self.scheduler_lease_here
     }
 
     /// What this server's perf compactions have done so far.

@@ -80,6 +80,27 @@ impl SchedulerTotals {
     }
 }
 
+/// Until when this replica's scheduler holds the lease, in milliseconds since the epoch (0:
+/// it does not): what tells a result handled here that the scheduler it wakes is the one
+/// running the jobs, so no other replica needs to hear of it.
+#[derive(Debug, Default)]
+pub struct LeaseHere(std::sync::atomic::AtomicI64);
+
+impl LeaseHere {
+    fn set(&self, until: Option<DateTime<Utc>>) {
+        self.0.store(
+            until.map_or(0, |u| u.timestamp_millis()),
+            std::sync::atomic::Ordering::Relaxed,
+        );
+    }
+
+    /// Held for at least `margin` more.
+    pub fn held_for(&self, margin: Duration) -> bool {
+        let margin = chrono::Duration::from_std(margin).unwrap_or_default();
+        self.0.load(std::sync::atomic::Ordering::Relaxed) > (Utc::now() + margin).timestamp_millis()
+    }
+}
+
 pub struct Scheduler {
     service: Service,
     /// Names this replica in the scheduler lease.
@@ -147,7 +168,11 @@ impl Scheduler {
         if memory.renew_at.is_none_or(|at| now >= at) {
             let until = now + chrono::Duration::from_std(self.lease).unwrap_or_default();
             let held = memory.renew_at.is_some();
-            if !store.claim_scheduler(&self.holder, until, now).await? {
+            let claimed = store.claim_scheduler(&self.holder, until, now).await;
+            self.service
+                .scheduler_lease_here()
+                .set(claimed.as_ref().is_ok_and(|c| *c).then_some(until));
+            if !claimed? {
                 if held {
                     tracing::warn!(holder = %self.holder, "another replica holds the scheduler lease now");
                 }
