@@ -26,6 +26,7 @@ use uuid::Uuid;
 
 use ferry_core::model::Task;
 use ferry_protocol::{convert, pb};
+use ferry_service::Change;
 use ferry_service::periodic::Duty;
 use ferry_service::{AgentLinks, Disconnect, Service};
 
@@ -293,7 +294,14 @@ pub async fn start_reaper(
         loop {
             let woken = tokio::select! {
                 _ = tick.tick() => false,
-                Some(_) = changes.next() => true,
+                Some(change) = changes.next() => {
+                    // A job's change is the scheduler's to act on; the tasks it stores are
+                    // announced as tasks.
+                    if change == Change::Jobs {
+                        continue;
+                    }
+                    true
+                }
                 _ = stopped.wait_for(|s| *s) => break,
             };
             // The period is claimed as the timer fires: the sweep's and the flush's varying
