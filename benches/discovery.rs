@@ -195,10 +195,7 @@ fn main() {
         .await
         .unwrap();
         results.push(run("sqlite", sqlite, sims.path(), &body, shares).await);
-        let url = std::env::var("FERRY_BENCH_POSTGRES_URL")
-            .or_else(|_| std::env::var("FERRY_TEST_POSTGRES_URL"))
-            .ok();
-        if let Some(url) = url {
+        if let Some(url) = postgres::server_url() {
             let database = postgres::fresh_database(&url).await;
             let store = ferry::store::open(&database).await.unwrap();
             let name = database
@@ -207,8 +204,6 @@ fn main() {
                 .to_owned();
             results.push(run("postgres", store, sims.path(), &body, shares).await);
             drop_postgres(&url, &name).await;
-        } else {
-            eprintln!("postgres skipped: set FERRY_BENCH_POSTGRES_URL");
         }
     });
     print_tables(&results);

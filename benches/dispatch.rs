@@ -67,14 +67,9 @@ fn main() {
             let dir = tempfile::tempdir().unwrap();
             let sqlite = format!("sqlite://{}/bench.db", dir.path().display());
             run("SQLite", &sqlite, agents, tasks, concurrency).await;
-            match std::env::var("FERRY_BENCH_POSTGRES_URL")
-                .or_else(|_| std::env::var("FERRY_TEST_POSTGRES_URL"))
-            {
-                Ok(url) => {
-                    let url = postgres::fresh_database(&url).await;
-                    run("Postgres", &url, agents, tasks, concurrency).await;
-                }
-                Err(_) => eprintln!("postgres skipped: set FERRY_BENCH_POSTGRES_URL"),
+            if let Some(url) = postgres::server_url() {
+                let url = postgres::fresh_database(&url).await;
+                run("Postgres", &url, agents, tasks, concurrency).await;
             }
         });
 }

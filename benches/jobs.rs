@@ -91,12 +91,7 @@ fn main() {
         .build()
         .unwrap();
     let mut rows = Vec::new();
-    let url = std::env::var("FERRY_BENCH_POSTGRES_URL")
-        .or_else(|_| std::env::var("FERRY_TEST_POSTGRES_URL"))
-        .ok();
-    if url.is_none() {
-        eprintln!("postgres skipped: set FERRY_BENCH_POSTGRES_URL");
-    }
+    let url = postgres::server_url();
     runtime.block_on(async {
         for &groups in &sizes {
             let dir = tempfile::tempdir().unwrap();
@@ -342,12 +337,8 @@ fn sqlite_thread_ticks() -> u64 {
         .flatten()
         .filter_map(|task| std::fs::read_to_string(task.path().join("stat")).ok())
         .filter_map(|stat| {
-            let name = &stat[stat.find('(')? + 1..stat.rfind(')')?];
-            if !name.starts_with("sqlx-sqlite") {
-                return None;
-            }
-            let fields: Vec<&str> = stat[stat.rfind(')')? + 2..].split_whitespace().collect();
-            Some(fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?)
+            let (name, ticks) = proc_stat::stat_name_and_ticks(&stat)?;
+            name.starts_with("sqlx-sqlite").then_some(ticks)
         })
         .sum()
 }

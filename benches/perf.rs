@@ -454,7 +454,7 @@ async fn query_run(backend: &'static str, store: Arc<dyn Store>, queries: usize)
 }
 
 /// Each backend's ingest against its own bulk loader, the same samples for all.
-async fn ingest_runs(dir: &Path, postgres: Option<&str>, minutes: i64) -> Vec<IngestRow> {
+async fn ingest_runs(dir: &Path, postgres_url: Option<&str>, minutes: i64) -> Vec<IngestRow> {
     let steps = minutes * 60_000 / INTERVAL_MS;
     let csv = dir.join("samples.csv");
     let rows = write_csv(&csv, &batches(0, steps));
@@ -463,14 +463,12 @@ async fn ingest_runs(dir: &Path, postgres: Option<&str>, minutes: i64) -> Vec<In
     let url = format!("sqlite://{}", dir.join("ingest.db").display());
     let store = ferry::store::open(&url).await.unwrap();
     let mut rows = vec![ingest_run("sqlite", store, sqlite_baseline, minutes).await];
-    if let Some(url) = postgres {
+    if let Some(url) = postgres_url {
         let baseline = psql_copy(url, &csv).await;
         let store = ferry::store::open(&postgres::fresh_database(url).await)
             .await
             .unwrap();
         rows.push(ingest_run("postgres", store, baseline, minutes).await);
-    } else {
-        eprintln!("postgres skipped: set FERRY_BENCH_POSTGRES_URL");
     }
     rows
 }
@@ -500,9 +498,7 @@ fn main() {
         .enable_all()
         .build()
         .unwrap();
-    let postgres = std::env::var("FERRY_BENCH_POSTGRES_URL")
-        .or_else(|_| std::env::var("FERRY_TEST_POSTGRES_URL"))
-        .ok();
+    let postgres_url = postgres::server_url();
     let runs = |part: &str| only.as_deref().is_none_or(|o| o == part);
     let dir = tempfile::tempdir().unwrap();
     let mut ingest = Vec::new();
@@ -513,13 +509,13 @@ fn main() {
             async move { ferry::store::open(&url).await.unwrap() }
         };
         if runs("ingest") {
-            ingest = ingest_runs(dir.path(), postgres.as_deref(), minutes).await;
+            ingest = ingest_runs(dir.path(), postgres_url.as_deref(), minutes).await;
         }
         if !runs("query") {
             return;
         }
         query.push(query_run("sqlite", open_sqlite("query.db").await, queries).await);
-        if let Some(url) = &postgres {
+        if let Some(url) = &postgres_url {
             let store = ferry::store::open(&postgres::fresh_database(url).await)
                 .await
                 .unwrap();

@@ -81,6 +81,24 @@ fn query(pairs: &[(&str, &str)]) -> String {
 }
 
 /// Every transfers/s series' point count of a cluster, by node.
+/// Ingests `points` as node `n1`'s transfers per second on volume `F:` of `cluster`.
+async fn ingest_one_series(service: &Service, cluster: &str, points: &[(i64, f64)]) {
+    service
+        .ingest_perf(
+            &admin(),
+            cluster,
+            vec![series(
+                "n1",
+                "F:",
+                Counter::TransfersPerSec,
+                Source::Node,
+                points,
+            )],
+        )
+        .await
+        .unwrap();
+}
+
 async fn stored_points(
     service: &Service,
     cluster: &str,
@@ -325,20 +343,7 @@ async fn rollups_equal_what_the_raw_samples_give() {
             for &(at, v) in batch {
                 expected.insert(at, v);
             }
-            service
-                .ingest_perf(
-                    &admin(),
-                    "R",
-                    vec![series(
-                        "n1",
-                        "F:",
-                        Counter::TransfersPerSec,
-                        Source::Node,
-                        batch,
-                    )],
-                )
-                .await
-                .unwrap();
+            ingest_one_series(&service, "R", batch).await;
         }
         for (step, resolution) in [(MINUTE, "1m"), (HOUR, "1h"), (7_000, "raw")] {
             let result = service
@@ -395,20 +400,7 @@ async fn a_query_merges_its_own_clusters_waiting_batches_only() {
         let t0 = recent_hour();
         let points: Vec<(i64, f64)> = (0..30).map(|i| (t0 + i * 10_000, i as f64)).collect();
         for cluster in ["ASKED", "OTHER"] {
-            service
-                .ingest_perf(
-                    &admin(),
-                    cluster,
-                    vec![series(
-                        "n1",
-                        "F:",
-                        Counter::TransfersPerSec,
-                        Source::Node,
-                        &points,
-                    )],
-                )
-                .await
-                .unwrap();
+            ingest_one_series(&service, cluster, &points).await;
         }
         let result = service
             .perf_series(
@@ -439,20 +431,7 @@ async fn retention_deletes_exactly_the_points_past_each_horizon() {
         let cluster = store.create_cluster(&new_cluster("T")).await.unwrap();
         let t0 = recent_hour();
         let points: Vec<(i64, f64)> = (0..360).map(|i| (t0 + i * 10_000, i as f64)).collect();
-        service
-            .ingest_perf(
-                &admin(),
-                "T",
-                vec![series(
-                    "n1",
-                    "F:",
-                    Counter::TransfersPerSec,
-                    Source::Node,
-                    &points,
-                )],
-            )
-            .await
-            .unwrap();
+        ingest_one_series(&service, "T", &points).await;
         service.compact_perf().await.unwrap();
         // Keep raw samples from 17 min 5 s in, minute rollups from minute 31, hours from t0+1h.
         let now = t0 + 2 * HOUR;

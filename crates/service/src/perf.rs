@@ -515,7 +515,6 @@ pub enum TopBy {
 /// the time, not with anything else the server does.
 #[derive(Debug, Default)]
 pub struct CompactionTotals {
-    pub compactions: std::sync::atomic::AtomicU64,
     /// Time spent compacting, the database's statements included.
     pub busy_nanos: std::sync::atomic::AtomicU64,
 }
@@ -523,7 +522,6 @@ pub struct CompactionTotals {
 impl CompactionTotals {
     fn add(&self, busy: std::time::Duration) {
         use std::sync::atomic::Ordering::Relaxed;
-        self.compactions.fetch_add(1, Relaxed);
         self.busy_nanos
             .fetch_add(u64::try_from(busy.as_nanos()).unwrap_or(u64::MAX), Relaxed);
     }
